@@ -1,0 +1,687 @@
+"""Decoding, annotating and encoding PROXY protocol headers (sans-IO).
+
+``decode`` has fast paths for the common headers (v1 TCP4/TCP6, v2 INET/INET6 PROXY) and falls back
+to a careful walker for everything else.  The walker also produces :func:`annotate`'s field list, so
+the explanation a notebook draws and the decision the decoder takes come from the same code.
+
+Errors are reported at the earliest byte that makes the data impossible to complete into a valid
+header, so feeding a header whole or one byte at a time gives the same :class:`Reason`.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from ipaddress import IPv4Address, IPv6Address
+from typing import NamedTuple
+
+from .._addr import format_ip, ipv4_from_int, ipv4_int, ipv6_from_int, ipv6_int
+from ..errors import EncodeError, InvalidProxyHeader, Reason
+from ._crc32c import crc32c
+from ._model import TLV, Endpoint, ProxyHeader
+from ._spec import (
+    ADDRESS_BLOCK,
+    UNIX_PATH_LEN,
+    V1_MAX_LINE,
+    V1_PREFIX,
+    V2_DEFAULT_MAX_SIZE,
+    V2_FIXED,
+    V2_MAX_SIZE,
+    V2_SIGNATURE,
+    VALID_FAMILY_TRANSPORT,
+    Command,
+    Family,
+    SSLClient,
+    SSLSubType,
+    TLVType,
+    Transport,
+    tlv_range,
+)
+from ._tlv import check_ssl, check_tlvs, split_tlvs
+
+__all__ = ["Field", "annotate", "decode", "encode"]
+
+_tuple_new = tuple.__new__
+_unpack_v4 = struct.Struct("!IIHH").unpack_from
+_unpack_v6 = struct.Struct("!16s16sHH").unpack_from
+_unpack_v6q = struct.Struct("!QQQQHH").unpack_from
+_v4 = ipv4_from_int
+_v6 = ipv6_from_int
+# Octet text → value: a dict lookup is cheaper than int() in the v1 hot path.
+_OCTETS = {str(i).encode(): i for i in range(256)}
+
+_PROXY = Command.PROXY
+_LOCAL = Command.LOCAL
+_INET = Family.INET
+_INET6 = Family.INET6
+_UNIX = Family.UNIX
+_UNSPEC = Family.UNSPEC
+_STREAM = Transport.STREAM
+_TUNSPEC = Transport.UNSPEC
+
+_OCTET = rb"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_V4 = _OCTET + rb"\." + _OCTET + rb"\." + _OCTET + rb"\." + _OCTET
+_PORT = rb"(0|[1-9][0-9]{0,4})"
+# The common, valid v1 lines in one regex match; anything else takes the careful path.
+_V1_TCP4 = re.compile(rb"PROXY TCP4 " + _V4 + b" " + _V4 + b" " + _PORT + b" " + _PORT + rb"\r\n")
+_V1_TCP6 = re.compile(
+    rb"PROXY TCP6 ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) " + _PORT + b" " + _PORT + rb"\r\n"
+)
+_V1_PROTOCOLS = (b"TCP4", b"TCP6", b"UNKNOWN")
+
+
+class Field(NamedTuple):
+    """One annotated field of a header: where it is, what it is, what it means, and the verdict
+    (``ok``, ``ignored``, ``error``, ``incomplete`` or ``payload``)."""
+
+    offset: int
+    length: int
+    name: str
+    raw: bytes
+    meaning: str
+    verdict: str
+
+
+_Notes = list[Field] | None
+
+
+def _note(notes: _Notes, data: bytes, offset: int, length: int, name: str, meaning: str,
+          verdict: str = "ok") -> None:
+    if notes is not None:
+        notes.append(Field(offset, length, name, data[offset : offset + length], meaning, verdict))
+
+
+def _as_bytes(data: bytes | bytearray | memoryview, limit: int) -> bytes:
+    if type(data) is bytes:
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data[:limit])
+    raise TypeError(f"decode() needs bytes, bytearray or memoryview, not {type(data).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# decode
+
+
+def decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    version: int | None = None,
+    max_v2_size: int = V2_DEFAULT_MAX_SIZE,
+    verify_crc32c: bool = True,
+) -> ProxyHeader | None:
+    """Decode the PROXY protocol header at the start of *data*.
+
+    Returns the :class:`ProxyHeader` (its ``size`` is the number of bytes it occupies: everything
+    from ``data[size:]`` on belongs to the application), or ``None`` when *data* is a valid but
+    incomplete prefix of a header (read more and call again).  Malformed input raises
+    :class:`~realip.InvalidProxyHeader`.
+
+    *version* restricts the accepted version (1 or 2; ``None`` detects it).  *max_v2_size* caps the
+    total size of a v2 header (16 + length field, at most 65551).  *verify_crc32c* may be turned off
+    to inspect a header whose checksum is known to be wrong.
+    """
+    if not V2_FIXED <= max_v2_size <= V2_MAX_SIZE:
+        raise ValueError(f"max_v2_size must be in {V2_FIXED}..{V2_MAX_SIZE}, not {max_v2_size}")
+    data = _as_bytes(data, max(max_v2_size, V1_MAX_LINE))
+    first = data[:1]
+    if first == b"\r" and version != 1:
+        # Fast path: v2 PROXY over TCP/UDP with IPv4 or IPv6.
+        if data[:12] == V2_SIGNATURE and len(data) >= V2_FIXED:
+            fam = data[13]
+            end = V2_FIXED + ((data[14] << 8) | data[15])
+            if data[12] == 0x21 and end <= max_v2_size and len(data) >= end:
+                if fam == 0x11 and end >= 28:
+                    s, d, sp, dp = _unpack_v4(data, 16)
+                    src = _tuple_new(Endpoint, (_v4(s), sp))
+                    dst = _tuple_new(Endpoint, (_v4(d), dp))
+                    tlv_at = 28
+                    family = _INET
+                elif fam == 0x21 and end >= 52:
+                    sh, sl, dh, dl, sp, dp = _unpack_v6q(data, 16)
+                    src = _tuple_new(Endpoint, (_v6((sh << 64) | sl), sp))
+                    dst = _tuple_new(Endpoint, (_v6((dh << 64) | dl), dp))
+                    tlv_at = 52
+                    family = _INET6
+                else:
+                    return _walk(data, version, max_v2_size, verify_crc32c, None)
+                tlvs: tuple[TLV, ...] = ()
+                if end > tlv_at:
+                    tlvs = split_tlvs(data, tlv_at, end)
+                    check_tlvs(data[:end], tlvs, tlv_at, verify_crc32c)
+                return _tuple_new(
+                    ProxyHeader,
+                    (2, _PROXY, family, _STREAM, src, dst, tlvs, end, b"", None),
+                )
+    elif first == b"P" and version != 2:
+        m = _V1_TCP4.match(data)
+        if m is not None:
+            a, b, c, d, e, f, g, h, sp, dp = m.groups()
+            sport = int(sp)
+            dport = int(dp)
+            if sport <= 0xFFFF and dport <= 0xFFFF:
+                o = _OCTETS
+                src = _tuple_new(Endpoint, (_v4((o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]),
+                                            sport))
+                dst = _tuple_new(Endpoint, (_v4((o[e] << 24) | (o[f] << 16) | (o[g] << 8) | o[h]),
+                                            dport))
+                return _tuple_new(
+                    ProxyHeader, (1, _PROXY, _INET, _STREAM, src, dst, (), m.end(), b"", None)
+                )
+        elif data[6:10] == b"TCP6":
+            m = _V1_TCP6.match(data)
+            if m is not None:
+                st, dt, sp, dp = m.groups()
+                stext = st.decode("ascii")
+                dtext = dt.decode("ascii")
+                s_int = ipv6_int(stext)
+                d_int = ipv6_int(dtext)
+                sport = int(sp)
+                dport = int(dp)
+                if (s_int is not None and d_int is not None
+                        and sport <= 0xFFFF and dport <= 0xFFFF):
+                    src = _tuple_new(Endpoint, (_v6(s_int), sport))
+                    dst = _tuple_new(Endpoint, (_v6(d_int), dport))
+                    return _tuple_new(ProxyHeader, (
+                        1, _PROXY, _INET6, _STREAM, src, dst, (), m.end(), b"", (stext, dtext)))
+    return _walk(data, version, max_v2_size, verify_crc32c, None)
+
+
+def _walk(data: bytes, version: int | None, max_v2_size: int, verify: bool,
+          notes: _Notes) -> ProxyHeader | None:
+    """The careful path: validates field by field, optionally recording annotations."""
+    if not data:
+        return None
+    first = data[0]
+    if first == 0x0D:
+        if version == 1:
+            raise InvalidProxyHeader(
+                Reason.WRONG_VERSION, "a v2 signature where only v1 is accepted", data[:12], 0)
+        return _walk_v2(data, max_v2_size, verify, notes)
+    if first == 0x50:  # "P"
+        if version == 2:
+            raise InvalidProxyHeader(
+                Reason.WRONG_VERSION, "a v1 line where only v2 is accepted", data[:16], 0)
+        return _walk_v1(data, notes)
+    raise InvalidProxyHeader(
+        Reason.NOT_PROXY, "neither a v1 line ('PROXY ') nor a v2 signature", data[:16], 0)
+
+
+# -- v1 -----------------------------------------------------------------------------------------
+
+
+def _v4_prefix_ok(t: bytes) -> bool:
+    """Could *t* still grow into a dotted quad without leading zeros?"""
+    if len(t) > 15:
+        return False
+    octets = t.split(b".")
+    if len(octets) > 4:
+        return False
+    last = len(octets) - 1
+    for j, o in enumerate(octets):
+        if not o:
+            if j != last:
+                return False
+            continue
+        if not o.isdigit() or (len(o) > 1 and o[0] == 0x30) or int(o) > 255:
+            return False
+    return True
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _v6_prefix_ok(t: bytes) -> bool:
+    """Could *t* still grow into an IPv6 address text?"""
+    if len(t) > 45 or b":::" in t or t.count(b"::") > 1:
+        return False
+    if t[:1] == b":" and t[1:2] not in (b"", b":"):
+        return False
+    head, _, quad = t.rpartition(b":")
+    if b"." in head:
+        return False
+    if b"." in quad:
+        if not _v4_prefix_ok(quad):
+            return False
+        budget = 6
+    else:
+        budget = 8
+    groups = [g for g in t.split(b":") if g]
+    if b"." in quad:
+        groups = groups[:-1]
+    for g in groups:
+        if len(g) > 4 or any(c not in _HEX for c in g):
+            return False
+    if quad and b"." not in quad and any(c not in _HEX for c in quad):
+        return False
+    if b"::" in t:
+        return len(groups) <= budget - 1
+    return len(groups) <= budget
+
+
+def _port_prefix_ok(t: bytes) -> bool:
+    if not t:
+        return True
+    return t.isdigit() and not (len(t) > 1 and t[0] == 0x30) and int(t) <= 0xFFFF
+
+
+def _walk_v1(data: bytes, notes: _Notes) -> ProxyHeader | None:
+    n = len(data)
+    if not data.startswith(V1_PREFIX):
+        if V1_PREFIX.startswith(data[:6]) and n < 6:
+            _note(notes, data, 0, n, "signature", "start of 'PROXY ' (v1)", "incomplete")
+            return None
+        raise InvalidProxyHeader(Reason.NOT_PROXY, "a v1 line starts with 'PROXY '", data[:16], 0)
+    _note(notes, data, 0, 6, "signature", "'PROXY ' starts a v1 (text) header")
+    window = data[:V1_MAX_LINE]
+    cr = window.find(b"\r")
+    lf = window.find(b"\n")
+    ends = [i for i in (cr, lf) if i >= 0]
+    term = min(ends) if ends else -1
+    line = window if term < 0 else window[:term]
+    # The first byte that is not printable ASCII ends what we can judge as text.
+    bad = next((i for i, c in enumerate(line) if not 0x20 <= c <= 0x7E), -1)
+    if bad >= 0:
+        _v1_fields(data, line[:bad], False, notes)
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_CHARACTER, f"byte 0x{line[bad]:02X} is not printable ASCII",
+            line[bad : bad + 1], bad)
+    if term < 0:
+        _v1_fields(data, line, False, notes)
+        if n >= V1_MAX_LINE:
+            raise InvalidProxyHeader(
+                Reason.V1_TOO_LONG, f"no CRLF within the first {V1_MAX_LINE} bytes",
+                data[:V1_MAX_LINE], 0)
+        _note(notes, data, n, 0, "CRLF", "the line has not ended yet", "incomplete")
+        return None
+    header = _v1_fields(data, line, True, notes)
+    if data[term] == 0x0A:
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_TERMINATOR, "a lone LF ends the line (CRLF required)",
+            data[term : term + 1], term)
+    if term + 1 == n:
+        _note(notes, data, term, 1, "CRLF", "CR received, LF still to come", "incomplete")
+        return None
+    if data[term + 1] != 0x0A:
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_TERMINATOR, "CR not followed by LF", data[term : term + 2], term)
+    if term + 2 > V1_MAX_LINE:
+        raise InvalidProxyHeader(
+            Reason.V1_TOO_LONG, f"the line is {term + 2} bytes long (at most {V1_MAX_LINE})",
+            data[:V1_MAX_LINE], 0)
+    _note(notes, data, term, 2, "CRLF", "end of the v1 line")
+    assert header is not None
+    return header._with_size(term + 2)
+
+
+def _v1_fields(data: bytes, line: bytes, complete: bool, notes: _Notes) -> ProxyHeader | None:
+    """Validate the fields of a v1 *line* (without CRLF); *complete* says whether it has ended.
+
+    Returns the header (with size 0) for a complete valid line, None for a valid prefix."""
+    parts = line[6:].split(b" ")
+    proto = parts[0]
+    pos = 6
+    if len(parts) == 1 and not complete:
+        if not any(p.startswith(proto) for p in _V1_PROTOCOLS):
+            raise InvalidProxyHeader(
+                Reason.V1_BAD_PROTOCOL, "protocol must be TCP4, TCP6 or UNKNOWN", proto, pos)
+        _note(notes, data, pos, len(proto), "protocol", "protocol name so far", "incomplete")
+        return None
+    if proto not in _V1_PROTOCOLS:
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_PROTOCOL, "protocol must be TCP4, TCP6 or UNKNOWN", proto, pos)
+    if proto == b"UNKNOWN":
+        _note(notes, data, pos, 7, "protocol", "UNKNOWN: use the real connection's addresses")
+        rest = len(line) - pos - 7
+        if rest:
+            _note(notes, data, pos + 7, rest, "ignored", "after UNKNOWN, receivers ignore the rest",
+                  "ignored")
+        if not complete:
+            return None
+        return _tuple_new(ProxyHeader, (1, _PROXY, _UNSPEC, _TUNSPEC, None, None, (), 0, b"", None))
+    v6 = proto == b"TCP6"
+    _note(notes, data, pos, 4, "protocol", "TCP over IPv6" if v6 else "TCP over IPv4")
+    pos += 5
+    fields = parts[1:]
+    names = ("source address", "destination address", "source port", "destination port")
+    values: list[object] = []
+    for idx, tok in enumerate(fields):
+        partial = not complete and idx == len(fields) - 1
+        if idx >= 4:
+            raise InvalidProxyHeader(
+                Reason.V1_BAD_SEPARATOR, "extra field or space after the destination port",
+                line[pos - 1 : pos + 8], pos - 1)
+        if not tok and not partial:
+            raise InvalidProxyHeader(
+                Reason.V1_BAD_SEPARATOR, f"empty {names[idx]} (two spaces in a row?)",
+                line[max(pos - 1, 0) : pos + 8], pos - 1 if pos else pos)
+        if idx < 2:
+            if partial:
+                ok = _v6_prefix_ok(tok) if v6 else _v4_prefix_ok(tok)
+                if not ok:
+                    raise InvalidProxyHeader(
+                        Reason.V1_BAD_ADDRESS,
+                        f"{names[idx]} cannot become an {'IPv6' if v6 else 'IPv4'} address",
+                        tok, pos)
+                _note(notes, data, pos, len(tok), names[idx], "address so far", "incomplete")
+            else:
+                text = tok.decode("ascii")
+                num = ipv6_int(text) if v6 else ipv4_int(text)
+                if num is None:
+                    raise InvalidProxyHeader(
+                        Reason.V1_BAD_ADDRESS,
+                        f"{names[idx]} is not a valid {'IPv6' if v6 else 'IPv4'} address"
+                        " (no leading zeros, no zone id, family must match the protocol)",
+                        tok, pos)
+                addr: IPv4Address | IPv6Address = IPv6Address(num) if v6 else IPv4Address(num)
+                values.append(addr)
+                _note(notes, data, pos, len(tok), names[idx], format_ip(addr))
+        else:
+            if partial:
+                if not _port_prefix_ok(tok):
+                    raise InvalidProxyHeader(
+                        Reason.V1_BAD_PORT, f"{names[idx]} cannot become a port 0..65535", tok, pos)
+                _note(notes, data, pos, len(tok), names[idx], "port so far", "incomplete")
+            else:
+                if not _port_prefix_ok(tok):
+                    raise InvalidProxyHeader(
+                        Reason.V1_BAD_PORT,
+                        f"{names[idx]} must be decimal 0..65535 without leading zeros", tok, pos)
+                values.append(int(tok))
+                _note(notes, data, pos, len(tok), names[idx], f"port {int(tok)}")
+        pos += len(tok) + 1
+    if not complete:
+        return None
+    if len(values) < 4:
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_SEPARATOR,
+            f"the line ends after {len(values)} of 4 fields (src dst sport dport)", line, 0)
+    s, d, sp, dp = values
+    spelling = (fields[0].decode("ascii"), fields[1].decode("ascii")) if v6 else None
+    return _tuple_new(ProxyHeader, (
+        1, _PROXY, _INET6 if v6 else _INET, _STREAM,
+        _tuple_new(Endpoint, (s, sp)), _tuple_new(Endpoint, (d, dp)), (), 0, b"", spelling))
+
+
+# -- v2 -----------------------------------------------------------------------------------------
+
+
+def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHeader | None:
+    n = len(data)
+    if n < 12:
+        if V2_SIGNATURE.startswith(data):
+            _note(notes, data, 0, n, "signature", "start of the v2 signature", "incomplete")
+            return None
+        raise InvalidProxyHeader(Reason.NOT_PROXY, "not the v2 signature", data[:12], 0)
+    if data[:12] != V2_SIGNATURE:
+        raise InvalidProxyHeader(Reason.NOT_PROXY, "not the v2 signature", data[:12], 0)
+    _note(notes, data, 0, 12, "signature", "v2 (binary) signature \\r\\n\\r\\n\\0\\r\\nQUIT\\n")
+    if n < 13:
+        return None
+    vc = data[12]
+    if vc >> 4 != 2:
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_VERSION, f"version nibble is {vc >> 4}, must be 2", data[12:13], 12)
+    if vc & 0xF > 1:
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_COMMAND, f"command nibble is {vc & 0xF} (0 LOCAL, 1 PROXY)",
+            data[12:13], 12)
+    command = Command(vc & 0xF)
+    _note(notes, data, 12, 1, "version/command", f"version 2, command {command.name}"
+          + (" (health check: use the real addresses)" if command is _LOCAL else ""))
+    if n < 14:
+        return None
+    ft = data[13]
+    if ft >> 4 > 3:
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_FAMILY, f"family nibble {ft >> 4} is undefined", data[13:14], 13)
+    if ft & 0xF > 2:
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_TRANSPORT, f"transport nibble {ft & 0xF} is undefined", data[13:14], 13)
+    if ft not in VALID_FAMILY_TRANSPORT:
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_FAMILY_TRANSPORT,
+            f"family/transport byte 0x{ft:02X} mixes UNSPEC with a defined value",
+            data[13:14], 13)
+    family = Family(ft >> 4)
+    transport = Transport(ft & 0xF)
+    _note(notes, data, 13, 1, "family/transport", f"{family.name} over {transport.name}")
+    if n < 16:
+        if n == 15:
+            _note(notes, data, 14, 1, "length", "first byte of the length", "incomplete")
+        return None
+    length = (data[14] << 8) | data[15]
+    end = V2_FIXED + length
+    if end > max_size:
+        raise InvalidProxyHeader(
+            Reason.V2_TOO_LARGE, f"header would be {end} bytes, the cap is {max_size}",
+            data[14:16], 14)
+    _note(notes, data, 14, 2, "length", f"{length} more bytes (header is {end} bytes)")
+    block = ADDRESS_BLOCK[family]
+    if length < block and (command is _PROXY or length):
+        raise InvalidProxyHeader(
+            Reason.V2_ADDRESS_TRUNCATED,
+            f"{family.name} needs a {block}-byte address block, length is {length}",
+            data[14:16], 14)
+    if n < end:
+        _note(notes, data, 16, n - 16, "rest", f"{end - n} byte(s) still to come", "incomplete")
+        return None
+    src: Endpoint | None = None
+    dst: Endpoint | None = None
+    skipped = b""
+    if command is _LOCAL:
+        if block and length:
+            skipped = data[16 : 16 + block]
+            _note(notes, data, 16, block, "address block",
+                  "ignored: LOCAL means the real connection's addresses count", "ignored")
+        else:
+            block = 0
+    elif family is _INET:
+        s, d, sp, dp = _unpack_v4(data, 16)
+        src = _tuple_new(Endpoint, (IPv4Address(s), sp))
+        dst = _tuple_new(Endpoint, (IPv4Address(d), dp))
+    elif family is _INET6:
+        s6, d6, sp, dp = _unpack_v6(data, 16)
+        src = _tuple_new(Endpoint, (IPv6Address(s6), sp))
+        dst = _tuple_new(Endpoint, (IPv6Address(d6), dp))
+    elif family is _UNIX:
+        src = _tuple_new(Endpoint, (_unix_path(data, 16), None))
+        dst = _tuple_new(Endpoint, (_unix_path(data, 16 + UNIX_PATH_LEN), None))
+    if src is not None and dst is not None and notes is not None:
+        if family is _UNIX:
+            _note(notes, data, 16, UNIX_PATH_LEN, "source path", repr(src.host))
+            _note(notes, data, 16 + UNIX_PATH_LEN, UNIX_PATH_LEN, "destination path",
+                  repr(dst.host))
+        else:
+            w = 4 if family is _INET else 16
+            _note(notes, data, 16, w, "source address", format_ip(src.host))  # type: ignore[arg-type]
+            _note(notes, data, 16 + w, w, "destination address",
+                  format_ip(dst.host))  # type: ignore[arg-type]
+            _note(notes, data, 16 + 2 * w, 2, "source port", f"port {src.port}")
+            _note(notes, data, 18 + 2 * w, 2, "destination port", f"port {dst.port}")
+    tlv_at = V2_FIXED + block
+    tlvs = split_tlvs(data, tlv_at, end) if end > tlv_at else ()
+    if notes is not None:
+        _note_tlvs(data, tlvs, tlv_at, notes)
+    check_tlvs(data[:end], tlvs, tlv_at, verify)
+    if notes is not None:
+        for i, f in enumerate(notes):
+            if f.name == "CRC32C" and f.verdict == "ok":
+                notes[i] = f._replace(meaning=f.meaning + (" — verified" if verify else
+                                                           " — not verified (disabled)"))
+    return _tuple_new(ProxyHeader, (2, command, family, transport, src, dst, tlvs, end, skipped,
+                                    None))
+
+
+def _unix_path(data: bytes, at: int) -> str:
+    raw = data[at : at + UNIX_PATH_LEN]
+    if raw[:1] == b"\0":
+        # Linux abstract socket: the name follows a leading NUL; trailing NULs are padding.
+        name = raw[1:].rstrip(b"\0")
+        return "\0" + name.decode("utf-8", "surrogateescape") if name else ""
+    path, nul, pad = raw.partition(b"\0")
+    if nul and pad.strip(b"\0"):
+        raise InvalidProxyHeader(
+            Reason.V2_BAD_UNIX_PATH, "bytes other than NUL after the NUL that ends the path",
+            raw, at)
+    return path.decode("utf-8", "surrogateescape")
+
+
+def _tlv_meaning(t: int, v: bytes) -> str:
+    if t == TLVType.CRC32C:
+        return f"CRC32C 0x{v.hex().upper()}"
+    if t == TLVType.AUTHORITY:
+        return f"authority (SNI) {v.decode('utf-8', 'replace')!r}"
+    if t == TLVType.ALPN:
+        return f"ALPN {v.decode('ascii', 'replace')!r}"
+    if t == TLVType.NOOP:
+        return f"NOOP padding, {len(v)} byte(s)"
+    if t == TLVType.UNIQUE_ID:
+        return f"unique id, {len(v)} byte(s)"
+    if t == TLVType.NETNS:
+        return f"network namespace {v.decode('ascii', 'replace')!r}"
+    if t == TLVType.AWS and v[:1] == b"\x01":
+        return f"AWS VPC endpoint {v[1:].decode('ascii', 'replace')!r}"
+    if t == TLVType.AZURE and len(v) == 5 and v[0] == 1:
+        return f"Azure Private Link LINKID {int.from_bytes(v[1:], 'little')}"
+    if t == TLVType.GCP and len(v) == 8:
+        return f"GCP PSC connection id {int.from_bytes(v, 'big')}"
+    return f"{tlv_range(t)} TLV type 0x{t:02X}, {len(v)} byte(s)"
+
+
+def _note_tlvs(data: bytes, tlvs: tuple[TLV, ...], at: int, notes: list[Field]) -> None:
+    for t, v in tlvs:
+        name = TLV(t, v).name
+        _note(notes, data, at, 3, f"{name} head", f"TLV type 0x{t:02X}, {len(v)} byte(s)")
+        if t == TLVType.SSL and len(v) >= 5:
+            client = SSLClient(v[0])
+            flags = "|".join(f.name or "" for f in SSLClient if f in client) or "none"
+            _note(notes, data, at + 3, 1, "SSL client", f"client flags {flags}")
+            _note(notes, data, at + 4, 4, "SSL verify",
+                  f"verify {int.from_bytes(v[1:5], 'big')} (0 = certificate verified)")
+            sub_at = at + 8
+            try:
+                subs = check_ssl(v, at + 3)
+            except InvalidProxyHeader:
+                subs = ()
+            for st, sv in subs:
+                try:
+                    sname = SSLSubType(st).name
+                except ValueError:
+                    sname = f"0x{st:02X}"
+                _note(notes, data, sub_at, 3 + len(sv), f"SSL {sname}",
+                      sv.decode("utf-8", "replace") if st != SSLSubType.CLIENT_CERT
+                      else f"certificate, {len(sv)} bytes DER")
+                sub_at += 3 + len(sv)
+        elif v or t != TLVType.NOOP:
+            verdict = "ignored" if t == TLVType.NOOP else "ok"
+            _note(notes, data, at + 3, len(v), name, _tlv_meaning(t, v), verdict)
+        at += 3 + len(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# annotate
+
+
+def annotate(
+    data: bytes | bytearray | memoryview,
+    *,
+    version: int | None = None,
+    max_v2_size: int = V2_DEFAULT_MAX_SIZE,
+    verify_crc32c: bool = True,
+) -> list[Field]:
+    """Explain *data* field by field, like Wireshark's bytes pane.
+
+    Never raises for any input bytes: a malformed header ends with a field whose verdict is
+    ``error`` (its meaning carries the reason), an incomplete one with ``incomplete``, and bytes
+    after a complete header are one ``payload`` field.
+    """
+    buf = _as_bytes(data, V2_MAX_SIZE + 4096)
+    notes: list[Field] = []
+    try:
+        header = _walk(buf, version, max_v2_size, verify_crc32c, notes)
+    except InvalidProxyHeader as exc:
+        at = exc.offset or 0
+        # Fields at or after the offending bytes are superseded by the error field.
+        notes[:] = [f for f in notes if f.offset < at and f.verdict != "incomplete"]
+        length = max(1, len(exc.data)) if at < len(buf) else 0
+        notes.append(Field(at, min(length, len(buf) - at), "error", buf[at : at + length],
+                           f"{exc.reason.value}: {exc.detail}", "error"))
+        return notes
+    if header is not None and header.size < len(buf):
+        notes.append(Field(header.size, len(buf) - header.size, "payload", buf[header.size :],
+                           "application data after the header (not part of it)", "payload"))
+    return notes
+
+
+# ----------------------------------------------------------------------------------------------
+# encode
+
+
+def encode(header: ProxyHeader, *, fill_crc32c: bool = True) -> bytes:
+    """Serialise *header*.
+
+    Anything :func:`decode` accepted comes out byte for byte as it went in, except a v1
+    ``UNKNOWN`` line, which is written in its short form ``PROXY UNKNOWN\\r\\n``.  A CRC32C TLV's
+    value is computed last, over the whole header with the field zeroed (set *fill_crc32c* to
+    False to keep the value given, e.g. to build a tampered header for a lesson).
+    """
+    if not isinstance(header, ProxyHeader):
+        raise EncodeError(f"encode() needs a ProxyHeader, not {type(header).__name__}")
+    if header.version == 1:
+        return _encode_v1(header)
+    return _encode_v2(header, fill_crc32c)
+
+
+def _encode_v1(h: ProxyHeader) -> bytes:
+    if h.family is _UNSPEC:
+        return b"PROXY UNKNOWN\r\n"
+    src, dst = h.source, h.destination
+    assert src is not None and dst is not None
+    texts = [format_ip(src.host), format_ip(dst.host)]  # type: ignore[arg-type]
+    if h.v1_text is not None:
+        # Keep the sender's spelling (e.g. "2001:0DB8::1") when it still means the same address.
+        for i, (orig, ep) in enumerate(zip(h.v1_text, (src, dst), strict=True)):
+            num = ipv6_int(orig) if h.family is _INET6 else ipv4_int(orig)
+            if num is not None and num == int(ep.host):
+                texts[i] = orig
+    proto = "TCP4" if h.family is _INET else "TCP6"
+    return f"PROXY {proto} {texts[0]} {texts[1]} {src.port} {dst.port}\r\n".encode("ascii")
+
+
+def _encode_v2(h: ProxyHeader, fill_crc32c: bool) -> bytes:
+    parts: list[bytes] = []
+    if h.command is _LOCAL:
+        parts.append(h.skipped)
+    elif h.family is _INET or h.family is _INET6:
+        src, dst = h.source, h.destination
+        assert src is not None and dst is not None
+        parts.append(src.host.packed + dst.host.packed  # type: ignore[union-attr]
+                     + struct.pack("!HH", src.port, dst.port))
+    elif h.family is _UNIX:
+        src, dst = h.source, h.destination
+        assert src is not None and dst is not None
+        for ep in (src, dst):
+            raw = str(ep.host).encode("utf-8", "surrogateescape")
+            parts.append(raw.ljust(UNIX_PATH_LEN, b"\0"))
+    crc_at = -1
+    offset = V2_FIXED + sum(len(p) for p in parts)
+    for t, v in h.tlvs:
+        if t == TLVType.CRC32C and fill_crc32c:
+            if len(v) != 4:
+                raise EncodeError(f"a CRC32C TLV holds 4 bytes, this one {len(v)}")
+            if crc_at >= 0:
+                raise EncodeError("two CRC32C TLVs: receivers reject that")
+            crc_at = offset + 3
+            v = b"\0\0\0\0"
+        parts.append(bytes((t, len(v) >> 8, len(v) & 0xFF)) + v)
+        offset += 3 + len(v)
+    body = b"".join(parts)
+    if len(body) > 0xFFFF:
+        raise EncodeError(f"a v2 header holds at most 65535 bytes after the fixed part, not "
+                          f"{len(body)}")
+    out = (V2_SIGNATURE + bytes((0x20 | h.command, (h.family << 4) | h.transport))
+           + len(body).to_bytes(2, "big") + body)
+    if crc_at >= 0:
+        out = out[:crc_at] + crc32c(out).to_bytes(4, "big") + out[crc_at + 4 :]
+    return out

@@ -1,0 +1,342 @@
+"""Value types: :class:`Endpoint`, :class:`TLV`, :class:`ProxyHeader`, :class:`SSLInfo`.
+
+They are named tuples underneath because the decoder creates one per connection and tuples are
+the cheapest immutable objects CPython builds; the public constructors validate, the decoder
+(which has already validated) bypasses them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, NamedTuple
+
+from ._spec import (
+    AWS_VPCE_ID,
+    AZURE_PRIVATE_ENDPOINT_LINKID,
+    Command,
+    Family,
+    SSLClient,
+    SSLSubType,
+    TLVType,
+    Transport,
+)
+
+__all__ = ["TLV", "Endpoint", "ProxyHeader", "SSLInfo"]
+
+Host = IPv4Address | IPv6Address | str
+
+
+class Endpoint(NamedTuple):
+    """One side of a connection: ``host`` is an ``ipaddress`` object (or a ``str`` UNIX path),
+    ``port`` an int (``None`` for UNIX sockets).  It unpacks like a socket address tuple."""
+
+    host: Host
+    port: int | None
+
+    def __str__(self) -> str:
+        from .._addr import format_ip
+
+        if isinstance(self.host, str):
+            return self.host
+        text = format_ip(self.host)
+        if isinstance(self.host, IPv6Address):
+            text = f"[{text}]"
+        return text if self.port is None else f"{text}:{self.port}"
+
+
+class TLV(NamedTuple):
+    """One type-length-value record of a v2 header, kept raw and in wire order."""
+
+    type: int
+    value: bytes
+
+    @property
+    def name(self) -> str:
+        """The registered name of the type (``"CRC32C"``), or its hex code (``"0xF1"``)."""
+        try:
+            return TLVType(self.type).name
+        except ValueError:
+            return f"0x{self.type:02X}"
+
+
+class SSLInfo(NamedTuple):
+    """The decoded SSL TLV."""
+
+    client: SSLClient
+    verify: int
+    subtlvs: tuple[TLV, ...]
+
+    @property
+    def verified(self) -> bool:
+        """True only if a client certificate was presented *and* verified.
+
+        The spec says ``verify == 0`` means verified, but HAProxy leaves 0 when the client sent no
+        certificate at all, so the CERT bits are checked too.
+        """
+        has_cert = bool(self.client & (SSLClient.CERT_CONN | SSLClient.CERT_SESS))
+        return has_cert and self.verify == 0
+
+    def get(self, subtype: int) -> bytes | None:
+        """First sub-TLV value of *subtype*, or None."""
+        for t in self.subtlvs:
+            if t.type == subtype:
+                return t.value
+        return None
+
+    def _text(self, subtype: int) -> str | None:
+        v = self.get(subtype)
+        return None if v is None else v.decode("utf-8", "replace")
+
+    @property
+    def version(self) -> str | None:
+        """TLS version (``TLSv1.3``)."""
+        return self._text(SSLSubType.VERSION)
+
+    @property
+    def cn(self) -> str | None:
+        """Common Name of the client certificate."""
+        return self._text(SSLSubType.CN)
+
+    @property
+    def cipher(self) -> str | None:
+        """Cipher suite name."""
+        return self._text(SSLSubType.CIPHER)
+
+    @property
+    def sig_alg(self) -> str | None:
+        """Algorithm that signed the proxy's certificate."""
+        return self._text(SSLSubType.SIG_ALG)
+
+    @property
+    def key_alg(self) -> str | None:
+        """Key algorithm of the proxy's certificate."""
+        return self._text(SSLSubType.KEY_ALG)
+
+    @property
+    def group(self) -> str | None:
+        """Key-exchange group."""
+        return self._text(SSLSubType.GROUP)
+
+    @property
+    def sig_scheme(self) -> str | None:
+        """Signature scheme used by the proxy."""
+        return self._text(SSLSubType.SIG_SCHEME)
+
+    @property
+    def client_cert(self) -> bytes | None:
+        """The client's certificate, DER."""
+        return self.get(SSLSubType.CLIENT_CERT)
+
+
+class _Fields(NamedTuple):
+    version: int
+    command: Command
+    family: Family
+    transport: Transport
+    source: Endpoint | None
+    destination: Endpoint | None
+    tlvs: tuple[TLV, ...] = ()
+    size: int = 0
+    #: raw address block of a LOCAL header (ignored by receivers, kept to re-encode it exactly)
+    skipped: bytes = b""
+    #: the v1 address texts as received (kept to re-encode the line exactly); not compared
+    v1_text: tuple[str, str] | None = None
+
+
+_tuple_new = tuple.__new__
+
+
+class ProxyHeader(_Fields):
+    """A decoded (or to-be-encoded) PROXY protocol header; immutable.
+
+    ``version`` is 1 or 2; ``command``, ``family`` and ``transport`` are enums; ``source`` and
+    ``destination`` are :class:`Endpoint` or ``None`` (LOCAL, UNKNOWN, UNSPEC: use the real
+    connection's addresses); ``tlvs`` the v2 TLVs in wire order, duplicates included; ``size`` the
+    number of bytes the header occupied in the decoded data.  Two headers compare equal when they
+    carry the same information (``size`` and the v1 text spelling are not compared).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls,
+        version: int,
+        command: Command | int,
+        family: Family | int,
+        transport: Transport | int,
+        source: Endpoint | tuple[Any, Any] | None = None,
+        destination: Endpoint | tuple[Any, Any] | None = None,
+        tlvs: Iterable[TLV | tuple[int, bytes]] = (),
+        size: int = 0,
+        skipped: bytes = b"",
+        v1_text: tuple[str, str] | None = None,
+    ) -> ProxyHeader:
+        from ._validate import validate_fields
+
+        fields = validate_fields(
+            version, command, family, transport, source, destination, tlvs, size, skipped, v1_text
+        )
+        return _tuple_new(cls, fields)
+
+    # -- equality ignores size and the v1 spelling ---------------------------------------------
+    def _key(self) -> tuple[Any, ...]:
+        return (*self[:7], self[8])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProxyHeader):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, ProxyHeader):
+            return NotImplemented
+        return self._key() != other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        parts = [
+            f"version={self.version}",
+            f"command={self.command.name}",
+            f"family={self.family.name}",
+            f"transport={self.transport.name}",
+            f"source={self.source!r}",
+            f"destination={self.destination!r}",
+        ]
+        if self.tlvs:
+            parts.append(f"tlvs={self.tlvs!r}")
+        if self.skipped:
+            parts.append(f"skipped={self.skipped!r}")
+        parts.append(f"size={self.size}")
+        return f"ProxyHeader({', '.join(parts)})"
+
+    def _replace(self, **kwargs: Any) -> ProxyHeader:
+        """A copy with some fields changed (validated like the constructor)."""
+        values = self._asdict()
+        if ("source" in kwargs or "destination" in kwargs) and "v1_text" not in kwargs:
+            values["v1_text"] = None  # the old spelling no longer describes the new endpoints
+        values.update(kwargs)
+        return ProxyHeader(**values)
+
+    def _with_size(self, size: int) -> ProxyHeader:
+        return _tuple_new(ProxyHeader, (*self[:7], size, *self[8:]))
+
+    # -- convenience ---------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        """True when receivers must use the real connection endpoints (LOCAL, UNKNOWN, UNSPEC)."""
+        return self.source is None
+
+    def tlv(self, tlv_type: int) -> bytes | None:
+        """Value of the first TLV of *tlv_type*, or None."""
+        for t in self.tlvs:
+            if t.type == tlv_type:
+                return t.value
+        return None
+
+    def tlvs_of(self, tlv_type: int) -> tuple[bytes, ...]:
+        """Values of every TLV of *tlv_type*, in wire order."""
+        return tuple(t.value for t in self.tlvs if t.type == tlv_type)
+
+    @property
+    def alpn(self) -> bytes | None:
+        """ALPN TLV value."""
+        return self.tlv(TLVType.ALPN)
+
+    @property
+    def authority(self) -> str | None:
+        """AUTHORITY TLV (host name / SNI), decoded as UTF-8."""
+        v = self.tlv(TLVType.AUTHORITY)
+        return None if v is None else v.decode("utf-8", "replace")
+
+    @property
+    def crc32c(self) -> int | None:
+        """The CRC32C TLV value as an int (already verified by the decoder)."""
+        v = self.tlv(TLVType.CRC32C)
+        return None if v is None or len(v) != 4 else int.from_bytes(v, "big")
+
+    @property
+    def unique_id(self) -> bytes | None:
+        """UNIQUE_ID TLV value."""
+        return self.tlv(TLVType.UNIQUE_ID)
+
+    @property
+    def netns(self) -> str | None:
+        """NETNS TLV value (network namespace name)."""
+        v = self.tlv(TLVType.NETNS)
+        return None if v is None else v.decode("ascii", "replace")
+
+    @property
+    def ssl(self) -> SSLInfo | None:
+        """The decoded SSL TLV, or None."""
+        v = self.tlv(TLVType.SSL)
+        if v is None or len(v) < 5:
+            return None
+        from ._tlv import split_tlvs
+
+        subs = split_tlvs(v, 5)
+        return SSLInfo(SSLClient(v[0]), int.from_bytes(v[1:5], "big"), subs or ())
+
+    @property
+    def aws_vpce_id(self) -> str | None:
+        """AWS PrivateLink VPC endpoint id (custom TLV 0xEA, sub-type 0x01)."""
+        for v in self.tlvs_of(TLVType.AWS):
+            if v[:1] == bytes([AWS_VPCE_ID]):
+                return v[1:].decode("ascii", "replace")
+        return None
+
+    @property
+    def azure_private_endpoint_linkid(self) -> int | None:
+        """Azure Private Link LINKID (custom TLV 0xEE, sub-type 0x01, 32-bit little-endian)."""
+        for v in self.tlvs_of(TLVType.AZURE):
+            if len(v) == 5 and v[0] == AZURE_PRIVATE_ENDPOINT_LINKID:
+                return int.from_bytes(v[1:5], "little")
+        return None
+
+    @property
+    def gcp_psc_connection_id(self) -> int | None:
+        """Google Cloud Private Service Connect connection id (custom TLV 0xE0, 8 bytes BE)."""
+        for v in self.tlvs_of(TLVType.GCP):
+            if len(v) == 8:
+                return int.from_bytes(v, "big")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (what ``python -m realip decode --json`` prints)."""
+
+        def ep(e: Endpoint | None) -> dict[str, Any] | None:
+            if e is None:
+                return None
+            from .._addr import format_ip
+
+            host = e.host if isinstance(e.host, str) else format_ip(e.host)
+            return {"host": host, "port": e.port}
+
+        out: dict[str, Any] = {
+            "version": self.version,
+            "command": self.command.name,
+            "family": self.family.name,
+            "transport": self.transport.name,
+            "source": ep(self.source),
+            "destination": ep(self.destination),
+            "size": self.size,
+            "tlvs": [{"type": t.type, "name": t.name, "value": t.value.hex()} for t in self.tlvs],
+        }
+        ssl = self.ssl
+        if ssl is not None:
+            out["ssl"] = {
+                "client": int(ssl.client),
+                "verify": ssl.verify,
+                "verified": ssl.verified,
+                "subtlvs": [{"type": t.type, "value": t.value.hex()} for t in ssl.subtlvs],
+            }
+        for key in ("authority", "unique_id", "netns", "aws_vpce_id",
+                    "azure_private_endpoint_linkid", "gcp_psc_connection_id", "crc32c", "alpn"):
+            val = getattr(self, key)
+            if val is not None:
+                out[key] = val.hex() if isinstance(val, bytes) else val
+        if self.skipped:
+            out["skipped"] = self.skipped.hex()
+        return out
