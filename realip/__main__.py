@@ -1,0 +1,94 @@
+"""Command line: ``python -m realip decode HEX|-  [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+
+from .errors import InvalidProxyHeader
+
+
+def _read_input(arg: str) -> bytes:
+    if arg == "-":
+        return sys.stdin.buffer.read()
+    cleaned = re.sub(r"[\s:]|0x", "", arg)
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise SystemExit(f"realip decode: not hexadecimal: {arg!r} (use '-' to read raw bytes"
+                         " from standard input)") from None
+
+
+def _short_hex(raw: bytes, width: int = 24) -> str:
+    text = raw.hex()
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def format_fields(data: bytes, **options: object) -> str:
+    """The annotated field table ``python -m realip decode`` prints."""
+    from .proxy_protocol import annotate
+
+    rows = annotate(data, **options)  # type: ignore[arg-type]
+    head = f"{'offset':>6} {'len':>4}  {'field':<20} {'bytes':<24}  {'verdict':<10} meaning"
+    lines = [head, "-" * len(head)]
+    for f in rows:
+        lines.append(f"{f.offset:>6} {f.length:>4}  {f.name:<20} {_short_hex(f.raw):<24}  "
+                     f"{f.verdict:<10} {f.meaning}")
+    return "\n".join(lines)
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from .proxy_protocol import decode
+
+    data = _read_input(args.data)
+    options = {"version": args.only, "max_v2_size": args.max_v2_size,
+               "verify_crc32c": not args.no_crc_check}
+    if not args.json:
+        print(format_fields(data, **options))
+    try:
+        header = decode(data, **options)  # type: ignore[arg-type]
+    except InvalidProxyHeader as exc:
+        if args.json:
+            print(json.dumps({"error": {"reason": exc.reason.value, "offset": exc.offset,
+                                        "message": str(exc)}}, indent=2))
+        else:
+            print(f"\nrejected: {exc}")
+        return 1
+    if header is None:
+        if args.json:
+            print(json.dumps({"incomplete": True, "received": len(data)}, indent=2))
+        else:
+            print(f"\nincomplete: {len(data)} byte(s) are a valid start of a header; more needed")
+        return 2
+    if args.json:
+        print(json.dumps(header.to_dict(), indent=2))
+    else:
+        print(f"\naccepted: PROXY v{header.version} {header.command.name} {header.family.name}"
+              f" {header.transport.name}, source {header.source or 'real peer'},"
+              f" destination {header.destination or 'real local address'},"
+              f" {header.size} bytes, {len(data) - header.size} byte(s) of payload follow")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m realip`` (and the ``realip`` script)."""
+    parser = argparse.ArgumentParser(prog="python -m realip", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    dec = sub.add_parser("decode", help="explain a PROXY protocol header field by field")
+    dec.add_argument("data", help="the header in hex (spaces and colons allowed), or - for raw"
+                     " bytes on standard input")
+    dec.add_argument("--json", action="store_true", help="print the decoded header as JSON")
+    dec.add_argument("--only", type=int, choices=(1, 2), help="accept only this version")
+    dec.add_argument("--max-v2-size", type=int, default=4096, help="cap on a v2 header (bytes)")
+    dec.add_argument("--no-crc-check", action="store_true", help="do not verify CRC32C")
+    dec.set_defaults(func=_cmd_decode)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
