@@ -170,7 +170,7 @@ def decode(
                 )
         elif data[6:10] == b"TCP6":
             m = _V1_TCP6.match(data)
-            if m is not None:
+            if m is not None and m.end() <= V1_MAX_LINE:
                 st, dt, sp, dp = m.groups()
                 stext = st.decode("ascii")
                 dtext = dt.decode("ascii")
@@ -295,6 +295,10 @@ def _walk_v1(data: bytes, notes: _Notes) -> ProxyHeader | None:
         _note(notes, data, n, 0, "CRLF", "the line has not ended yet", "incomplete")
         return None
     header = _v1_fields(data, line, True, notes)
+    if term + 2 > V1_MAX_LINE:
+        raise InvalidProxyHeader(
+            Reason.V1_TOO_LONG, f"the line would be {term + 2} bytes long (at most {V1_MAX_LINE})",
+            data[:V1_MAX_LINE], 0)
     if data[term] == 0x0A:
         raise InvalidProxyHeader(
             Reason.V1_BAD_TERMINATOR, "a lone LF ends the line (CRLF required)",
@@ -305,10 +309,6 @@ def _walk_v1(data: bytes, notes: _Notes) -> ProxyHeader | None:
     if data[term + 1] != 0x0A:
         raise InvalidProxyHeader(
             Reason.V1_BAD_TERMINATOR, "CR not followed by LF", data[term : term + 2], term)
-    if term + 2 > V1_MAX_LINE:
-        raise InvalidProxyHeader(
-            Reason.V1_TOO_LONG, f"the line is {term + 2} bytes long (at most {V1_MAX_LINE})",
-            data[:V1_MAX_LINE], 0)
     _note(notes, data, term, 2, "CRLF", "end of the v1 line")
     assert header is not None
     return header._with_size(term + 2)
@@ -321,6 +321,9 @@ def _v1_fields(data: bytes, line: bytes, complete: bool, notes: _Notes) -> Proxy
     parts = line[6:].split(b" ")
     proto = parts[0]
     pos = 6
+    if not proto and (len(parts) > 1 or complete):
+        raise InvalidProxyHeader(
+            Reason.V1_BAD_SEPARATOR, "two spaces in a row after 'PROXY'", line[5:16], 5)
     if len(parts) == 1 and not complete:
         if not any(p.startswith(proto) for p in _V1_PROTOCOLS):
             raise InvalidProxyHeader(
@@ -351,6 +354,7 @@ def _v1_fields(data: bytes, line: bytes, complete: bool, notes: _Notes) -> Proxy
             raise InvalidProxyHeader(
                 Reason.V1_BAD_SEPARATOR, "extra field or space after the destination port",
                 line[pos - 1 : pos + 8], pos - 1)
+        _note(notes, data, pos - 1, 1, "space", "separator")
         if not tok and not partial:
             raise InvalidProxyHeader(
                 Reason.V1_BAD_SEPARATOR, f"empty {names[idx]} (two spaces in a row?)",
@@ -417,6 +421,7 @@ def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHe
         raise InvalidProxyHeader(Reason.NOT_PROXY, "not the v2 signature", data[:12], 0)
     _note(notes, data, 0, 12, "signature", "v2 (binary) signature \\r\\n\\r\\n\\0\\r\\nQUIT\\n")
     if n < 13:
+        _note(notes, data, 12, 0, "version/command", "still to come", "incomplete")
         return None
     vc = data[12]
     if vc >> 4 != 2:
@@ -430,6 +435,7 @@ def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHe
     _note(notes, data, 12, 1, "version/command", f"version 2, command {command.name}"
           + (" (health check: use the real addresses)" if command is _LOCAL else ""))
     if n < 14:
+        _note(notes, data, 13, 0, "family/transport", "still to come", "incomplete")
         return None
     ft = data[13]
     if ft >> 4 > 3:
@@ -447,8 +453,8 @@ def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHe
     transport = Transport(ft & 0xF)
     _note(notes, data, 13, 1, "family/transport", f"{family.name} over {transport.name}")
     if n < 16:
-        if n == 15:
-            _note(notes, data, 14, 1, "length", "first byte of the length", "incomplete")
+        _note(notes, data, 14, n - 14, "length", "the 2-byte length is still incomplete",
+              "incomplete")
         return None
     length = (data[14] << 8) | data[15]
     end = V2_FIXED + length

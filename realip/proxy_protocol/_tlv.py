@@ -81,7 +81,7 @@ def check_tlvs(header: bytes, tlvs: tuple[TLV, ...], tlv_start: int, verify_crc3
         elif t == TLVType.NETNS:
             _check_text(v, "ascii", "NETNS TLV", vpos)
         elif t == TLVType.SSL:
-            check_ssl(v, vpos)
+            check_ssl(v, vpos, header[pos : vpos + len(v)])
         pos = vpos + len(v)
     if crc_at >= 0 and verify_crc32c:
         zeroed = b"".join((header[:crc_at], b"\0\0\0\0", header[crc_at + 4 :]))
@@ -95,13 +95,14 @@ def check_tlvs(header: bytes, tlvs: tuple[TLV, ...], tlv_start: int, verify_crc3
             )
 
 
-def check_ssl(value: bytes, offset: int) -> tuple[TLV, ...]:
-    """Check an SSL TLV value (client byte, verify word, sub-TLVs tiling it exactly)."""
+def check_ssl(value: bytes, offset: int, whole: bytes = b"") -> tuple[TLV, ...]:
+    """Check an SSL TLV value (client byte, verify word, sub-TLVs tiling it exactly); *whole* is
+    the TLV with its head, quoted when the value is too short to show anything."""
     if len(value) < 5:
         raise InvalidProxyHeader(
             Reason.TLV_BAD_LENGTH,
             f"SSL TLV carries {len(value)} bytes; client (1) and verify (4) need 5",
-            value, offset,
+            whole or value, offset - 3 if whole else offset,
         )
     subs = split_tlvs(value, 5, base=offset)
     pos = offset + 5
