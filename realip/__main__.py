@@ -27,11 +27,12 @@ def _short_hex(raw: bytes, width: int = 24) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def format_fields(data: bytes, **options: object) -> str:
+def format_fields(data: bytes, *, version: int | None = None, max_v2_size: int = 4096,
+                  verify_crc32c: bool = True) -> str:
     """The annotated field table ``python -m realip decode`` prints."""
     from .proxy_protocol import annotate
 
-    rows = annotate(data, **options)  # type: ignore[arg-type]
+    rows = annotate(data, version=version, max_v2_size=max_v2_size, verify_crc32c=verify_crc32c)
     head = f"{'offset':>6} {'len':>4}  {'field':<20} {'bytes':<24}  {'verdict':<10} meaning"
     lines = [head, "-" * len(head)]
     for f in rows:
@@ -44,12 +45,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     from .proxy_protocol import decode
 
     data = _read_input(args.data)
-    options = {"version": args.only, "max_v2_size": args.max_v2_size,
-               "verify_crc32c": not args.no_crc_check}
+    version: int | None = args.only
+    max_size: int = args.max_v2_size
+    verify = not args.no_crc_check
     if not args.json:
-        print(format_fields(data, **options))
+        print(format_fields(data, version=version, max_v2_size=max_size, verify_crc32c=verify))
     try:
-        header = decode(data, **options)  # type: ignore[arg-type]
+        header = decode(data, version=version, max_v2_size=max_size, verify_crc32c=verify)
     except InvalidProxyHeader as exc:
         if args.json:
             print(json.dumps({"error": {"reason": exc.reason.value, "offset": exc.offset,

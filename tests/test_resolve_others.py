@@ -1,0 +1,240 @@
+"""EMQX, HAProxy, the safe resolver, the peers' behaviour, trust compilation, header parsing."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from realip import ConfigurationError, erlang
+from realip.forwarded import ForwardedSyntaxError, parse_forwarded, parse_node, parse_ports
+from realip.proxy_protocol import decode
+from realip.resolve import (
+    client_ip,
+    emqx_ws_peer,
+    express_trust_proxy,
+    haproxy_forwardfor,
+    haproxy_hdr_ip,
+    haproxy_set_header,
+    ipware_leftmost,
+    uvicorn_proxy_headers,
+    werkzeug_proxy_fix,
+)
+from realip.trust import Trust
+
+XFF = "X-Forwarded-For"
+
+
+# -- EMQX ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "port_value", "peername"), [
+    ("115.236.21.86", "61813", "115.236.21.86:61813"),  # the article's single tier
+    ("127.0.0.1, 1.94.170.163, 172.16.0.116", None, "127.0.0.1:40000"),  # leftmost, forged!
+    ("1.2.3.4 5.6.7.8", None, "1.2.3.4:40000"),  # space separates too
+    ("1.2.3.4:80", None, "172.16.0.200:40000"),  # ip:port is unparsable → TCP peer
+    ("[2001:db8::1]", None, "172.16.0.200:40000"),
+    ("010.0.0.1", None, "8.0.0.1:40000"),  # octal!
+    ("127.1", "+80", "127.0.0.1:80"),
+    ("garbage, 1.2.3.4", None, "172.16.0.200:40000"),  # only the leftmost is tried
+    (None, "99999", "172.16.0.200:99999"),  # no range check on the port
+    ("1.2.3.4", ", 51234", "1.2.3.4:51234"),  # empty tokens are dropped
+    ("fe80::1%eth0", None, "fe80::1:40000"),
+])
+def test_emqx_ws_leftmost_rule(value: str | None, port_value: str | None, peername: str) -> None:
+    headers = []
+    if value is not None:
+        headers.append((XFF, value))
+    if port_value is not None:
+        headers.append(("X-Forwarded-Port", port_value))
+    r = emqx_ws_peer("172.16.0.200", 40000, headers)
+    assert r.peername == peername
+
+
+def test_emqx_repeated_lines_are_joined_client_line_first() -> None:
+    # option forwardfor adds a second line; cowboy joins "client, haproxy" → leftmost = forged
+    headers = haproxy_forwardfor([(XFF, "6.6.6.6")], "1.94.170.163")
+    assert headers == [(XFF, "6.6.6.6"), ("X-Forwarded-For", "1.94.170.163")]
+    assert emqx_ws_peer("172.16.0.200", 1, headers).addr == "6.6.6.6"
+
+
+def test_emqx_header_names_case_and_empty_default() -> None:
+    headers = [("x-real-ip", "1.2.3.4")]
+    assert emqx_ws_peer("10.0.0.1", 1, headers, proxy_address_header="X-Real-IP").addr == \
+        "1.2.3.4"
+    assert emqx_ws_peer("10.0.0.1", 1, [(XFF, "1.2.3.4")], proxy_address_header="").addr == \
+        "10.0.0.1"
+
+
+@pytest.mark.parametrize(("peer", "value", "addr"), [
+    ("172.16.0.200", "127.0.0.1, 1.94.170.163, 172.16.0.116", "1.94.170.163"),
+    ("8.8.8.8", "1.94.170.163", "8.8.8.8"),  # peer not allowed
+    ("172.16.0.200", "172.16.0.5, 172.16.0.116", "172.16.0.5"),  # all allowed → leftmost
+    ("172.16.0.200", "junk, 1.94.170.163, 172.16.0.116", "1.94.170.163"),
+    ("172.16.0.200", "1.94.170.163, junk", "172.16.0.200"),  # unparsable → TCP peer
+])
+def test_emqx_64_allow_list(peer: str, value: str, addr: str) -> None:
+    r = emqx_ws_peer(peer, 1, [(XFF, value)], proxy_address_allow=["172.16.0.0/24"])
+    assert r.addr == addr
+
+
+def test_emqx_proxy_protocol_wins() -> None:
+    h = decode(b"PROXY TCP4 115.236.21.86 172.16.0.71 61177 8083\r\n")
+    r = emqx_ws_peer("172.16.0.116", 1, [(XFF, "6.6.6.6")], proxy_protocol=h)
+    assert r.peername == "115.236.21.86:61177"
+    local = decode(b"PROXY UNKNOWN\r\n")
+    assert emqx_ws_peer("172.16.0.116", 1, [(XFF, "6.6.6.6")], proxy_protocol=local).addr == \
+        "6.6.6.6"
+
+
+def test_erlang_grammar_and_ntoa() -> None:
+    assert erlang.parse_address("0x7f.1") == IPv4Address("127.0.0.1")
+    assert erlang.parse_address("1.2.3.4.5") is None
+    assert erlang.parse_address("fe80::1%5") == IPv6Address("fe80:5::1")
+    assert erlang.ntoa(IPv6Address("fe80:5::1")) == "fe80::1%5"
+    assert erlang.ntoa(IPv6Address("::ffff:1.2.3.4")) == "::ffff:1.2.3.4"
+    assert erlang.ntoa(IPv6Address("::2")) == "::0.0.0.2"
+    assert erlang.ntoa(IPv6Address("2001:db8:0:0:1:0:0:1")) == "2001:db8::1:0:0:1"
+
+
+# -- HAProxy ---------------------------------------------------------------------------------------
+def test_haproxy_helpers() -> None:
+    hs = [(XFF, "1.1.1.1, 2.2.2.2"), ("Host", "x")]
+    assert haproxy_forwardfor(hs, "10.0.0.1", except_="10.0.0.0/8") == hs
+    assert haproxy_forwardfor(hs, "3.3.3.3", if_none=True) == hs
+    assert haproxy_forwardfor([], "2001:db8::1") == [(XFF, "2001:db8::1")]
+    assert haproxy_set_header(hs, "x-forwarded-for", "9.9.9.9") == [("Host", "x"),
+                                                                   ("x-forwarded-for", "9.9.9.9")]
+    assert haproxy_hdr_ip(hs + [(XFF, "4.4.4.4:80")]) == "4.4.4.4"
+    assert haproxy_hdr_ip(hs, occ=1) == "1.1.1.1"
+    assert haproxy_hdr_ip([(XFF, "junk")]) is None
+
+
+# -- the safe resolver -----------------------------------------------------------------------------
+T = ["10.0.0.0/8"]
+
+
+@pytest.mark.parametrize(("peer", "headers", "addr", "port"), [
+    ("10.0.0.1", [(XFF, "1.2.3.4, 8.8.8.8, 10.0.0.2")], "8.8.8.8", None),
+    ("6.6.6.6", [(XFF, "1.2.3.4, 10.0.0.2")], "6.6.6.6", None),  # direct attacker
+    ("10.0.0.1", [(XFF, "1.2.3.4, junk")], None, None),  # fails closed at the boundary
+    ("10.0.0.1", [(XFF, "junk, 1.2.3.4")], "1.2.3.4", None),  # junk beyond the boundary is fine
+    ("10.0.0.1", [(XFF, "8.8.8.8:4444")], "8.8.8.8", 4444),
+    ("10.0.0.1", [(XFF, "[2001:db8::1]:443")], "2001:db8::1", 443),
+    ("10.0.0.1", [(XFF, "10.0.0.5, 10.0.0.2")], "10.0.0.5", None),  # all trusted → leftmost
+    ("10.0.0.1", [(XFF, "1.1.1.1"), (XFF, "10.0.0.3")], "1.1.1.1", None),
+    ("10.0.0.1", [(XFF, "1.1.1.1, 2.2.2.2"), ("X-Forwarded-Port", "1111, 2222")], "2.2.2.2",
+     2222),
+    ("10.0.0.1", [("Forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::7]:4711"')],
+     "2001:db8::7", 4711),
+    ("10.0.0.1", [("Forwarded", "for=unknown")], None, None),
+    ("10.0.0.1", [("Forwarded", "for=1.2.3.4"), (XFF, "1.2.3.4")], None, None),  # no mixing
+    ("10.0.0.1", [("Forwarded", "for=1.2.3.4;;")], None, None),
+    ("10.0.0.1", [], "10.0.0.1", None),
+    ("::ffff:10.0.0.1", [(XFF, "1.2.3.4")], "1.2.3.4", None),
+    ("10.0.0.1", [(XFF, "fe80::1%eth0")], None, None),
+    ("10.0.0.1", [(XFF, "01.2.3.4")], None, None),
+])
+def test_client_ip(peer: str, headers: list[tuple[str, str]], addr: str | None,
+                   port: int | None) -> None:
+    r = client_ip(peer, headers, trusted=T)
+    assert (r.addr, r.port) == (addr, port), r.reason
+    assert r.ok == (addr is not None)
+    assert r.trace
+
+
+def test_client_ip_hops() -> None:
+    headers = [(XFF, "6.6.6.6, 1.2.3.4, 5.6.7.8")]
+    assert client_ip("9.9.9.9", headers, hops=1).addr == "5.6.7.8"
+    assert client_ip("9.9.9.9", headers, hops=2).addr == "1.2.3.4"
+    assert client_ip("9.9.9.9", headers, hops=5).addr == "6.6.6.6"
+    assert client_ip("9.9.9.9", headers, hops=0).addr == "9.9.9.9"
+    both = client_ip("10.0.0.1", [(XFF, "1.2.3.4, 10.0.0.3, 10.0.0.2")], trusted=T, hops=2)
+    assert both.addr == "10.0.0.3"
+
+
+def test_client_ip_bounds_never_raise() -> None:
+    big = ", ".join(["10.0.0.2"] * 100_000)
+    r = client_ip("10.0.0.1", [(XFF, big)], trusted=T)
+    assert r.addr is None and "refusing" in r.reason
+    megabyte = "1" * 1_000_000
+    r2 = client_ip("10.0.0.1", [(XFF, megabyte + ", 8.8.8.8")], trusted=T)
+    assert r2.addr == "8.8.8.8"  # the boundary is near the right end: found within the bound
+    r3 = client_ip("10.0.0.1", [(XFF, megabyte)], trusted=T)
+    assert r3.addr is None
+
+
+def test_client_ip_bad_configuration() -> None:
+    for kwargs in ({"trusted": ["10.0.0.0/33"]}, {"trusted": ["10.0.0.1/8"]}, {}, {"hops": -1},
+                   {"trusted": ["nonsense"]}):
+        with pytest.raises(ConfigurationError):
+            client_ip("10.0.0.1", [], **kwargs)  # type: ignore[arg-type]
+
+
+_ENTRY = st.sampled_from(["10.0.0.2", "10.0.0.3", "1.1.1.1", "2.2.2.2", "8.8.8.8:80",
+                          "10.9.9.9", "junk", "[2001:db8::1]:1"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.lists(_ENTRY, min_size=1, max_size=8), peer=st.sampled_from(
+    ["10.0.0.1", "6.6.6.6"]))
+def test_client_ip_properties(entries: list[str], peer: str) -> None:
+    headers = [(XFF, ", ".join(entries))]
+    r = client_ip(peer, headers, trusted=T)
+    if peer == "6.6.6.6":
+        assert r.addr == peer
+    elif r.addr is not None and r.used_header:
+        assert any(parse_node(e) is not None and str(parse_node(e).ip) == r.addr  # type: ignore
+                   for e in entries)
+    wide = client_ip(peer, headers, trusted=["10.0.0.0/8", "1.1.1.1"])
+    assert len(wide.trace) >= len(r.trace) or wide.addr is None
+
+
+# -- peers ----------------------------------------------------------------------------------------
+def test_peer_behaviours_from_peers_md() -> None:
+    h = [(XFF, "1.2.3.4, 8.8.8.8, 10.0.0.2")]
+    assert ipware_leftmost("10.0.0.1", h).addr == "1.2.3.4"
+    assert werkzeug_proxy_fix("10.0.0.1", h).addr == "10.0.0.2"
+    assert uvicorn_proxy_headers("10.0.0.1", h, forwarded_allow_ips="10.0.0.0/8").addr == \
+        "8.8.8.8"
+    assert uvicorn_proxy_headers("10.0.0.1", h, forwarded_allow_ips="*").addr == "1.2.3.4"
+    attack = [(XFF, "1.2.3.4, 10.0.0.2")]
+    assert werkzeug_proxy_fix("6.6.6.6", attack).addr == "10.0.0.2"  # no peer check
+    assert uvicorn_proxy_headers("6.6.6.6", attack, forwarded_allow_ips="10.0.0.0/8").addr == \
+        "6.6.6.6"
+    junk = [(XFF, "1.2.3.4, junk")]
+    assert werkzeug_proxy_fix("10.0.0.1", junk).addr == "junk"
+    assert uvicorn_proxy_headers("10.0.0.1", junk, forwarded_allow_ips="10.0.0.0/8").addr == \
+        "junk"
+    assert express_trust_proxy("10.0.0.1", h, hops=1).addr == "10.0.0.2"
+    assert express_trust_proxy("10.0.0.1", h, hops=2).addr == "8.8.8.8"
+
+
+# -- trust and parsing -----------------------------------------------------------------------------
+def test_trust_compiles_presets_and_matches_mapped() -> None:
+    t = Trust(["loopback", "192.0.2.0/24", "unix:"])
+    assert t.rule_for(ip_address("127.0.0.5")) == "127.0.0.0/8 (loopback)"
+    assert t(ip_address("::ffff:192.0.2.9"))
+    assert t("unix:/run/x.sock")
+    assert not t(ip_address("198.51.100.1"))
+    assert not Trust(["private"])(ip_address("203.0.113.5"))  # documentation ≠ private here
+    with pytest.raises(ConfigurationError, match="10.0.0.1/8"):
+        Trust(["10.0.0.1/8"])
+    assert Trust("10.0.0.0/8, ::1").rules[1].text == "::1"
+    hop = Trust(hops=2)
+    assert hop("1.2.3.4", 0) and hop("1.2.3.4", 1) and not hop("1.2.3.4", 2)
+
+
+def test_forwarded_parser() -> None:
+    els = parse_forwarded('for="_gazonk", For="[2001:db8:cafe::17]:4711";proto=https, '
+                          'for=192.0.2.43;by=203.0.113.60;host="ex\\"ample"')
+    assert [e.for_ for e in els] == ["_gazonk", "[2001:db8:cafe::17]:4711", "192.0.2.43"]
+    assert els[1].proto == "https" and els[2].host == 'ex"ample' and els[2].by == "203.0.113.60"
+    for bad in ("for", "for=", 'for="x', "for=a;for=b", "for=a b"):
+        with pytest.raises(ForwardedSyntaxError):
+            parse_forwarded(bad)
+    assert parse_forwarded("") == []
+    node = parse_node("_hidden", forwarded=True)
+    assert node is not None and node.obfuscated and node.ip is None
+    assert parse_node("2001:db8::1", forwarded=True) is None  # RFC 7239 wants brackets
+    assert parse_ports(", 51234, x") == [None, 51234, None]
