@@ -18,10 +18,10 @@ without re-implementing any of it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from . import erlang
@@ -39,6 +39,7 @@ from .forwarded import (
 from .trust import Trust
 
 __all__ = [
+    "ClientIP",
     "Entry",
     "ProxyProtocolInfo",
     "Resolution",
@@ -58,6 +59,7 @@ __all__ = [
 
 Headers = Sequence[tuple[str, str]]
 IP = IPv4Address | IPv6Address
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class Entry(NamedTuple):
@@ -95,12 +97,7 @@ class Step(NamedTuple):
     end: int | None = None
 
 
-@dataclass(frozen=True)
-class Resolution:
-    """The outcome of a resolution: ``addr`` (text as the system prints it; ``None`` when the safe
-    resolver fails closed) and ``port`` (``None`` where the system has none), whether a header
-    was used, the system's own result code, why the walk stopped, and the trace."""
-
+class _ResolutionFields(NamedTuple):
     addr: str | None
     port: int | None
     mode: str
@@ -113,8 +110,40 @@ class Resolution:
     realip_remote_addr: str = ""
     realip_remote_port: int | None = None
     proxy_add_x_forwarded_for: str = ""
-    variables: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, str] = _EMPTY
     warnings: tuple[str, ...] = ()
+    #: for results built on a fast path: recomputes the explanation on demand
+    explain: Callable[[], Resolution] | None = None
+
+
+class Resolution(_ResolutionFields):
+    """The outcome of a resolution (immutable).
+
+    ``addr`` is the client as the system prints it (``None`` when the safe resolver fails closed)
+    and ``port`` its port (``None`` where the system has none); ``used_header`` says whether a
+    header (rather than the TCP peer) supplied it; ``code`` is the system's own result code;
+    ``reason`` says why the walk stopped; ``trace`` has one :class:`Step` per examined entry and
+    ``entries`` the header's elements for drawing.  nginx results also carry
+    ``realip_remote_addr``/``_port``, ``proxy_add_x_forwarded_for``, ``variables`` and the
+    configuration ``warnings``.
+    """
+
+    __slots__ = ()
+
+    @property
+    def reason(self) -> str:
+        """Why the walk stopped, in one sentence."""
+        return self.explain().reason if self.explain is not None else self[5]
+
+    @property
+    def trace(self) -> tuple[Step, ...]:
+        """Every step of the walk, in the order it was taken."""
+        return self.explain().trace if self.explain is not None else self[6]
+
+    @property
+    def entries(self) -> tuple[Entry, ...]:
+        """The examined header's elements, left to right."""
+        return self.explain().entries if self.explain is not None else self[7]
 
     @property
     def peername(self) -> str:
@@ -125,6 +154,10 @@ class Resolution:
     def ok(self) -> bool:
         """False only when the safe resolver refused to name a client (fail closed)."""
         return self.addr is not None
+
+    def __repr__(self) -> str:
+        return (f"Resolution(addr={self.addr!r}, port={self.port!r}, mode={self.mode!r}, "
+                f"code={self.code!r}, reason={self.reason!r})")
 
 
 class ProxyProtocolInfo(NamedTuple):
@@ -677,34 +710,113 @@ def haproxy_hdr_ip(headers: Headers, name: str = "X-Forwarded-For", occ: int = -
 # realip's safe resolver
 
 
-class _Compiled:
-    """The safe resolver with its trust compiled once (see :func:`client_ip`)."""
+class ClientIP:
+    """The safe resolver with its trust compiled once: ``ClientIP(trusted=[...], hops=N)`` then
+    ``resolver(peer, headers)`` — what :func:`client_ip` does, without re-reading the
+    configuration on every request.  Bad configuration raises
+    :class:`~realip.ConfigurationError` here."""
 
-    __slots__ = ("cache", "trust")
+    __slots__ = ("_cache", "_peers", "hops", "trust")
 
-    def __init__(self, trusted: tuple[str, ...], hops: int | None) -> None:
+    def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None) -> None:
         if not trusted and hops is None:
             raise ConfigurationError("client_ip needs trusted ranges, a hop count, or both")
-        self.trust = Trust(trusted, hops=hops)
-        self.cache: dict[str, tuple[Node | None, str | None]] = {}
+        self.trust = Trust(tuple(trusted), hops=hops)
+        self.hops = hops
+        # token text → (parsed node, matching rule); bounded, so junk cannot grow it forever
+        self._cache: dict[str, tuple[Node | None, str | None, str | None]] = {}
+        self._peers: dict[str, bool] = {}
 
-    def judge(self, text: str, forwarded: bool) -> tuple[Node | None, str | None]:
-        """Parse *text* and find the trust rule it matches (memoised; bounded)."""
+    def judge(self, text: str, forwarded: bool = False) -> tuple[Node | None, str | None]:
+        """Parse *text* and find the trust rule it matches (memoised)."""
+        node, rule, _ = self._judge(text, forwarded)
+        return node, rule
+
+    def _judge(self, text: str, forwarded: bool) -> tuple[Node | None, str | None, str | None]:
         key = text if not forwarded else "\0" + text
-        hit = self.cache.get(key)
+        hit = self._cache.get(key)
         if hit is not None:
             return hit
         node = parse_node(text, forwarded=forwarded)
         rule = None if node is None or node.ip is None else self.trust.rule_for(node.ip)
-        if len(self.cache) > 4096:
-            self.cache.clear()
-        self.cache[key] = (node, rule)
-        return node, rule
+        shown = None if node is None or node.ip is None else format_ip(node.ip)
+        if len(self._cache) >= 4096:
+            self._cache.clear()
+        self._cache[key] = hit = (node, rule, shown)
+        return hit
+
+    def __call__(self, peer: str, headers: Headers, *, peer_port: int | None = None,
+                 max_entries: int = 32, max_bytes: int = 8192) -> Resolution:
+        """Resolve one request (see :func:`client_ip`)."""
+        # Fast path for the common case (one or more X-Forwarded-For lines, nothing unusual);
+        # everything else, and every explanation, comes from the traced walk.
+        xff = None
+        for name, value in headers:
+            size = len(name)
+            if size == 15 and name.lower() == "x-forwarded-for":
+                xff = value if xff is None else f"{xff}, {value}"
+            elif (size == 9 or size == 16) and name.lower() in ("forwarded", "x-forwarded-port"):
+                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+
+        def explain() -> Resolution:
+            return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+
+        peer_ok = self._peers.get(peer)
+        if peer_ok is None:
+            try:
+                pip: IP | str = _peer(peer)
+            except ConfigurationError:
+                return explain()
+            peer_ok = self.trust(pip, 0)
+            if len(self._peers) >= 4096:
+                self._peers.clear()
+            self._peers[peer] = peer_ok
+        if not peer_ok or xff is None or len(xff) > max_bytes:
+            return explain()
+        # Walk from the right end without splitting the whole list: only the entries up to the
+        # boundary are ever looked at.
+        cache = self._cache
+        hops = self.hops
+        has_rules = bool(self.trust.rules)
+        end = len(xff)
+        hop = 0
+        while hop < max_entries:
+            hop += 1
+            comma = xff.rfind(",", 0, end)
+            text = xff[comma + 1 : end].strip(" \t")
+            hit = cache.get(text)
+            if hit is None:
+                hit = self._judge(text, False)
+            node, rule, shown = hit
+            if shown is None or node is None:
+                return explain()
+            if hops is None:
+                trusted = rule is not None
+            else:
+                trusted = (rule is not None or not has_rules) and hop < hops
+            if trusted and comma >= 0:
+                end = comma
+                continue
+            return _tuple_new(Resolution, (shown, node.port, "realip", True, "HEADER", "", (),
+                                           (), "X-Forwarded-For", "", None, "", _EMPTY, (),
+                                           explain))
+        return explain()  # the bound was reached: the traced walk explains the refusal
 
 
-@lru_cache(maxsize=64)
-def _compiled(trusted: tuple[str, ...], hops: int | None) -> _Compiled:
-    return _Compiled(trusted, hops)
+_tuple_new = tuple.__new__
+
+
+_COMPILED: dict[tuple[tuple[str, ...], int | None], ClientIP] = {}
+
+
+def _compiled(trusted: tuple[str, ...], hops: int | None) -> ClientIP:
+    comp = _COMPILED.get((trusted, hops))
+    if comp is None:
+        comp = ClientIP(trusted, hops=hops)
+        if len(_COMPILED) >= 64:
+            _COMPILED.clear()
+        _COMPILED[(trusted, hops)] = comp
+    return comp
 
 
 def client_ip(
@@ -732,9 +844,11 @@ def client_ip(
        aligned with it (when that list has as many elements as the address list).
 
     Peer data never raises; a bad configuration raises :class:`~realip.ConfigurationError`.
+    The configuration is compiled once and cached; :class:`ClientIP` does the same explicitly.
     """
-    comp = _compiled(tuple(trusted), hops)
-    return _client_ip(comp, peer, headers, peer_port, max_entries, max_bytes)
+    comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops)
+    return comp(peer, headers, peer_port=peer_port, max_entries=max_entries,
+                max_bytes=max_bytes)
 
 
 def _fail(peer: str, peer_port: int | None, reason: str, steps: list[Step],
@@ -742,7 +856,7 @@ def _fail(peer: str, peer_port: int | None, reason: str, steps: list[Step],
     return Resolution(None, None, "realip", False, "FAIL", reason, tuple(steps), entries, header)
 
 
-def _client_ip(comp: _Compiled, peer: str, headers: Headers, peer_port: int | None,
+def _client_ip(comp: ClientIP, peer: str, headers: Headers, peer_port: int | None,
                max_entries: int, max_bytes: int) -> Resolution:
     trust = comp.trust
     xff: list[str] = []

@@ -238,3 +238,19 @@ def test_forwarded_parser() -> None:
     assert node is not None and node.obfuscated and node.ip is None
     assert parse_node("2001:db8::1", forwarded=True) is None  # RFC 7239 wants brackets
     assert parse_ports(", 51234, x") == [None, 51234, None]
+
+
+@settings(max_examples=400, deadline=None)
+@given(entries=st.lists(_ENTRY, min_size=0, max_size=40), lines=st.integers(1, 3),
+       hops=st.sampled_from([None, 1, 2, 3]), peer=st.sampled_from(["10.0.0.1", "6.6.6.6"]))
+def test_client_ip_fast_path_agrees_with_the_traced_walk(
+        entries: list[str], lines: int, hops: int | None, peer: str) -> None:
+    from realip.resolve import ClientIP, _client_ip
+
+    chunk = max(1, len(entries) // lines)
+    headers = [(XFF, ", ".join(entries[i : i + chunk])) for i in range(0, len(entries), chunk)]
+    resolver = ClientIP(T, hops=hops)
+    fast = resolver(peer, headers, max_entries=16)
+    slow = _client_ip(resolver, peer, headers, None, 16, 8192)
+    assert (fast.addr, fast.port, fast.code) == (slow.addr, slow.port, slow.code)
+    assert fast.reason == slow.reason and fast.trace == slow.trace
