@@ -64,7 +64,9 @@ from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._addr import format_ip
+from . import erlang
+from . import nginx as ngx
+from ._addr import format_ip, ipv4_int, ipv6_int
 from .errors import InvalidProxyHeader, quote_bytes
 from .proxy_protocol import V2_SIGNATURE, Command, Endpoint, TLVType, crc32c, decode
 
@@ -450,231 +452,34 @@ def profile_table(receivers: tuple[str, ...] = RECEIVERS,
 # ==============================================================================================
 # Address grammars of the programs (each its own; none of them is the spec's)
 
-_DIGITS = frozenset(b"0123456789")
-_HEX = {c: int(chr(c), 16) for c in b"0123456789abcdefABCDEF"}
 
-
+# The grammars are shared with the resolver: realip._addr (glibc inet_pton), realip.nginx and
+# realip.erlang hold the one implementation of each.
 def _pton4(t: bytes) -> int | None:
-    """glibc ``inet_pton(AF_INET)``: four decimal octets, no leading zeros, each <= 255."""
-    parts = t.split(b".")
-    if len(parts) != 4:
-        return None
-    value = 0
-    for p in parts:
-        if not p or len(p) > 3 or not all(c in _DIGITS for c in p) or (len(p) > 1 and p[0] == 48):
-            return None
-        n = int(p)
-        if n > 255:
-            return None
-        value = (value << 8) | n
-    return value
+    return ipv4_int(t.decode("latin-1"))
 
 
 def _pton6(t: bytes) -> int | None:
-    """glibc ``inet_pton(AF_INET6)`` (resolv/inet_pton.c :: inet_pton6), as a value or None."""
-    n = len(t)
-    if n == 0:
-        return None
-    i = 0
-    if t[0] == 0x3A:  # a leading ':' must be the first of '::'
-        i = 1
-        if n == 1 or t[1] != 0x3A:
-            return None
-    out = bytearray(16)
-    tp = 0
-    colonp = -1
-    curtok = i
-    seen = 0
-    val = 0
-    while i < n:
-        ch = t[i]
-        i += 1
-        d = _HEX.get(ch)
-        if d is not None:
-            if seen == 4:
-                return None
-            val = (val << 4) | d
-            seen += 1
-            continue
-        if ch == 0x3A:
-            curtok = i
-            if seen == 0:
-                if colonp >= 0:
-                    return None
-                colonp = tp
-                continue
-            if i == n or tp + 2 > 16:
-                return None
-            out[tp : tp + 2] = val.to_bytes(2, "big")
-            tp += 2
-            seen = 0
-            val = 0
-            continue
-        if ch == 0x2E and tp + 4 <= 16:
-            v4 = _pton4(t[curtok:])
-            if v4 is not None:
-                out[tp : tp + 4] = v4.to_bytes(4, "big")
-                tp += 4
-                seen = 0
-                break
-        return None
-    if seen:
-        if tp + 2 > 16:
-            return None
-        out[tp : tp + 2] = val.to_bytes(2, "big")
-        tp += 2
-    if colonp >= 0:
-        if tp == 16:
-            return None
-        moved = out[colonp:tp]
-        out[colonp:16] = bytes(16 - colonp - len(moved)) + moved
-        tp = 16
-    if tp != 16:
-        return None
-    return int.from_bytes(out, "big")
+    return ipv6_int(t.decode("latin-1"))
 
 
-def _ngx_inet_addr(t: bytes) -> int | None:
-    """nginx ``ngx_inet_addr``: 3 dots, decimal (leading zeros fine), empty octet = 0,
-    255.255.255.255 refused (it is INADDR_NONE)."""
-    addr = 0
-    octet = 0
-    dots = 0
-    for c in t:
-        if c in _DIGITS:
-            octet = octet * 10 + c - 48
-            if octet > 255:
-                return None
-        elif c == 0x2E:
-            addr = ((addr << 8) + octet) & 0xFFFFFFFF
-            octet = 0
-            dots += 1
-        else:
-            return None
-    if dots != 3:
-        return None
-    addr = ((addr << 8) + octet) & 0xFFFFFFFF
-    return None if addr == 0xFFFFFFFF else addr
+_ngx_parse_addr = ngx.parse_addr
+_ngx_ntop = ngx.format_addr
+_erl_ipv6 = erlang.parse_ipv6
+_erl_parse_address = erlang.parse_address
 
 
-def _ngx_inet6_addr(t: bytes) -> int | None:
-    """nginx ``ngx_inet6_addr``: one leading ':' skipped, dotted IPv4 tail, no zone ids."""
-    if not t:
-        return None
-    out = bytearray(16)
-    a = 0
-    zero = -1
-    digit = -1  # index in t where the current group started (after a ':')
-    nibbles = 0
-    word = 0
-    n = 8
-    p = 1 if t[0] == 0x3A else 0
-    end = len(t)
-    while p < end:
-        c = t[p]
-        p += 1
-        if c == 0x3A:
-            if nibbles:
-                digit = p
-                out[a] = word >> 8
-                out[a + 1] = word & 0xFF
-                a += 2
-                n -= 1
-                if n:
-                    nibbles = 0
-                    word = 0
-                    continue
-            elif zero < 0:
-                digit = p
-                zero = a
-                continue
-            return None
-        if c == 0x2E and nibbles:
-            if n < 2 or digit < 0:
-                return None
-            v4 = _ngx_inet_addr(t[digit:])
-            if v4 is None:
-                return None
-            out[a] = (v4 >> 24) & 0xFF
-            out[a + 1] = (v4 >> 16) & 0xFF
-            a += 2
-            n -= 1
-            word = v4 & 0xFFFF
-            nibbles = 1  # the loop is left; the tail word is written below
-            break
-        nibbles += 1
-        if nibbles > 4:
-            return None
-        d = _HEX.get(c)
-        if d is None:
-            return None
-        word = word * 16 + d
-    else:
-        if nibbles == 0 and zero < 0:
-            return None
-    out[a] = word >> 8
-    out[a + 1] = word & 0xFF
-    a += 2
-    n -= 1
-    if n:
-        if zero >= 0:
-            gap = n * 2
-            out[zero + gap : a + gap] = out[zero:a]
-            out[zero : zero + gap] = bytes(gap)
-            return int.from_bytes(out[:16], "big")
-        return None
-    if zero < 0:
-        return int.from_bytes(out[:16], "big")
-    return None
+def _erl_ipv4_strict(s: str) -> int | None:
+    """``inet:parse_ipv4strict_address``: dotted quad, decimal, no leading zeros."""
+    return ipv4_int(s)
+
+_DIGITS = frozenset(b"0123456789")
 
 
-def _ngx_parse_addr(t: bytes) -> _IP | None:
-    """nginx ``ngx_parse_addr`` (what stream realip applies to the PROXY source text)."""
-    v4 = _ngx_inet_addr(t)
-    if v4 is not None:
-        return IPv4Address(v4)
-    v6 = _ngx_inet6_addr(t)
-    return None if v6 is None else IPv6Address(v6)
 
 
-def _ngx_ntop(addr: _IP) -> str:
-    """nginx ``ngx_sock_ntop`` text (``ngx_inet6_ntop`` prints ``::a.b.c.d`` for more cases
-    than glibc: every address whose first seven words are zero, except ``::1``-like ones)."""
-    if isinstance(addr, IPv4Address):
-        return str(addr)
-    p = addr.packed
-    zero, last, best, run = -1, -1, 1, 0
-    for i in range(0, 16, 2):
-        if p[i] or p[i + 1]:
-            if best < run:
-                zero, best = last, run
-            run = 0
-            continue
-        if run == 0:
-            last = i
-        run += 1
-    if best < run:
-        zero, best = last, run
-    out = ""
-    limit = 16
-    if zero == 0:
-        if ((best == 5 and p[10] == 0xFF and p[11] == 0xFF) or best == 6
-                or (best == 7 and p[14] != 0 and p[15] != 1)):
-            limit = 12
-        out += ":"
-    i = 0
-    while i < limit:
-        if i == zero:
-            out += ":"
-            i += best * 2
-            continue
-        out += f"{p[i] * 256 + p[i + 1]:x}"
-        if i < 14:
-            out += ":"
-        i += 2
-    if limit == 12:
-        out += f"{p[12]}.{p[13]}.{p[14]}.{p[15]}"
-    return out
+
+
 
 
 # -- Erlang (OTP lib/kernel/src/inet_parse.erl) ------------------------------------------------
@@ -691,199 +496,8 @@ def _erl_int(text: str, base: int = 10) -> int | None:
     return -value if text[:1] == "-" else value
 
 
-def _erl_ipv4_lenient(s: str) -> int | None:
-    """``inet_parse:ipv4_address``: 1-4 fields, each decimal, octal (leading 0) or hex (0x);
-    the last field fills the remaining bytes (``127.1`` = 127.0.0.1, ``010.0.0.1`` = 8.0.0.1)."""
-    fields: list[int] = []
-    rest = s
-    while True:
-        if len(fields) == 4 and rest:
-            return None
-        if rest[:2] in ("0x", "0X"):
-            base, room, acc, rest = 16, 8, "", rest[2:]
-        elif rest[:1] == "0":
-            base, room, acc, rest = 8, 11, "0", rest[1:]
-        elif rest[:1].isdigit() and rest[:1].isascii():
-            base, room, acc = 10, 10, ""
-        else:
-            return None
-        dot = rest.find(".")
-        chunk = rest if dot < 0 else rest[:dot]
-        if len(chunk) > room:
-            return None
-        if (acc + chunk)[:1] in ("+", "-"):
-            return None
-        value = _erl_int(acc + chunk, base)
-        if value is None or not 0 <= value <= 0xFFFFFFFF:
-            return None
-        fields.append(value)
-        if dot < 0:
-            break
-        rest = rest[dot + 1 :]
-        if not rest:
-            return None
-    count = len(fields)
-    last = fields[-1]
-    head = fields[:-1]
-    if any(f > 0xFF for f in head):
-        return None
-    caps = {1: 0xFFFFFFFF, 2: 0xFFFFFF, 3: 0xFFFF, 4: 0xFF}
-    if last > caps[count]:
-        return None
-    value = 0
-    for f in head:
-        value = (value << 8) | f
-    return (value << (8 * (5 - count))) | last
 
 
-def _erl_ipv4_strict(s: str) -> int | None:
-    """``inet:parse_ipv4strict_address``: dotted quad, decimal, no leading zeros."""
-    try:
-        return _pton4(s.encode("latin-1"))
-    except UnicodeEncodeError:
-        return None
-
-
-def _erl_ipv6(s: str) -> int | None:
-    """``inet_parse:ipv6_addr`` (used by ``ipv6strict_address``): RFC 4291 text, a single
-    leading ':' is skipped, ``%scope`` accepted (numeric scopes only on fe80::/ff02:: go into
-    the second word; names are ignored)."""
-    if not s:
-        return None
-    if s == "::":
-        return 0
-    head: list[int] = []  # words before '::' (all words while there is no '::')
-    tail: list[int] = []  # words after '::'
-    compr = False
-    count = 0
-    i = 1 if s[0] == ":" else 0
-    n = len(s)
-
-    def words() -> list[int]:
-        return tail if compr else head
-
-    def finish(scope: int | None = None) -> int | None:
-        if count > 8 or (count < 8 and not compr):
-            return None
-        full = head + [0] * (8 - count) + tail if compr else list(head)
-        if scope is not None:
-            if full[0] in (0xFE80, 0xFF02) and full[1] == 0:
-                full[1] = scope
-            else:
-                return None
-        value = 0
-        for w in full:
-            value = (value << 16) | w
-        return value
-
-    def hexword(text: str) -> int | None:
-        if not text or any(c not in _ERL_DIGITS[16] for c in text):
-            return None
-        return int(text, 16)
-
-    def scope_part(rest: str) -> int | str | None:
-        # returns the numeric scope, "ignore" for a name, None for an error
-        if not rest:
-            return None
-        if rest[0].isdigit() and rest[0].isascii():
-            value = 0
-            for c in rest:
-                if not (c.isdigit() and c.isascii()):
-                    return "ignore"
-                value = value * 10 + ord(c) - 48
-                if value > 0xFFFF:
-                    return None
-            return value
-        return "ignore"
-
-    while True:
-        if count >= 8:
-            return None
-        c = s[i] if i < n else ""
-        if c == ":":
-            if compr:
-                return None
-            rest = s[i + 1 :]
-            if rest == "":
-                head.append(0)
-                count += 1
-                compr = True
-                return finish()
-            if rest[0] == "%":
-                compr = True
-                tail.append(0)
-                count += 1
-                sc = scope_part(rest[1:])
-                if sc is None:
-                    return None
-                return finish(sc if isinstance(sc, int) else None)
-            head.append(0)
-            count += 1
-            compr = True
-            i += 1
-            continue
-        if c in ("%", ".", ""):
-            return None
-        # a field of 1..4 characters, ended by ':', '%', '.', or the end
-        for k in range(1, 5):
-            j = i + k
-            nxt = s[j] if j < n else ""
-            if nxt == "":
-                w = hexword(s[i:j])
-                if w is None:
-                    return None
-                words().append(w)
-                count += 1
-                return finish()
-            if nxt == ":":
-                w = hexword(s[i:j])
-                if w is None:
-                    return None
-                if j + 1 >= n:
-                    return None  # truncated after ':'
-                words().append(w)
-                count += 1
-                i = j + 1
-                break
-            if nxt == "%":
-                w = hexword(s[i:j])
-                if w is None:
-                    return None
-                sc = scope_part(s[j + 1 :])
-                if sc is None:
-                    return None
-                words().append(w)
-                count += 1
-                return finish(sc if isinstance(sc, int) else None)
-            if nxt == "." and k <= 3:
-                if count > 6:
-                    return None
-                tail_text = s[i:]
-                scope: int | str | None = "none"
-                pct = tail_text.find("%")
-                if pct >= 0:
-                    scope = scope_part(tail_text[pct + 1 :])
-                    if scope is None:
-                        return None
-                    tail_text = tail_text[:pct]
-                v4 = _erl_ipv4_strict(tail_text)
-                if v4 is None:
-                    return None
-                words().append(v4 >> 16)
-                words().append(v4 & 0xFFFF)
-                count += 2
-                return finish(scope if isinstance(scope, int) else None)
-        else:
-            return None
-
-
-def _erl_parse_address(s: str) -> _IP | None:
-    """``inet:parse_address/1`` on a charlist: lenient IPv4, else IPv6 (strict-ish)."""
-    v4 = _erl_ipv4_lenient(s)
-    if v4 is not None:
-        return IPv4Address(v4)
-    v6 = _erl_ipv6(s)
-    return None if v6 is None else IPv6Address(v6)
 
 
 def _erl_ip(t: bytes) -> _IP | None:
