@@ -24,6 +24,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from realip import erlang
+from realip import nginx as ngx
 from realip import receivers as rc
 from realip.errors import InvalidProxyHeader
 from realip.proxy_protocol import V2_SIGNATURE, Endpoint, decode, encode
@@ -435,13 +437,13 @@ def test_pton_on_real_addresses(addr: IPv4Address | IPv6Address) -> None:
     text = str(addr).encode()
     if isinstance(addr, IPv6Address):
         assert rc._pton6(text) == int(addr)
-        assert rc._ngx_inet6_addr(text) == int(addr)
+        assert ngx.inet6_addr(text) == int(addr)
         assert rc._erl_ipv6(str(addr)) == int(addr)
     else:
         assert rc._pton4(text) == int(addr)
         expected = None if int(addr) == 0xFFFFFFFF else int(addr)
-        assert rc._ngx_inet_addr(text) == expected
-        assert rc._erl_ipv4_lenient(str(addr)) == int(addr)
+        assert ngx.inet_addr(text) == expected
+        assert erlang.parse_ipv4(str(addr)) == int(addr)
 
 
 @pytest.mark.parametrize(("text", "want"), [
