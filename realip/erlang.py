@@ -77,12 +77,17 @@ def parse_ipv4(s: str) -> int | None:
     return None
 
 
+def _isdec(t: str) -> bool:
+    # str.isdigit() also accepts "²" and other Unicode digits; Erlang takes only $0..$9
+    return bool(t) and all("0" <= c <= "9" for c in t)
+
+
 def _strict_octet(t: str) -> int:
-    if len(t) == 1 and t.isdigit():
+    if len(t) == 1 and _isdec(t):
         return int(t)
-    if len(t) == 2 and t[0] in "123456789" and t[1].isdigit():
+    if len(t) == 2 and t[0] in "123456789" and _isdec(t[1]):
         return int(t)
-    if len(t) == 3 and t.isdigit() and t[0] in "12" and int(t) <= 255:
+    if len(t) == 3 and _isdec(t) and t[0] in "12" and int(t) <= 255:
         return int(t)
     raise _Error
 
@@ -109,11 +114,11 @@ def _fill(n: int, before: list[int], after: list[int], compressed: bool) -> list
 def _scope(suffix: str, words: list[int]) -> list[int]:
     if not suffix:
         raise _Error  # a zone id cannot be empty
-    if not suffix[0].isdigit():
+    if not _isdec(suffix[0]):
         return words  # a named zone (eth0) is ignored
     scope = 0
     for c in suffix:
-        if not c.isdigit():
+        if not _isdec(c):
             return words  # digits then letters: ignored as well
         scope = scope * 10 + int(c)
         if scope > 0xFFFF:
