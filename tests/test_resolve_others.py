@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
@@ -19,6 +20,7 @@ from realip.resolve import (
     haproxy_hdr_ip,
     haproxy_set_header,
     ipware_leftmost,
+    nginx_realip,
     uvicorn_proxy_headers,
     werkzeug_proxy_fix,
 )
@@ -254,3 +256,30 @@ def test_client_ip_fast_path_agrees_with_the_traced_walk(
     slow = _client_ip(resolver, peer, headers, None, 16, 8192)
     assert (fast.addr, fast.port, fast.code) == (slow.addr, slow.port, slow.code)
     assert fast.reason == slow.reason and fast.trace == slow.trace
+
+
+_TEXT = st.text(alphabet=st.sampled_from("0123456789abcdefx.:[]%, \t²_-uknow\x00é"), max_size=40)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_TEXT, second=_TEXT)
+def test_peer_data_never_raises(value: str, second: str) -> None:
+    from realip import nginx as ngx
+
+    erlang.parse_address(value)
+    ngx.parse_addr_port(value.encode("utf-8"))
+    parse_node(value)
+    parse_node(value, forwarded=True)
+    with contextlib.suppress(ForwardedSyntaxError):
+        parse_forwarded(value)
+    headers = [(XFF, value), (XFF, second), ("X-Forwarded-Port", second), ("X-Real-IP", value)]
+    for recursive in (False, True):
+        nginx_r = nginx_realip(
+            "10.0.0.1", headers, set_real_ip_from=T, real_ip_header="X-Forwarded-For",
+            recursive=recursive)
+        assert nginx_r.addr
+    assert emqx_ws_peer("10.0.0.1", 1, headers).addr
+    assert emqx_ws_peer("10.0.0.1", 1, headers, proxy_address_allow=T).addr
+    client_ip("10.0.0.1", headers, trusted=T)
+    client_ip("10.0.0.1", [("Forwarded", value)], trusted=T)
+    haproxy_hdr_ip(headers)
