@@ -1,4 +1,5 @@
-"""Command line: ``python -m realip decode HEX|-  [--json]``."""
+"""Command line: ``python -m realip decode HEX|- [--json]`` and ``python -m realip simulate
+TOPOLOGY.yaml [--forge-xff …] [--forge-proxy …] [--json] [--pcap FILE]``."""
 
 from __future__ import annotations
 
@@ -75,6 +76,35 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _forged_proxy(text: str) -> bytes:
+    """``--forge-proxy``: a v1 line (CRLF added, ``\\r\\n`` escapes understood) or v2 hex."""
+    if text.startswith("PROXY"):
+        line = text.replace("\\r", "\r").replace("\\n", "\n")
+        if not line.endswith("\r\n"):
+            line += "\r\n"
+        return line.encode("latin-1")
+    return _read_input(text)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError
+    from .topology import load, simulate
+
+    try:
+        topology = load(args.path)
+    except (OSError, ConfigurationError) as exc:
+        raise SystemExit(f"realip simulate: {exc}") from None
+    forged = None if args.forge_proxy is None else _forged_proxy(args.forge_proxy)
+    trace = simulate(topology, forge_xff=args.forge_xff, forge_proxy=forged)
+    if args.pcap:
+        trace.to_pcap(args.pcap)
+    if args.json:
+        print(json.dumps(trace.to_dict(), indent=2))
+    else:
+        print(trace.table())
+    return 0 if trace.connected else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m realip`` (and the ``realip`` script)."""
     parser = argparse.ArgumentParser(prog="python -m realip", description=__doc__)
@@ -87,6 +117,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     dec.add_argument("--max-v2-size", type=int, default=4096, help="cap on a v2 header (bytes)")
     dec.add_argument("--no-crc-check", action="store_true", help="do not verify CRC32C")
     dec.set_defaults(func=_cmd_decode)
+    sim = sub.add_parser("simulate", help="play a topology from data/topologies/ hop by hop")
+    sim.add_argument("path", help="a topology YAML file")
+    sim.add_argument("--forge-xff", help="the client sends this X-Forwarded-For line instead")
+    sim.add_argument("--forge-proxy", help="the client writes this PROXY header itself (a v1 "
+                     "line, or v2 in hex)")
+    sim.add_argument("--json", action="store_true", help="print the trace as JSON")
+    sim.add_argument("--pcap", help="also write every link to this pcap file")
+    sim.set_defaults(func=_cmd_simulate)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

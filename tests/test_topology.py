@@ -89,3 +89,20 @@ def test_pcap_is_deterministic(tmp_path: Path) -> None:
     trace.to_pcap(str(a))
     trace.to_pcap(str(b))
     assert a.read_bytes() == b.read_bytes() and a.read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"
+
+
+def test_cli_simulate(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from realip.__main__ import main
+
+    path = str(ROOT / "data" / "topologies" / "ws-multi-recursive.yaml")
+    assert main(["simulate", path, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["peername"] == "1.94.170.163:39872" and len(doc["links"]) == 4
+    assert main(["simulate", path, "--forge-xff", "172.16.0.1"]) == 0
+    assert capsys.readouterr().out.strip().endswith("peername=1.94.170.163:39872")
+    tcp = str(ROOT / "data" / "topologies" / "tcp-direct-client-forges-proxy.yaml")
+    assert main(["simulate", tcp, "--forge-proxy", "PROXY TCP4 192.0.2.9 172.16.0.71 9 1883",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["peername"] == "192.0.2.9:9"

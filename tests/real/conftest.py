@@ -36,6 +36,14 @@ def haproxy_bin() -> str:
 
 
 @pytest.fixture(scope="session")
+def tshark_bin() -> str:
+    """Path of tshark (skip or fail when missing)."""
+    import shutil
+
+    return _need(shutil.which("tshark"), "tshark")
+
+
+@pytest.fixture(scope="session")
 def nginx_version(nginx_bin: str) -> str:
     return program_version(nginx_bin, "nginx")
 

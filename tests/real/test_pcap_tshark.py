@@ -1,0 +1,42 @@
+"""The simulator's captures, read by the real tshark: PROXY headers and MQTT CONNECTs must be
+dissected as such on every link."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from realip.topology import load, simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ["tcp-single-tier", "tcp-multi-regenerate", "haproxy-tcp-send-proxy-v2",
+             "haproxy-tcp-accept-proxy-tier", "ws-single-tier"]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_tshark_dissects_the_capture(name: str, tshark_bin: str, tmp_path: Path) -> None:
+    trace = simulate(load(str(ROOT / "data" / "topologies" / f"{name}.yaml")))
+    pcap = tmp_path / f"{name}.pcap"
+    trace.to_pcap(str(pcap))
+    out = subprocess.run(
+        [tshark_bin, "-r", str(pcap), "-o", "tcp.try_heuristic_first:TRUE", "-T", "fields",
+         "-E", "separator=|", "-e", "_ws.col.Protocol", "-e", "proxy.src.ipv4",
+         "-e", "proxy.srcport", "-e", "mqtt.clientid", "-e", "http.request.uri"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.splitlines()
+    protocols = [line.split("|")[0] for line in out]
+    for link in trace.links:
+        header = link.proxy_header
+        if header is not None:
+            kind = "PROXYv1" if header.startswith(b"PROXY") else "PROXYv2"
+            assert kind in protocols, (name, out)
+    sources = {line.split("|")[1] for line in out if line.split("|")[1]}
+    expected = {trace.client_addr} if trace.links[-1].proxy_header else set()
+    assert expected <= sources, out
+    if trace.topology.client.transport == "tcp":
+        assert any(line.split("|")[3] == "mqttx-client" for line in out), out
+    else:
+        assert any(line.split("|")[4] == "/mqtt" for line in out), out
