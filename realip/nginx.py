@@ -252,6 +252,23 @@ def format_addr(ip: IPv4Address | IPv6Address) -> str:
     return str(ip) if isinstance(ip, IPv4Address) else format_ipv6(ip)
 
 
+def _getaddrinfo_numeric(text: str) -> NginxCIDR | None:
+    """What nginx's host-name fallback (``getaddrinfo``) makes of a *numeric* value that
+    ``ngx_ptocidr`` refused: IPv4 in ``inet_aton`` form (``127.1``, ``0x7f.0.0.1``,
+    ``2130706433``, ``255.255.255.255``) and IPv6 with a zone (``fe80::1%lo``, zone dropped)."""
+    from . import erlang
+    from ._addr import ipv6_int
+
+    v4 = erlang.parse_ipv4(text)  # the BSD inet_aton grammar: 1-4 parts, 0x hex, 0 octal
+    if v4 is not None:
+        return NginxCIDR(4, v4, 0xFFFFFFFF, text)
+    host, pct, zone = text.partition("%")
+    v6 = ipv6_int(host) if pct and zone else None
+    if v6 is not None:
+        return NginxCIDR(6, v6, (1 << 128) - 1, text)
+    return None
+
+
 class NginxCIDR(NamedTuple):
     """One ``set_real_ip_from`` entry after ``ngx_ptocidr``: family ``4``, ``6`` or ``"unix"``,
     network and mask as ints, and the text it came from."""
@@ -281,6 +298,10 @@ def ptocidr(text: str) -> tuple[NginxCIDR, str | None]:
     else:
         v6 = inet6_addr(addr_text)
         if v6 is None:
+            if not slash:
+                numeric = _getaddrinfo_numeric(text)
+                if numeric is not None:
+                    return numeric, None
             raise ConfigurationError(
                 f"set_real_ip_from {text!r}: not an address or CIDR (nginx would try to resolve it"
                 " as a host name at start-up; give the addresses instead)")

@@ -250,6 +250,8 @@ def _ngx_text(ip: IP | str) -> str:
     return ip if isinstance(ip, str) else ngx.format_addr(ip)
 
 
+_NGX_NAME = re.compile(r"[A-Za-z0-9-]+")
+_NGX_NAME_US = re.compile(r"[A-Za-z0-9_-]+")
 _NGX_VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
@@ -302,6 +304,7 @@ def nginx_realip(
     peer_port: int | None = None,
     proxy_protocol: ProxyProtocolInfo | None = None,
     version: str | tuple[int, ...] | None = None,
+    underscores_in_headers: bool = False,
 ) -> Resolution:
     """What nginx's realip module makes of a request (``ngx_http_realip_handler``).
 
@@ -316,11 +319,16 @@ def nginx_realip(
     ``addr`` is ``$remote_addr`` exactly as nginx prints it, ``port`` is ``$remote_port`` as an
     int (None where nginx prints an empty string), and ``variables`` has the rest.  ``code`` is
     nginx's: ``OK``/``DONE`` (address replaced) or ``DECLINED`` (peer kept).
+
+    Header lines whose names nginx considers invalid (anything but letters, digits and ``-``;
+    ``_`` too unless *underscores_in_headers*) are dropped first, as ``ignore_invalid_headers``
+    (on by default) does.
     """
     ver = ngx.parse_version(version)
     cidrs, warnings = _nginx_trust(tuple(set_real_ip_from))
     peer_ip = _peer(peer)
-    headers = [(k, v.strip(" ")) for k, v in headers]
+    valid = _NGX_NAME_US if underscores_in_headers else _NGX_NAME
+    headers = [(k, v.strip(" ")) for k, v in headers if valid.fullmatch(k)]
     trace: list[Step] = []
     entries: tuple[Entry, ...] = ()
     lines: list[str] = []
