@@ -8,6 +8,7 @@ checksum too.  Best of several repeats, so a busy machine skews both sides alike
 
 from __future__ import annotations
 
+import itertools
 import sys
 import timeit
 from collections.abc import Callable
@@ -26,9 +27,38 @@ CASES: dict[str, bytes] = {
 }
 
 
-def best_ns(fn: Callable[[], object], number: int = 20000, repeat: int = 7) -> float:
+def _clients(version: int, v6: bool, n: int = 10000) -> list[bytes]:
+    """*n* headers from distinct clients to the same proxy address (a receiver's real traffic:
+    the destination repeats, the sources mostly do not)."""
+    out = []
+    for i in range(n):
+        src = (f"2001:db8:{i >> 8:x}::{i & 255:x}" if v6
+               else f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
+        dst = "2001:db8::1" if v6 else "198.51.100.1"
+        out.append(build((src, 40000 + i % 20000), (dst, 1883), version=version))
+    return out
+
+
+VARIED: dict[str, list[bytes]] = {
+    "v1 TCP4, 10k clients": _clients(1, False),
+    "v1 TCP6, 10k clients": _clients(1, True),
+}
+
+
+def best_ns(fn: Callable[[], object], number: int = 5000, repeat: int = 5) -> float:
     """Best time per call in nanoseconds."""
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e9
+
+
+def paired(ours: Callable[[], object], theirs: Callable[[], object],
+           rounds: int = 12) -> tuple[float, float]:
+    """Best times of both, measured in alternation so that a burst of load elsewhere on the
+    machine hits both sides alike."""
+    a = b = float("inf")
+    for _ in range(rounds):
+        a = min(a, best_ns(ours))
+        b = min(b, best_ns(theirs))
+    return a, b
 
 
 def peer_decoder() -> Callable[[bytes], object] | None:
@@ -54,15 +84,26 @@ def main() -> int:
     worst = None
     for name, data in CASES.items():
         assert decode(data) is not None
-        ours = best_ns(lambda d=data: decode(d))  # type: ignore[misc]
         if peer is not None:
             peer(data)  # must accept it too, or the comparison is meaningless
-            theirs = best_ns(lambda d=data: peer(d))  # type: ignore[misc]
+            ours, theirs = paired(lambda d=data: decode(d),  # type: ignore[misc]
+                                  lambda d=data: peer(d))  # type: ignore[misc]
             ratio = theirs / ours
             worst = ratio if worst is None else min(worst, ratio)
             print(f"{name:28} {ours:13.0f} {theirs:15.0f} {ratio:6.1f}x")
         else:
+            ours = best_ns(lambda d=data: decode(d))  # type: ignore[misc]
             print(f"{name:28} {ours:13.0f} {'-':>15} {'-':>7}")
+    if peer is not None:
+        # Every call decodes the next of 10,000 headers, so realip's bounded memo of v1 address
+        # texts only helps with the repeated destination, as it would in production.
+        for name, headers in VARIED.items():
+            ours_it, theirs_it = itertools.cycle(headers), itertools.cycle(headers)
+            ours, theirs = paired(lambda it=ours_it: decode(next(it)),  # type: ignore[misc]
+                                  lambda it=theirs_it: peer(next(it)))  # type: ignore[misc]
+            ratio = theirs / ours
+            worst = ratio if worst is None else min(worst, ratio)
+            print(f"{name:28} {ours:13.0f} {theirs:15.0f} {ratio:6.1f}x")
     if worst is not None:
         print(f"slowest ratio: {worst:.1f}x (target: at least 3x on every case)")
     return 0

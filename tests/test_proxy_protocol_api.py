@@ -163,3 +163,20 @@ def test_cli_decode_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["decode", "--json", "474554"]) == 1
     assert json.loads(capsys.readouterr().out)["error"]["reason"] == "not_proxy"
     assert main(["decode", "50524f"]) == 2
+
+
+def test_v1_address_memo_keeps_families_apart() -> None:
+    assert decode(b"PROXY TCP4 192.0.2.1 192.0.2.2 1 2\r\n") is not None
+    with pytest.raises(InvalidProxyHeader) as exc:
+        decode(b"PROXY TCP6 192.0.2.1 192.0.2.2 1 2\r\n")
+    assert exc.value.reason is Reason.V1_BAD_ADDRESS
+    assert decode(b"PROXY TCP6 ::1 ::2 1 2\r\n") is not None
+    with pytest.raises(InvalidProxyHeader):
+        decode(b"PROXY TCP4 ::1 ::2 1 2\r\n")
+    # many distinct addresses: the memo stays bounded and results stay right
+    from realip.proxy_protocol import _codec
+
+    for i in range(5000):
+        h = decode(f"PROXY TCP4 10.{i >> 8 & 255}.{i & 255}.1 192.0.2.2 1 2\r\n".encode())
+        assert h is not None and str(h.source) == f"10.{i >> 8 & 255}.{i & 255}.1:1"
+    assert len(_codec._V1_MEMO4) <= _codec._V1_MEMO_MAX

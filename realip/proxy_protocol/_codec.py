@@ -59,11 +59,44 @@ _UNSPEC = Family.UNSPEC
 _STREAM = Transport.STREAM
 _TUNSPEC = Transport.UNSPEC
 
-_OCTET = rb"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_V4 = _OCTET + rb"\." + _OCTET + rb"\." + _OCTET + rb"\." + _OCTET
 _PORT = rb"(0|[1-9][0-9]{0,4})"
 # The common, valid v1 lines in one regex match; anything else takes the careful path.
-_V1_TCP4 = re.compile(rb"PROXY TCP4 " + _V4 + b" " + _V4 + b" " + _PORT + b" " + _PORT + rb"\r\n")
+_V1_TCP4 = re.compile(rb"PROXY TCP4 ([0-9.]{7,15}) ([0-9.]{7,15}) " + _PORT + b" " + _PORT
+                      + rb"\r\n")
+
+# Address text → address object for v1 lines.  A receiver sees the same few texts again and again
+# (its own address as every destination, returning clients, a NAT pool), and parsing IPv6 text
+# in Python costs more than the rest of the header; the memo is bounded and holds only texts
+# that parsed, so junk cannot grow it.
+_V1_MEMO4: dict[bytes, IPv4Address] = {}
+_V1_MEMO6: dict[bytes, IPv6Address] = {}  # separate: "1.2.3.4" in a TCP6 line must not hit
+_V1_MEMO_MAX = 4096
+
+
+def _v1_ip4(text: bytes) -> IPv4Address | None:
+    parts = text.split(b".")
+    if len(parts) != 4:
+        return None
+    o = _OCTETS
+    try:
+        ip = _v4((o[parts[0]] << 24) | (o[parts[1]] << 16) | (o[parts[2]] << 8) | o[parts[3]])
+    except KeyError:  # not a canonical octet (leading zero, > 255, empty)
+        return None
+    if len(_V1_MEMO4) >= _V1_MEMO_MAX:
+        _V1_MEMO4.clear()
+    _V1_MEMO4[text] = ip
+    return ip
+
+
+def _v1_ip6(text: bytes) -> IPv6Address | None:
+    value = ipv6_int(text.decode("ascii"))
+    if value is None:
+        return None
+    ip = _v6(value)
+    if len(_V1_MEMO6) >= _V1_MEMO_MAX:
+        _V1_MEMO6.clear()
+    _V1_MEMO6[text] = ip
+    return ip
 _V1_TCP6 = re.compile(
     rb"PROXY TCP6 ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) " + _PORT + b" " + _PORT + rb"\r\n"
 )
@@ -123,7 +156,8 @@ def decode(
     """
     if not V2_FIXED <= max_v2_size <= V2_MAX_SIZE:
         raise ValueError(f"max_v2_size must be in {V2_FIXED}..{V2_MAX_SIZE}, not {max_v2_size}")
-    data = _as_bytes(data, max(max_v2_size, V1_MAX_LINE))
+    if type(data) is not bytes:
+        data = _as_bytes(data, max(max_v2_size, V1_MAX_LINE))
     first = data[:1]
     if first == b"\r" and version != 1:
         # Fast path: v2 PROXY over TCP/UDP with IPv4 or IPv6.
@@ -156,34 +190,30 @@ def decode(
     elif first == b"P" and version != 2:
         m = _V1_TCP4.match(data)
         if m is not None:
-            a, b, c, d, e, f, g, h, sp, dp = m.groups()
+            st, dt, sp, dp = m.groups()
             sport = int(sp)
             dport = int(dp)
-            if sport <= 0xFFFF and dport <= 0xFFFF:
-                o = _OCTETS
-                src = _tuple_new(Endpoint, (_v4((o[a] << 24) | (o[b] << 16) | (o[c] << 8) | o[d]),
-                                            sport))
-                dst = _tuple_new(Endpoint, (_v4((o[e] << 24) | (o[f] << 16) | (o[g] << 8) | o[h]),
-                                            dport))
-                return _tuple_new(
-                    ProxyHeader, (1, _PROXY, _INET, _STREAM, src, dst, (), m.end(), b"", None)
-                )
+            memo = _V1_MEMO4
+            sip = memo.get(st) or _v1_ip4(st)
+            dip = memo.get(dt) or _v1_ip4(dt)
+            if sip is not None and dip is not None and sport <= 0xFFFF and dport <= 0xFFFF:
+                return _tuple_new(ProxyHeader, (
+                    1, _PROXY, _INET, _STREAM, _tuple_new(Endpoint, (sip, sport)),
+                    _tuple_new(Endpoint, (dip, dport)), (), m.end(), b"", None))
         elif data[6:10] == b"TCP6":
             m = _V1_TCP6.match(data)
             if m is not None and m.end() <= V1_MAX_LINE:
                 st, dt, sp, dp = m.groups()
-                stext = st.decode("ascii")
-                dtext = dt.decode("ascii")
-                s_int = ipv6_int(stext)
-                d_int = ipv6_int(dtext)
+                memo6 = _V1_MEMO6
+                sip6 = memo6.get(st) or _v1_ip6(st)
+                dip6 = memo6.get(dt) or _v1_ip6(dt)
                 sport = int(sp)
                 dport = int(dp)
-                if (s_int is not None and d_int is not None
-                        and sport <= 0xFFFF and dport <= 0xFFFF):
-                    src = _tuple_new(Endpoint, (_v6(s_int), sport))
-                    dst = _tuple_new(Endpoint, (_v6(d_int), dport))
+                if sip6 is not None and dip6 is not None and sport <= 0xFFFF and dport <= 0xFFFF:
                     return _tuple_new(ProxyHeader, (
-                        1, _PROXY, _INET6, _STREAM, src, dst, (), m.end(), b"", (stext, dtext)))
+                        1, _PROXY, _INET6, _STREAM, _tuple_new(Endpoint, (sip6, sport)),
+                        _tuple_new(Endpoint, (dip6, dport)), (), m.end(), b"",
+                        (st.decode("ascii"), dt.decode("ascii"))))
     return _walk(data, version, max_v2_size, verify_crc32c, None)
 
 
