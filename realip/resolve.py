@@ -112,8 +112,9 @@ class _ResolutionFields(NamedTuple):
     proxy_add_x_forwarded_for: str = ""
     variables: Mapping[str, str] = _EMPTY
     warnings: tuple[str, ...] = ()
-    #: for results built on a fast path: recomputes the explanation on demand
-    explain: Callable[[], Resolution] | None = None
+    #: for results built on a fast path: what recomputes the explanation on demand (a callable,
+    #: or the arguments of the safe resolver's traced walk)
+    explain: Callable[[], Resolution] | tuple[Any, ...] | None = None
 
 
 class Resolution(_ResolutionFields):
@@ -130,20 +131,28 @@ class Resolution(_ResolutionFields):
 
     __slots__ = ()
 
+    def _explained(self) -> Resolution:
+        how = self.explain
+        if how is None:
+            return self
+        if isinstance(how, tuple):
+            return _client_ip(*how)
+        return how()
+
     @property
     def reason(self) -> str:
         """Why the walk stopped, in one sentence."""
-        return self.explain().reason if self.explain is not None else self[5]
+        return self._explained()[5]
 
     @property
     def trace(self) -> tuple[Step, ...]:
         """Every step of the walk, in the order it was taken."""
-        return self.explain().trace if self.explain is not None else self[6]
+        return self._explained()[6]
 
     @property
     def entries(self) -> tuple[Entry, ...]:
         """The examined header's elements, left to right."""
-        return self.explain().entries if self.explain is not None else self[7]
+        return self._explained()[7]
 
     @property
     def peername(self) -> str:
@@ -724,7 +733,7 @@ class ClientIP:
     configuration on every request.  Bad configuration raises
     :class:`~realip.ConfigurationError` here."""
 
-    __slots__ = ("_cache", "_peers", "hops", "trust")
+    __slots__ = ("_cache", "_peers", "_raw", "_rules", "hops", "trust")
 
     def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None) -> None:
         if not trusted and hops is None:
@@ -734,6 +743,9 @@ class ClientIP:
         # token text → (parsed node, matching rule); bounded, so junk cannot grow it forever
         self._cache: dict[str, tuple[Node | None, str | None, str | None]] = {}
         self._peers: dict[str, bool] = {}
+        # raw list element (spaces included) → (address text, port, rule) for the fast path
+        self._raw: dict[str, tuple[str | None, int | None, str | None]] = {}
+        self._rules = bool(self.trust.rules)
 
     def judge(self, text: str, forwarded: bool = False) -> tuple[Node | None, str | None]:
         """Parse *text* and find the trust rule it matches (memoised)."""
@@ -756,8 +768,13 @@ class ClientIP:
     def __call__(self, peer: str, headers: Headers, *, peer_port: int | None = None,
                  max_entries: int = 32, max_bytes: int = 8192) -> Resolution:
         """Resolve one request (see :func:`client_ip`)."""
-        # Fast path for the common case (one or more X-Forwarded-For lines, nothing unusual);
-        # everything else, and every explanation, comes from the traced walk.
+        return self._resolve(peer, headers, peer_port, max_entries, max_bytes)
+
+    def _resolve(self, peer: str, headers: Headers, peer_port: int | None, max_entries: int,
+                 max_bytes: int) -> Resolution:
+        # Fast path for the common case (X-Forwarded-For lines, nothing unusual): no trace is
+        # built.  Everything else, and every explanation (reason, trace), comes from the traced
+        # walk, on demand; a property test holds the two paths to the same answers.
         xff = None
         for name, value in headers:
             size = len(name)
@@ -765,50 +782,59 @@ class ClientIP:
                 xff = value if xff is None else f"{xff}, {value}"
             elif (size == 9 or size == 16) and name.lower() in ("forwarded", "x-forwarded-port"):
                 return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
-
-        def explain() -> Resolution:
-            return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
-
         peer_ok = self._peers.get(peer)
         if peer_ok is None:
             try:
                 pip: IP | str = _peer(peer)
             except ConfigurationError:
-                return explain()
+                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
             peer_ok = self.trust(pip, 0)
             if len(self._peers) >= 4096:
                 self._peers.clear()
             self._peers[peer] = peer_ok
         if not peer_ok or xff is None or len(xff) > max_bytes:
-            return explain()
-        # Walk from the right end without splitting the whole list: only the entries up to the
-        # boundary are ever looked at.
-        cache = self._cache
+            return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+        # C-level splits from the right: first just a few entries (the boundary is usually near
+        # the right end), the rest only if the walk gets that far; never more than max_entries.
+        # Entries are looked up in the memo as they are (spaces included): nothing is copied.
+        cache = self._raw
         hops = self.hops
-        has_rules = bool(self.trust.rules)
-        end = len(xff)
-        hop = 0
-        while hop < max_entries:
-            hop += 1
-            comma = xff.rfind(",", 0, end)
-            text = xff[comma + 1 : end].strip(" \t")
-            hit = cache.get(text)
-            if hit is None:
-                hit = self._judge(text, False)
-            node, rule, shown = hit
-            if shown is None or node is None:
-                return explain()
-            if hops is None:
-                trusted = rule is not None
-            else:
-                trusted = (rule is not None or not has_rules) and hop < hops
-            if trusted and comma >= 0:
-                end = comma
-                continue
-            return _tuple_new(Resolution, (shown, node.port, "realip", True, "HEADER", "", (),
-                                           (), "X-Forwarded-For", "", None, "", _EMPTY, (),
-                                           explain))
-        return explain()  # the bound was reached: the traced walk explains the refusal
+        limit = 4 if max_entries > 4 else max_entries
+        parts = xff.rsplit(",", limit)
+        while True:
+            n = len(parts)
+            truncated = n > limit
+            stop = 1 if truncated else 0
+            for k in range(n - 1, stop - 1, -1):
+                hit = cache.get(parts[k])
+                if hit is None:
+                    hit = self._judge_raw(parts[k])
+                shown, port, rule = hit
+                if shown is None:
+                    return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+                if hops is None:
+                    trusted = rule is not None
+                else:
+                    trusted = (rule is not None or not self._rules) and n - k < hops
+                if trusted and (k or truncated):
+                    continue
+
+                return _tuple_new(Resolution, (shown, port, "realip", True, "HEADER", "", (),
+                                               (), "X-Forwarded-For", "", None, "", _EMPTY, (),
+                                               (self, peer, headers, peer_port, max_entries,
+                                                max_bytes)))
+            if not truncated or limit >= max_entries:
+                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+            limit = max_entries
+            parts = xff.rsplit(",", limit)
+
+    def _judge_raw(self, raw: str) -> tuple[str | None, int | None, str | None]:
+        node, rule, shown = self._judge(raw.strip(" \t"), False)
+        hit = (shown, None if node is None else node.port, rule)
+        if len(self._raw) >= 4096:
+            self._raw.clear()
+        self._raw[raw] = hit
+        return hit
 
 
 _tuple_new = tuple.__new__
@@ -854,9 +880,11 @@ def client_ip(
     Peer data never raises; a bad configuration raises :class:`~realip.ConfigurationError`.
     The configuration is compiled once and cached; :class:`ClientIP` does the same explicitly.
     """
-    comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops)
-    return comp(peer, headers, peer_port=peer_port, max_entries=max_entries,
-                max_bytes=max_bytes)
+    key = (trusted if type(trusted) is tuple else tuple(trusted), hops)
+    comp = _COMPILED.get(key)
+    if comp is None:
+        comp = _compiled(*key)
+    return comp._resolve(peer, headers, peer_port, max_entries, max_bytes)
 
 
 def _fail(peer: str, peer_port: int | None, reason: str, steps: list[Step],
