@@ -47,3 +47,17 @@ def test_core_imports_no_io_or_ui_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_readme_examples_run() -> None:
+    import doctest
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = doctest.testfile(str(ROOT / "README.md"), module_relative=False,
+                                  optionflags=doctest.ELLIPSIS)
+    finally:
+        os.chdir(cwd)
+    assert result.failed == 0 and result.attempted >= 8
