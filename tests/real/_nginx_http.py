@@ -17,13 +17,14 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ._programs import free_port, stop_process
 
 #: What every server prints, in this order.
 VARIABLES: tuple[str, ...] = (
@@ -193,11 +194,11 @@ http {{
     def _assign(self, with_v6: bool) -> None:
         self.listeners = {}
         for i, (name, conf) in enumerate(self.servers.items()):
-            lst = {"v4": Listener("v4", (V4, _free_port(V4)))}
+            lst = {"v4": Listener("v4", (V4, free_port(V4)))}
             if conf.v6 and with_v6:
-                lst["v6"] = Listener("v6", (V6, _free_port(V6)))
+                lst["v6"] = Listener("v6", (V6, free_port(V6)))
             if conf.mapped and with_v6:
-                lst["mapped"] = Listener("mapped", (V4, _free_port(V4)))
+                lst["mapped"] = Listener("mapped", (V4, free_port(V4)))
             if conf.unix:
                 lst["unix"] = Listener("unix", str(self.directory / f"s{i}.sock"))
             self.listeners[name] = lst
@@ -263,15 +264,7 @@ http {{
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.proc = None
 
     # -- requests ---------------------------------------------------------------------------
@@ -370,13 +363,6 @@ def _read_all(s: socket.socket) -> bytes:
         if not d:
             return b"".join(chunks)
         chunks.append(d)
-
-
-def _free_port(host: str) -> int:
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _connect_retrying(lst: Listener, source: str | None, timeout: float,

@@ -55,6 +55,19 @@ def program_version(path: str, kind: str) -> str:
     return m.group(1) if m else "unknown"
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM *proc*, then SIGKILL if it has not exited within 5 s."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on *host* right now."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -114,15 +127,7 @@ class Running:
                 return
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
 
 
 def start_nginx(binary: str, directory: Path, stream_servers: str,
