@@ -841,6 +841,7 @@ _tuple_new = tuple.__new__
 
 
 _COMPILED: dict[tuple[tuple[str, ...], int | None], ClientIP] = {}
+_LAST: list[Any] = [None, None, None, None]
 
 
 def _compiled(trusted: tuple[str, ...], hops: int | None) -> ClientIP:
@@ -880,10 +881,17 @@ def client_ip(
     Peer data never raises; a bad configuration raises :class:`~realip.ConfigurationError`.
     The configuration is compiled once and cached; :class:`ClientIP` does the same explicitly.
     """
-    key = (trusted if type(trusted) is tuple else tuple(trusted), hops)
-    comp = _COMPILED.get(key)
-    if comp is None:
-        comp = _compiled(*key)
+    # The same configuration object as last time (the usual case: a module-level list) skips
+    # even the dictionary lookup; the copy comparison catches a list changed in place.
+    last = _LAST
+    comp: ClientIP
+    if trusted is last[0] and hops == last[1] and trusted == last[2]:
+        comp = last[3]
+    else:
+        if isinstance(trusted, str):  # "10.0.0.0/8, ::1" as a convenience
+            trusted = tuple(t.strip() for t in trusted.split(",") if t.strip())
+        comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops)
+        _LAST[:] = [trusted, hops, trusted if type(trusted) is tuple else list(trusted), comp]
     return comp._resolve(peer, headers, peer_port, max_entries, max_bytes)
 
 

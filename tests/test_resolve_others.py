@@ -283,3 +283,12 @@ def test_peer_data_never_raises(value: str, second: str) -> None:
     client_ip("10.0.0.1", headers, trusted=T)
     client_ip("10.0.0.1", [("Forwarded", value)], trusted=T)
     haproxy_hdr_ip(headers)
+
+
+def test_client_ip_sees_a_trusted_list_changed_in_place() -> None:
+    trusted = ["10.0.0.0/8"]
+    headers = [(XFF, "1.2.3.4, 172.16.0.9")]
+    assert client_ip("10.0.0.1", headers, trusted=trusted).addr == "172.16.0.9"
+    trusted.append("172.16.0.0/12")
+    assert client_ip("10.0.0.1", headers, trusted=trusted).addr == "1.2.3.4"
+    assert client_ip("10.0.0.1", headers, trusted="10.0.0.0/8, 172.16.0.0/12").addr == "1.2.3.4"
