@@ -658,7 +658,9 @@ def emqx_ws_peer(
                 trace.append(Step(k, tok, text, None, None, True, r, "skip",
                                   f"{text} is allowed ({r}): keep walking left", 0, s, e))
     port: int = peer_port
-    pvalue = _cowboy_header(headers, proxy_port_header)
+    # 6.4: a peer outside proxy_address_allow has both headers ignored.
+    peer_allowed = proxy_address_allow is None or Trust(proxy_address_allow)(peer_ip)
+    pvalue = _cowboy_header(headers, proxy_port_header) if peer_allowed else ""
     pspans = _erl_tokens(pvalue)
     if pspans:
         s, e = pspans[0]
