@@ -11,10 +11,17 @@ are results: a rejected header closes the connection with the receiver's own log
 Each hop reuses the models the rest of realip is tested with: :mod:`realip.receivers` for what a
 program accepts, :mod:`realip.resolve` for nginx realip and EMQX's header rules, and
 :mod:`realip.proxy_protocol` for the headers senders write.
+
+The nginx and HAProxy hops are checked byte for byte against Debian's nginx 1.22.1 and HAProxy
+2.6.12 (``tests/real/test_topology_real.py`` runs every scenario and generated chains on loopback
+with the configurations :mod:`realip.render` writes): what each hop writes to the next one —
+header order and case, ``Connection`` handling, PROXY headers — and where and with which log
+line a hop closes the connection.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
@@ -25,7 +32,7 @@ from . import nginx as ngx
 from ._addr import format_ip
 from .errors import ConfigurationError
 from .proxy_protocol import TLV, Endpoint, TLVType, build, decode
-from .receivers import accepts
+from .receivers import Acceptance, accepts
 from .resolve import (
     ProxyProtocolInfo,
     emqx_ws_peer,
@@ -110,7 +117,12 @@ class NginxStream(_Host):
 class NginxHttp(_Host):
     """nginx ``http { server { listen … [proxy_protocol]; set_real_ip_from …; real_ip_header …;
     real_ip_recursive …; location … { proxy_pass …; proxy_http_version …; proxy_set_header …; }
-    } }``."""
+    } }``.
+
+    Upstream it writes the ``proxy_set_header`` lines in configuration order, then the defaults
+    not overridden (``Host: $proxy_host`` — the next hop's ``addr:port`` —, ``Connection:
+    close``), then the client's lines nobody set; a line whose value is empty is left out.
+    Client lines with a name outside ``A-Z a-z 0-9 -`` (underscores) are ignored altogether."""
 
     port: int = 8083
     listen_proxy_protocol: bool = False
@@ -128,7 +140,12 @@ class HAProxy(_Host):
     """HAProxy ``frontend``/``backend``: ``mode tcp|http``, ``bind … accept-proxy``,
     ``tcp-request connection expect-proxy layer4 if { src … }``, ``server … send-proxy |
     send-proxy-v2 proxy-v2-options …``, ``option forwardfor [except …] [if-none]``,
-    ``http-request set-header|del-header``."""
+    ``http-request set-header|del-header``.
+
+    In ``mode http`` (2.6, default keep-alive mode) every header name leaves in lower case; the
+    ``close``/``keep-alive`` tokens of ``Connection`` are removed (an emptied line is dropped);
+    an HTTP/1.0 request without an ``upgrade`` token gets ``connection: keep-alive`` last; the
+    ``http-request`` rules run in order, then ``option forwardfor`` appends its line."""
 
     port: int = 1883
     mode: Literal["tcp", "http"] = "tcp"
@@ -431,6 +448,8 @@ class _Conn:
     local: Endpoint
     data: bytes
     sender: str
+    #: the next hop's (or the broker's) address and port, as the hop's configuration names it
+    upstream: Endpoint | None = None
 
 
 @dataclass
@@ -503,7 +522,8 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
         parts = _split_parts(data, app_kind)
         links.append(Link(i, sender, node.name, peer, local, parts,
                           dialed=f"{getattr(node, 'public', None) or node.addr}:{node.port}"))
-        conn = _Conn(peer, local, data, sender)
+        upstream = _ep(nodes[i + 1].addr, nodes[i + 1].port) if i + 1 < len(nodes) else None
+        conn = _Conn(peer, local, data, sender, upstream)
         if isinstance(node, Broker):
             view, peername = _broker(node, conn, client)
             views.append(view)
@@ -531,7 +551,10 @@ def _ngx_pp(node: NginxStream | NginxHttp, conn: _Conn, decisions: list[str],
     info)."""
     if not node.listen_proxy_protocol:
         return True, None, 0, None
-    acc = accepts("nginx", conn.data, version=node.version)
+    if isinstance(node, NginxHttp):
+        acc = _ngx_http_pp(conn.data, node.version)
+    else:
+        acc = accepts("nginx", conn.data, version=node.version)
     if not acc.accepted:
         decisions.append(f"listen … proxy_protocol: rejected — {acc.reason}")
         return False, acc.log_line or acc.reason, 0, None
@@ -551,7 +574,32 @@ def _ngx_pp(node: NginxStream | NginxHttp, conn: _Conn, decisions: list[str],
     return True, None, consumed, None
 
 
+def _ngx_http_pp(data: bytes, version: str) -> Acceptance:
+    """``listen … proxy_protocol`` in ``http``: the header is parsed from the first read into
+    the client header buffer (``client_header_buffer_size``, 1 KiB), not from the stream
+    module's 107-byte peek — so before 1.23.2 a broken header is quoted with everything read
+    (up to 1 KiB), not only 107 bytes."""
+    from . import receivers
+
+    ver, knobs = receivers._resolve("nginx", version)
+    return receivers._nginx(data[:1024], ver, {**knobs, "max_header": 1024})
+
+
+def _ngx_bad_request(data: bytes) -> str:
+    """The info-level message ``ngx_http_parse_request_line`` leads to for a request line that
+    is not HTTP: leading CR/LF are skipped; a first byte that cannot start a method (``A-Z``,
+    ``_``, ``-``; a v2 PROXY header's ``\\0``, an MQTT packet) is an invalid method; a method
+    followed by something other than a URI (``PROXY TCP4 …``) an invalid request."""
+    rest = data.lstrip(b"\r\n")
+    if not rest or not (65 <= rest[0] <= 90 or rest[0] in b"_-"):
+        return "client sent invalid method"
+    return "client sent invalid request"
+
+
 def _ngx_stream(node: NginxStream, conn: _Conn) -> _Out:
+    if node.proxy_protocol == "v2" and ngx.parse_version(node.version) < (1, 31, 4):
+        raise ConfigurationError(f"{node.name}: nginx {node.version} refuses "
+                                 "'proxy_protocol v2' (it must be on or off; v2 came in 1.31.4)")
     decisions: list[str] = []
     variables: dict[str, str] = {}
     ok, log, consumed, info = _ngx_pp(node, conn, decisions, variables)
@@ -640,6 +688,20 @@ class _Chain(Mapping[str, str]):
         return len({*self._first, *self._second})
 
 
+_NGX_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _ngx_proxy_host(upstream: Endpoint | None) -> str:
+    """``$proxy_host``: the host and port of ``proxy_pass http://…`` (the port only when it is
+    not 80)."""
+    if upstream is None:
+        return "upstream"
+    host = ngx.format_addr(upstream.host)  # type: ignore[arg-type]
+    if isinstance(upstream.host, IPv6Address):
+        host = f"[{host}]"
+    return host if upstream.port == 80 else f"{host}:{upstream.port}"
+
+
 # Headers nginx's proxy module sets by default (ngx_http_proxy_headers): an empty value means the
 # client's header is not passed on.
 _NGX_DEFAULT_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"),
@@ -659,12 +721,20 @@ def _ngx_http(node: NginxHttp, conn: _Conn) -> _Out:
     parsed = _parse_http(conn.data[consumed:])
     if parsed is None or not parsed[0].startswith("GET "):
         text = conn.data[consumed:][:40]
-        decisions.append(f"the request is not HTTP ({text!r}…): 400 Bad Request, connection "
-                         "closed")
+        what = _ngx_bad_request(conn.data[consumed:])
+        decisions.append(f"the request is not HTTP ({text!r}…): {what}; answers 400 Bad "
+                         "Request and closes")
         return _Out(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            False, '"400 Bad Request" (client sent invalid request line)'),
-                    ok=False)
+                            False, f"{what} while reading client request line"), ok=False)
     request, headers, _ = parsed
+    # ignore_invalid_headers on, underscores_in_headers off (the defaults): a name with any
+    # byte other than A-Z a-z 0-9 "-" is skipped ("client sent invalid header line", info) —
+    # invisible to realip and $http_*, and not passed on
+    dropped = [k for k, _ in headers if not _NGX_NAME.fullmatch(k)]
+    if dropped:
+        headers = [(k, v) for k, v in headers if _NGX_NAME.fullmatch(k)]
+        decisions.append(f"ignores the header line(s) {', '.join(dropped)} (invalid name: "
+                         "underscores_in_headers off)")
     peer_ip: IP = conn.peer.host  # type: ignore[assignment]
     r = nginx_realip(format_ip(peer_ip), headers, set_real_ip_from=node.set_real_ip_from,
                      real_ip_header=node.real_ip_header, recursive=node.real_ip_recursive,
@@ -678,7 +748,7 @@ def _ngx_http(node: NginxHttp, conn: _Conn) -> _Out:
     extra = {
         "host": host_header.split(":")[0].lower() if host_header else ngx.format_addr(local_ip),
         "server_addr": ngx.format_addr(local_ip), "server_port": str(conn.local.port),
-        "request_uri": request.split(" ")[1], "proxy_host": "upstream",
+        "request_uri": request.split(" ")[1], "proxy_host": _ngx_proxy_host(conn.upstream),
     }
 
     allvars = _Chain(extra, r.variables)
@@ -755,10 +825,12 @@ def _hap(node: HAProxy, conn: _Conn) -> _Out:
                     tuple(parts))
     parsed = _parse_http(data)
     if parsed is None:
-        decisions.append("mode http: not an HTTP request: 400 Bad Request")
+        decisions.append("mode http: not an HTTP request: answers 400 Bad request and closes")
+        # option httplog's line for it (" … " stands for timers and counters)
         return _Out(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            False, "400 Bad Request"), ok=False)
+                            False, '<NOSRV> … 400 … PR-- … "<BADREQ>"'), ok=False)
     request, headers, _ = parsed
+    headers, upgrade = _hap_clean_connection(headers, decisions)
     for rule in node.http_request:
         if rule[0] == "set-header":
             value = _hap_fmt(rule[2], src, dst)
@@ -782,10 +854,66 @@ def _hap(node: HAProxy, conn: _Conn) -> _Out:
                              f"{headers[-1][1]} (client lines are kept)")
         else:
             decisions.append("option forwardfor: nothing added (except/if-none)")
-    head = request + "\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    if request.endswith(" HTTP/1.0") and not upgrade:
+        headers.append(("connection", "keep-alive"))
+        decisions.append("HTTP/1.0 request, server side kept alive: adds connection: keep-alive "
+                         "last")
+    # HTX stores header names in lower case and the HTTP/1 mux writes them so (2.x without
+    # h1-case-adjust): every name leaves in lower case, values as they are.
+    head = request + "\r\n" + "".join(f"{k.lower()}: {v}\r\n" for k, v in headers) + "\r\n"
     parts.append(("http", head.encode("latin-1")))
     return _Out(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions)),
                 tuple(parts))
+
+
+def _hap_connection_pass(value: str) -> tuple[str, bool]:
+    """One pass of ``h1_parse_connection_header`` with ``H1_MF_CLEAN_CONN_HDR``: words between
+    commas (blanks trimmed) equal to ``close`` or ``keep-alive`` are removed; the value is copied
+    verbatim up to the last word kept before the first removal, later words are appended trimmed
+    after a bare comma; a comma in last position never starts a word.  Returns the new value
+    and whether a word was ``upgrade``."""
+    out = ""
+    contiguous = True  # nothing removed yet: out is the input's prefix
+    upgrade = False
+    ptr = -1
+    while True:
+        ptr += 1  # steps over the comma that ended the previous word
+        if ptr >= len(value):
+            return out, upgrade
+        if value[ptr] in " \t":
+            continue
+        end = value.find(",", ptr)
+        end = len(value) if end < 0 else end
+        word = value[ptr:end].rstrip(" \t")
+        low = word.lower()
+        if low in ("close", "keep-alive"):
+            contiguous = False
+        else:
+            upgrade = upgrade or low == "upgrade"
+            out = value[:end] if contiguous else out + ("," if out else "") + word
+        ptr = end
+
+
+def _hap_clean_connection(headers: Headers, decisions: list[str]) -> tuple[Headers, bool]:
+    """What HAProxy 2.6 does to ``Connection`` lines on the way through: the request parser and
+    the server-side HTTP/1 output each make one :func:`_hap_connection_pass` (the second one
+    drops what the first left at the end: ``a,,`` → ``a,`` → ``a``), and a line left empty is
+    dropped.  Returns the headers and whether a token was ``upgrade``."""
+    out: Headers = []
+    upgrade = False
+    for name, value in headers:
+        if name.lower() != "connection":
+            out.append((name, value))
+            continue
+        kept, upg = _hap_connection_pass(value)
+        kept, _ = _hap_connection_pass(kept)
+        upgrade = upgrade or upg
+        if kept != value:
+            decisions.append(f"Connection: {value!r} is cleaned to "
+                             f"{kept!r}{' (line dropped)' if not kept else ''}")
+        if kept:
+            out.append((name, kept))
+    return out, upgrade
 
 
 def _hap_addr(ep: Endpoint) -> str:

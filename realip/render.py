@@ -1,0 +1,479 @@
+"""Real configuration files for the hops of a :class:`~realip.topology.Topology`, on loopback.
+
+The scenarios in ``data/topologies/`` name hosts by their article addresses (``172.16.0.116``,
+``115.236.21.86`` …), which are labels only: nothing may be sent to them.  To run a scenario with
+the real programs every host label is mapped to a loopback address (any ``127.x.y.z`` works on
+Linux without setup) and, optionally, every listening port to a free one:
+
+* :func:`loopback_plan` — the deterministic label → address map.  Each original ``/24`` gets its
+  own loopback ``/24`` in order of appearance (client first, then the hops, then the broker) and
+  every host keeps its last octet: the article's client ``115.236.21.86`` becomes
+  ``127.0.1.86``, the LAN ``172.16.0.0/24`` (LBs and EMQX) ``127.0.2.0/24`` — ``172.16.0.116``
+  is ``127.0.2.116``.  So a trust range of ``/24`` or narrower maps to exactly the same hosts.  A
+  hop's ``<name>.public`` label maps to the hop's own address: loopback has no NAT, the client
+  dials the address the hop listens on.
+* :func:`topology_on` — the same topology with every address (and the given ports) replaced, so
+  :func:`~realip.topology.simulate` predicts the loopback run byte for byte.
+* :func:`nginx_conf` / :func:`haproxy_cfg` — one program's whole configuration for one hop;
+  :func:`nginx_server` / :func:`haproxy_sections` give the bare ``server`` block or
+  ``frontend``/``backend`` pair so that many hops can share one process.
+
+Each hop listens on its mapped address and port, leaves from its own mapped address
+(``proxy_bind`` / ``source``) and connects to the next hop (or the broker) at its mapped address
+and port.
+
+**Trust lists** (``set_real_ip_from``, ``expect_proxy_from``, the broker's ``access_rules`` and
+``proxy_address_allow``): an entry keeps its original text — so addresses that are data, not
+hosts (a forged ``X-Forwarded-For`` entry, say), are trusted exactly as before — and, when it
+contains labelled hosts (client, hops, broker), is followed by its loopback image: the same
+prefix inside the host's loopback ``/24`` (``172.16.0.0/24`` → ``127.0.2.0/24``,
+``172.16.0.116/32`` → ``127.0.2.116/32``), or for a wider range the loopback ``/24`` of every
+labelled host inside it (with any other *addresses* map: the ``/32`` of every such host).  ``/0``
+and entries that are not networks (``unix:``, names) are kept alone.  Which labelled hosts are
+trusted is therefore preserved; :func:`map_cidrs` checks that and raises
+:class:`~realip.ConfigurationError` where it is not.  ``option forwardfor except`` takes a single
+network: its loopback image alone (or the smallest network covering the mapped hosts inside,
+refused if that catches another labelled host); it stays as it is when no labelled host is
+inside.  Everything else — forged headers, ``proxy_set_header`` templates, ``http-request``
+values — is data and is left alone.
+
+Nothing here opens a socket or touches a file: the functions return text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from ipaddress import (
+    IPv4Address,
+    IPv4Network,
+    IPv6Address,
+    IPv6Network,
+    ip_address,
+    ip_network,
+)
+
+from .errors import ConfigurationError
+from .nginx import parse_version
+from .topology import Broker, HAProxy, Hop, NginxHttp, NginxStream, Relay, Topology
+
+__all__ = [
+    "NGINX_STREAM_MODULE",
+    "haproxy_cfg",
+    "haproxy_main",
+    "haproxy_sections",
+    "host_labels",
+    "loopback_plan",
+    "map_cidrs",
+    "nginx_conf",
+    "nginx_main",
+    "nginx_server",
+    "topology_on",
+]
+
+#: Where Debian's libnginx-mod-stream puts the stream module (``load_module`` needs a path).
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+Network = IPv4Network | IPv6Network
+
+
+# ==============================================================================================
+# Addresses
+
+
+def loopback_plan(topology: Topology) -> dict[str, str]:
+    """Label → loopback address: each original ``/24`` becomes ``127.0.N.0/24`` (N = 1, 2, … in
+    order of appearance: client, hops, broker), the last octet is kept; ``<hop>.public`` → the
+    hop's own address.  IPv6 hosts cannot be placed (loopback has only ``::1``)."""
+    nets: dict[int, int] = {}
+
+    def place(label: str, addr: str) -> str:
+        ip = ip_address(addr)
+        if isinstance(ip, IPv6Address):
+            if ip.ipv4_mapped is None:
+                raise ConfigurationError(f"{label} has an IPv6 address ({addr}): loopback has "
+                                         "only ::1, so it cannot be placed")
+            ip = ip.ipv4_mapped
+        base = int(ip) >> 8
+        if base not in nets:
+            if len(nets) == 255:
+                raise ConfigurationError("a loopback plan holds at most 255 /24 networks")
+            nets[base] = len(nets) + 1
+        return f"127.0.{nets[base]}.{int(ip) & 0xFF}"
+
+    plan: dict[str, str] = {}
+
+    def put(label: str, addr: str) -> None:
+        if label in plan:
+            raise ConfigurationError(f"topology {topology.name}: two hosts are called {label!r}")
+        plan[label] = addr
+
+    put(topology.client.name, place(topology.client.name, topology.client.addr))
+    for hop in topology.hops:
+        put(hop.name, place(hop.name, hop.addr))
+        if hop.public:
+            put(f"{hop.name}.public", plan[hop.name])
+    put(topology.broker.name, place(topology.broker.name, topology.broker.addr))
+    return plan
+
+
+def host_labels(topology: Topology) -> dict[str, str]:
+    """The labelled hosts that can be a TCP peer (client, hops, broker) → original address."""
+    out = {topology.client.name: topology.client.addr}
+    for hop in topology.hops:
+        out[hop.name] = hop.addr
+    out[topology.broker.name] = topology.broker.addr
+    return out
+
+
+def _net(entry: str) -> Network | None:
+    try:
+        return ip_network(entry.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _ip4(addr: str) -> IPv4Address | IPv6Address:
+    ip = ip_address(addr)
+    if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _in(addr: str, nets: Iterable[Network]) -> bool:
+    ip = _ip4(addr)
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+def _slash24(ip: IPv4Address | IPv6Address) -> int:
+    return int(ip) >> 8
+
+
+def _image(topology: Topology, addresses: Mapping[str, str], net: Network) -> list[Network]:
+    """The loopback image of *net*: its prefix inside the loopback /24 of its original /24
+    (prefix 24 or longer), or the loopback /24s of the hosts inside (shorter); a host whose /24
+    is not mapped as one block contributes its /32.  Empty when no labelled host is inside."""
+    hosts = host_labels(topology)
+    inside = [lbl for lbl, orig in hosts.items() if _in(orig, [net])]
+    if not inside or net.version != 4:
+        return [ip_network(_ip4(addresses[lbl])) for lbl in inside]
+
+    def block(orig24: int) -> int | None:
+        """The loopback /24 that original /24 *orig24* maps to as one block, if it does."""
+        images = set()
+        for lbl, orig in hosts.items():
+            ip = _ip4(orig)
+            if ip.version == 4 and _slash24(ip) == orig24:
+                new = _ip4(addresses[lbl])
+                if new.version != 4 or int(new) & 0xFF != int(ip) & 0xFF:
+                    return None
+                images.add(_slash24(new))
+        return images.pop() if len(images) == 1 else None
+
+    out: list[Network] = []
+    if net.prefixlen >= 24:
+        target = block(int(net.network_address) >> 8)
+        if target is not None:
+            low = int(net.network_address) & 0xFF
+            return [IPv4Network(((target << 8) | low, net.prefixlen))]
+    for lbl in inside:
+        orig = _ip4(hosts[lbl])
+        target = block(_slash24(orig)) if net.prefixlen < 24 else None
+        image: Network = (IPv4Network((target << 8, 24)) if target is not None
+                          else ip_network(_ip4(addresses[lbl])))
+        if image not in out:
+            out.append(image)
+    return out
+
+
+def _check(topology: Topology, addresses: Mapping[str, str], before: Sequence[str],
+           after: Sequence[str]) -> None:
+    old = [n for n in map(_net, before) if n is not None]
+    new = [n for n in map(_net, after) if n is not None]
+    for label, original in host_labels(topology).items():
+        if _in(original, old) != _in(addresses[label], new):
+            raise ConfigurationError(
+                f"trust {list(before)}: on loopback ({list(after)}) {label} "
+                f"({addresses[label]}) would {'not ' if _in(original, old) else ''}be trusted")
+
+
+def map_cidrs(topology: Topology, addresses: Mapping[str, str],
+              entries: Sequence[str]) -> tuple[str, ...]:
+    """A trust list on the loopback plan: every entry kept, followed by its loopback image when
+    it contains labelled hosts (see the module's documentation).  Raises
+    :class:`~realip.ConfigurationError` if the result trusts a different set of labelled hosts
+    than the original list."""
+    out: list[str] = []
+    for entry in entries:
+        if entry not in out:
+            out.append(entry)
+        net = _net(entry)
+        if net is None or net.prefixlen == 0:
+            continue
+        for image in _image(topology, addresses, net):
+            text = str(image.network_address) if image.prefixlen == image.max_prefixlen \
+                else str(image)
+            if text not in out:
+                out.append(text)
+    _check(topology, addresses, entries, out)
+    return tuple(out)
+
+
+def _map_network(topology: Topology, addresses: Mapping[str, str], entry: str) -> str:
+    """A single network (``option forwardfor except``) on the loopback plan."""
+    net = _net(entry)
+    if net is None or net.prefixlen == 0:
+        return entry
+    image = _image(topology, addresses, net)
+    if not image:
+        return entry
+    candidate = image[0]
+    for other in image[1:]:
+        while not (other.network_address in candidate
+                   and other.broadcast_address in candidate):
+            candidate = candidate.supernet()
+    text = str(candidate)
+    _check(topology, addresses, [entry], [text])
+    return text
+
+
+def topology_on(topology: Topology, addresses: Mapping[str, str],
+                ports: Mapping[str, int] | None = None, *,
+                source_ports: Mapping[str, int] | None = None) -> Topology:
+    """*topology* with every host address replaced from *addresses* (label → address, e.g.
+    :func:`loopback_plan`), listening ports from *ports* (label → port; the client's label sets
+    the client's source port) and hops' source ports from *source_ports*.  ``public`` addresses
+    are dropped (no NAT on loopback); trust lists are mapped with :func:`map_cidrs`."""
+    ports = ports or {}
+    source_ports = source_ports or {}
+    client = replace(topology.client, addr=addresses[topology.client.name],
+                     port=ports.get(topology.client.name, topology.client.port))
+    hops: list[Hop] = []
+    for hop in topology.hops:
+        changes: dict[str, object] = {
+            "addr": addresses[hop.name], "public": None,
+            "port": ports.get(hop.name, hop.port),
+            "source_port": source_ports.get(hop.name, hop.source_port),
+        }
+        if isinstance(hop, NginxStream | NginxHttp):
+            changes["set_real_ip_from"] = map_cidrs(topology, addresses, hop.set_real_ip_from)
+        elif isinstance(hop, HAProxy):
+            changes["expect_proxy_from"] = map_cidrs(topology, addresses,
+                                                     hop.expect_proxy_from)
+            if hop.forwardfor_except is not None:
+                changes["forwardfor_except"] = _map_network(topology, addresses,
+                                                            hop.forwardfor_except)
+        hops.append(replace(hop, **changes))  # type: ignore[arg-type]
+    broker = topology.broker
+    rules = []
+    for rule in broker.access_rules:
+        verb, _, target = rule.strip().partition(" ")
+        target = target.strip()
+        if target == "all" or _net(target) is None:
+            rules.append(rule)
+        else:
+            rules += [f"{verb} {t}" for t in map_cidrs(topology, addresses, [target])]
+    allow = broker.proxy_address_allow
+    broker = replace(broker, addr=addresses[broker.name],
+                     port=ports.get(broker.name, broker.port), access_rules=tuple(rules),
+                     proxy_address_allow=None if allow is None
+                     else map_cidrs(topology, addresses, allow))
+    return replace(topology, client=client, hops=tuple(hops), broker=broker)
+
+
+def _next(topology: Topology, hop_name: str) -> Hop | Broker:
+    nodes: list[Hop | Broker] = [*topology.hops, topology.broker]
+    for i, node in enumerate(nodes[:-1]):
+        if node.name == hop_name:
+            return nodes[i + 1]
+    raise ConfigurationError(f"topology {topology.name} has no hop {hop_name!r}")
+
+
+def _hostport(addr: str, port: int) -> str:
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+
+def _ends(topology: Topology, hop_name: str, addresses: Mapping[str, str],
+          ports: Mapping[str, int] | None, source_ports: Mapping[str, int] | None,
+          ) -> tuple[Hop, str, str, str]:
+    """(hop on loopback, listen address:port, own address[:pinned source port], upstream
+    address:port)."""
+    mapped = topology_on(topology, addresses, ports)
+    nxt = _next(mapped, hop_name)
+    hop = mapped.hop(hop_name)
+    own = hop.addr
+    if source_ports and hop_name in source_ports:
+        own = _hostport(hop.addr, source_ports[hop_name])
+    return hop, _hostport(hop.addr, hop.port), own, _hostport(nxt.addr, nxt.port)
+
+
+# ==============================================================================================
+# nginx
+
+
+def _ngx_quote(value: str) -> str:
+    """A directive argument in double quotes (variables still expand)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def nginx_server(topology: Topology, hop_name: str, addresses: Mapping[str, str],
+                 ports: Mapping[str, int] | None = None, *,
+                 source_ports: Mapping[str, int] | None = None) -> tuple[str, str]:
+    """``("http" | "stream", server block)`` for one nginx hop on the loopback plan (a
+    :class:`~realip.topology.Relay` becomes a plain stream relay).  With the hop's label in
+    *source_ports*, ``proxy_bind`` pins the source port too (``addr:port``)."""
+    hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
+    if isinstance(hop, Relay):  # a plain TCP relay is an nginx stream server without PROXY
+        lines = [f"# {hop.name} ({topology.name}): plain relay", f"listen {listen};",
+                 f"proxy_pass {upstream};", f"proxy_bind {own};"]
+        return "stream", _block("server", lines)
+    if not isinstance(hop, NginxStream | NginxHttp):
+        raise ConfigurationError(f"{hop_name} is not an nginx hop")
+    pp = " proxy_protocol" if hop.listen_proxy_protocol else ""
+    lines = [f"# {hop.name} ({topology.name})", f"listen {listen}{pp};"]
+    lines += [f"set_real_ip_from {e};" for e in hop.set_real_ip_from]
+    if isinstance(hop, NginxStream):
+        if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
+            raise ConfigurationError(f"{hop_name}: nginx {hop.version} has no "
+                                     "'proxy_protocol v2' (1.31.4+)")
+        lines += [f"proxy_pass {upstream};", f"proxy_bind {own};",
+                  f"proxy_protocol {hop.proxy_protocol};"]
+        return "stream", _block("server", lines)
+    lines += [f"real_ip_header {hop.real_ip_header};",
+              f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
+    inner = [f"proxy_pass http://{upstream};", f"proxy_bind {own};",
+             f"proxy_http_version {hop.proxy_http_version};"]
+    inner += [f"proxy_set_header {k} {_ngx_quote(v)};" for k, v in hop.proxy_set_header]
+    lines.append(_block(f"location {hop.location}", inner))
+    return "http", _block("server", lines)
+
+
+def _block(head: str, lines: Sequence[str]) -> str:
+    body = "\n".join("    " + ln for text in lines for ln in text.split("\n"))
+    return f"{head} {{\n{body}\n}}"
+
+
+def nginx_main(prefix: str, *, http: Sequence[str] = (), stream: Sequence[str] = (),
+               stream_module: str | None = NGINX_STREAM_MODULE, error_level: str = "info",
+               ) -> str:
+    """A whole ``nginx.conf`` for a private foreground nginx in the existing directory *prefix*
+    (pid, error log ``prefix/error.log``, the five temp paths ``prefix/*_temp``, which nginx
+    creates) holding the given ``server`` blocks.  *stream_module* is loaded when there are
+    stream servers (None: built in)."""
+    head = []
+    if stream and stream_module:
+        head.append(f"load_module {stream_module};")
+    head += ["daemon off;", "master_process off;", "worker_processes 1;",
+             f"pid {prefix}/nginx.pid;", f"error_log {prefix}/error.log {error_level};",
+             "events { worker_connections 1024; }"]
+    parts = ["\n".join(head)]
+    if http:
+        temps = [f"{d}_temp_path {prefix}/{d}_temp;"
+                 for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
+        parts.append(_block("http", ["access_log off;", *temps, *http]))
+    if stream:
+        parts.append(_block("stream", list(stream)))
+    return "\n".join(parts) + "\n"
+
+
+def nginx_conf(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
+               prefix: str, ports: Mapping[str, int] | None = None,
+               source_ports: Mapping[str, int] | None = None,
+               stream_module: str | None = NGINX_STREAM_MODULE) -> str:
+    """The whole ``nginx.conf`` of nginx hop *hop_name* on loopback (run it with
+    ``nginx -p PREFIX -c PREFIX/nginx.conf``)."""
+    kind, server = nginx_server(topology, hop_name, addresses, ports, source_ports=source_ports)
+    if kind == "http":
+        return nginx_main(prefix, http=[server], stream_module=stream_module)
+    return nginx_main(prefix, stream=[server], stream_module=stream_module)
+
+
+# ==============================================================================================
+# HAProxy
+
+
+def _hap_arg(value: str) -> str:
+    """One HAProxy configuration word: bare when safe, else single-quoted (no ``$`` or
+    backslash interpretation inside single quotes)."""
+    if value and all(c.isalnum() or c in "%[]()_.,:/-=+*@" for c in value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + "".join("\\" + c if c in '\\"$#\'' else c for c in value) + '"'
+
+
+def _hap_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in text)
+
+
+def haproxy_sections(topology: Topology, hop_name: str, addresses: Mapping[str, str],
+                     ports: Mapping[str, int] | None = None, *, tag: str = "",
+                     source_ports: Mapping[str, int] | None = None) -> str:
+    """The ``frontend``/``backend`` pair of HAProxy hop *hop_name* on loopback (named
+    ``<tag><hop>`` and ``<tag><hop>_next``; the bind line is named after the hop, so HAProxy's
+    connection errors read ``ip:port [date] <tag><hop>/<hop>: message``).  With the hop's
+    label in *source_ports*, ``source`` pins the source port too."""
+    hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
+    if not isinstance(hop, HAProxy):
+        raise ConfigurationError(f"{hop_name} is not an HAProxy hop")
+    name = _hap_name(tag + hop.name)
+    bind = f"bind {listen} name {_hap_name(hop.name)}"
+    if hop.accept_proxy:
+        bind += " accept-proxy"
+    # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
+    # header) at all, only "Connect from" lines
+    front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
+    if hop.expect_proxy_from:
+        front.append("tcp-request connection expect-proxy layer4 if { src "
+                     + " ".join(hop.expect_proxy_from) + " }")
+    if hop.mode == "http":
+        for rule in hop.http_request:
+            if rule[0] == "set-header" and len(rule) == 3:
+                front.append(f"http-request set-header {rule[1]} {_hap_arg(rule[2])}")
+            elif rule[0] == "del-header" and len(rule) == 2:
+                front.append(f"http-request del-header {rule[1]}")
+            else:
+                raise ConfigurationError(f"unsupported http-request rule {rule!r}")
+        if hop.forwardfor:
+            ff = "option forwardfor"
+            if hop.forwardfor_except is not None:
+                ff += f" except {hop.forwardfor_except}"
+            if hop.forwardfor_header != "X-Forwarded-For":
+                ff += f" header {hop.forwardfor_header}"
+            if hop.forwardfor_if_none:
+                ff += " if-none"
+            front.append(ff)
+    front.append(f"default_backend {name}_next")
+    server = f"server next {upstream} source {own}"
+    if hop.send_proxy == "v1":
+        server += " send-proxy"
+    elif hop.send_proxy == "v2":
+        server += " send-proxy-v2"
+        if hop.proxy_v2_options:
+            server += " proxy-v2-options " + ",".join(hop.proxy_v2_options)
+    back = [f"mode {hop.mode}", server]
+    return (f"# {hop.name} ({topology.name})\n" + _hap_section(f"frontend {name}", front)
+            + _hap_section(f"backend {name}_next", back))
+
+
+def _hap_section(head: str, lines: Sequence[str]) -> str:
+    return head + "\n" + "".join(f"    {ln}\n" for ln in lines)
+
+
+def haproxy_main(prefix: str, sections: Sequence[str]) -> str:
+    """A whole HAProxy configuration holding *sections* (frontends and backends of any number of
+    hops): raw log lines on stdout, pid in ``PREFIX/haproxy.pid``, one thread."""
+    head = ("global\n    log stdout format raw local0 info\n    nbthread 1\n"
+            f"    pidfile {prefix}/haproxy.pid\n"
+            "defaults\n    log global\n    timeout connect 5s\n    timeout client 30s\n"
+            "    timeout server 30s\n")
+    return head + "".join(sections)
+
+
+def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
+                prefix: str, ports: Mapping[str, int] | None = None,
+                source_ports: Mapping[str, int] | None = None) -> str:
+    """The whole HAProxy configuration of hop *hop_name* on loopback (run it with
+    ``haproxy -db -f PREFIX/haproxy.cfg``)."""
+    return haproxy_main(prefix, [haproxy_sections(topology, hop_name, addresses, ports,
+                                                  source_ports=source_ports)])
