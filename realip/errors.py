@@ -30,7 +30,8 @@ class Reason(str, enum.Enum):
     # -- detection ---------------------------------------------------------------------------
     NOT_PROXY = "not_proxy"  #: the bytes start like neither a v1 line nor a v2 signature
     WRONG_VERSION = "wrong_version"  #: a v1 header where only v2 is allowed, or the reverse
-    TRUNCATED = "truncated"  #: the connection ended (or timed out) before the header was complete
+    TRUNCATED = "truncated"  #: the connection ended before the header was complete
+    TIMEOUT = "timeout"  #: the header was still incomplete when the reader's deadline expired
     # -- version 1 (text) ----------------------------------------------------------------------
     V1_TOO_LONG = "v1_too_long"  #: no CRLF within the first 107 bytes
     V1_BAD_TERMINATOR = "v1_bad_terminator"  #: a lone CR or LF, or CR not followed by LF

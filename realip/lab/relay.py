@@ -1,0 +1,390 @@
+"""The hops of a :class:`~realip.topology.Topology` as live relays on asyncio sockets.
+
+A :class:`HopRelay` listens on its hop's address and port, reads a new connection's first bytes
+until the hop's input is complete — the PROXY header if the hop expects one, then the HTTP
+request head for ``http`` hops — and runs **the simulator's own hop logic** on them
+(:func:`run_hop`).  Then it opens the upstream connection *from the hop's own address* (and,
+when pinned, its ``source_port``), so every hop is a distinct peer for the next one, writes the
+bytes the hop logic produced, and relays everything else both ways unchanged.  A connection the
+hop logic refuses (a rejected header, a request that is not HTTP) is closed, as the real
+program closes it; the refusal's log line is in :attr:`HopRelay.views`.
+
+:class:`LiveTopology` starts a whole chain: the broker (:class:`~realip.lab.broker.LabBroker`)
+and one relay per hop, on the topology's addresses — which must be loopback addresses (map
+the article's addresses with :func:`realip.render.loopback_plan` and
+:func:`realip.render.topology_on` first).
+
+What the relays do not reproduce: timing (nginx and HAProxy decide on their first read, so a
+header split across TCP segments is refused by them while the relay waits for all of it), TLS,
+the responses (the broker's answer is relayed as it is, and a refused request is closed without
+nginx's or HAProxy's 400 page), and requests after the first one on a connection (an ``http``
+hop rewrites the first request head — in the lab, the WebSocket upgrade — and relays what
+follows unchanged).  Like nginx's stream module with ``proxy_half_close off``, a connection
+ends as soon as either side closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+
+from .. import aio
+from ..proxy_protocol import V2_SIGNATURE, Endpoint
+from ..topology import Broker, HAProxy, Hop, HopView, NginxHttp, NginxStream, Topology
+from ..trust import Trust
+from . import check_loopback
+from .broker import LabBroker
+
+__all__ = [
+    "HopOutput",
+    "HopRelay",
+    "LiveTopology",
+    "Passage",
+    "expects_proxy_header",
+    "run_hop",
+    "speaks_http",
+]
+
+_MAX_HEAD = 64 * 1024
+
+
+# ==============================================================================================
+# The simulator's hop logic (the one place this module reaches into realip.topology's private
+# API; switch to a public function here when there is one)
+
+
+@dataclass(frozen=True)
+class HopOutput:
+    """What a hop does with a connection's first bytes: ``ok`` False when it closes the
+    connection; ``data`` the bytes it writes upstream first (``parts`` labelled: ``proxy``,
+    ``mqtt``, ``http``); ``view`` its variables and decisions."""
+
+    ok: bool
+    data: bytes
+    view: HopView
+    parts: tuple[tuple[str, bytes], ...] = ()
+
+
+def run_hop(hop: Hop, peer: Endpoint, local: Endpoint, data: bytes, *,
+            upstream: Endpoint | None = None, sender: str = "") -> HopOutput:
+    """Run the simulator's logic of *hop* (``realip.topology._HOPS``) for a connection from
+    *peer* to *local* whose first bytes are *data*; *upstream* is the address the hop
+    connects to (nginx's ``$proxy_host``)."""
+    from .. import topology as sim
+
+    conn = sim._Conn(peer, local, data, sender, upstream=upstream)
+    out = sim._HOPS[type(hop)](hop, conn)
+    parts = tuple(out.parts)
+    return HopOutput(bool(out.ok), b"".join(p for _, p in parts), out.view, parts)
+
+
+# ==============================================================================================
+# What each hop reads before deciding
+
+
+def expects_proxy_header(hop: Hop, peer: Endpoint, trust: Trust | None = None) -> bool:
+    """Whether *hop* reads a PROXY header from *peer* (``listen … proxy_protocol``,
+    ``accept-proxy``, ``expect-proxy layer4 if { src … }``)."""
+    if isinstance(hop, NginxStream | NginxHttp):
+        return hop.listen_proxy_protocol
+    if isinstance(hop, HAProxy):
+        if hop.accept_proxy:
+            return True
+        if hop.expect_proxy_from and not isinstance(peer.host, str):
+            return (trust or Trust(hop.expect_proxy_from))(peer.host)
+    return False
+
+
+def speaks_http(hop: Hop) -> bool:
+    """Whether *hop* parses HTTP (nginx ``http``, HAProxy ``mode http``)."""
+    return isinstance(hop, NginxHttp) or (isinstance(hop, HAProxy) and hop.mode == "http")
+
+
+def proxy_header_end(buf: bytes | bytearray, v1_cap: int = 108) -> int | None:
+    """Framing only: the length of the PROXY header at the start of *buf* once it is complete
+    (through the v1 line's LF, or 16 + the v2 length), 0 when *buf* cannot start a header or a
+    v1 line has no LF within *v1_cap* bytes (the hop logic decides on what is there), None when
+    more bytes are needed."""
+    n = len(buf)
+    head = bytes(buf[:12])
+    if head == V2_SIGNATURE[: len(head)]:
+        if n < 16:
+            return None
+        total = 16 + ((buf[14] << 8) | buf[15])
+        return total if n >= total else None
+    if bytes(buf[:5]) == b"PROXY"[: min(n, 5)]:
+        lf = bytes(buf[:v1_cap]).find(b"\n")
+        if lf >= 0:
+            return lf + 1
+        return None if n < v1_cap else 0
+    return 0
+
+
+# ==============================================================================================
+# The relay
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One connection through a relay: who came (``peer``), the first bytes read (``data_in``),
+    what the hop wrote upstream first (``data_out``, empty when it refused) and from where
+    (``source``)."""
+
+    peer: Endpoint
+    data_in: bytes
+    data_out: bytes
+    source: Endpoint | None
+    view: HopView
+
+
+class HopRelay:
+    """A live relay for one *hop*, connecting to *upstream* (``(host, port)``).
+
+    *pin_source_port* binds the upstream connection to the hop's ``source_port`` (so the next
+    hop sees exactly the simulated peer); otherwise only the address is bound.
+    *header_timeout* bounds the time to the hop's complete input; *idle_timeout* an idle
+    connection (nginx's ``proxy_timeout``); *connect_timeout* the upstream connect.
+    :attr:`passages` keeps the last *history* connections.
+    """
+
+    def __init__(self, hop: Hop, upstream: tuple[str, int], *, pin_source_port: bool = False,
+                 header_timeout: float = 5.0, idle_timeout: float | None = 600.0,
+                 connect_timeout: float = 5.0, history: int = 1000) -> None:
+        check_loopback(hop.addr)
+        check_loopback(upstream[0])
+        self.hop = hop
+        self.upstream = (upstream[0], int(upstream[1]))
+        self.pin_source_port = pin_source_port
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.passages: deque[Passage] = deque(maxlen=history)
+        self._trust = Trust(hop.expect_proxy_from) if isinstance(hop, HAProxy) and \
+            hop.expect_proxy_from else None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.endpoint: tuple[str, int] | None = None
+
+    @property
+    def views(self) -> list[HopView]:
+        """The hop's view of each recent connection (decisions, refusals with their log)."""
+        return [p.view for p in self.passages]
+
+    async def start(self) -> HopRelay:
+        self._server = await asyncio.start_server(self._handle, self.hop.addr, self.hop.port,
+                                                  reuse_address=True, backlog=1024)
+        sockname = self._server.sockets[0].getsockname()
+        self.endpoint = (sockname[0], sockname[1])
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> HopRelay:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- one connection ------------------------------------------------------------------------
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._relay(reader, writer)
+        except (ConnectionError, TimeoutError, asyncio.TimeoutError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # only close() cancels a connection; ending normally keeps asyncio's stream
+            # callback (which asks the task for its exception) quiet
+            pass
+        finally:
+            writer.close()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hop = self.hop
+        peer = aio.endpoint(writer.get_extra_info("peername"))
+        local = aio.endpoint(writer.get_extra_info("sockname"))
+        loop = asyncio.get_running_loop()
+        buf = bytearray()
+        deadline = loop.time() + self.header_timeout
+
+        async def more(limit: float | None) -> bool:
+            chunk = await asyncio.wait_for(reader.read(65536), limit)
+            buf.extend(chunk)
+            return bool(chunk)
+
+        def left() -> float:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            return remaining
+
+        def timed_out(what: str) -> None:
+            view = HopView(hop.name, type(hop).__name__, peer, local, {},
+                           (f"relay: no complete {what} after {self.header_timeout:g} s",),
+                           False, "client timed out")
+            self.passages.append(Passage(peer, bytes(buf), b"", None, view))
+
+        pp_end = 0
+        expects = expects_proxy_header(hop, peer, self._trust)
+        try:
+            if expects:
+                cap = 1024 if isinstance(hop, NginxHttp) else 108
+                while (end := proxy_header_end(buf, cap)) is None:
+                    if not await more(left()):
+                        return
+                pp_end = end
+            if speaks_http(hop):
+                while True:
+                    i = buf.find(b"\r\n\r\n", pp_end)
+                    if i >= 0:
+                        cut = i + 4
+                        break
+                    if len(buf) - pp_end > _MAX_HEAD:
+                        cut = len(buf)
+                        break
+                    if not await more(left()):
+                        return
+            else:
+                if len(buf) == pp_end == 0 and not await more(self.idle_timeout):
+                    return  # closed without a byte: nothing to relay
+                cut = len(buf)
+        except (TimeoutError, asyncio.TimeoutError):
+            timed_out("PROXY header" if expects and not pp_end else "input")
+            return
+        data, rest = bytes(buf[:cut]), bytes(buf[cut:])
+        up_host, up_port = self.upstream
+        out = run_hop(hop, peer, local, data, upstream=Endpoint(ip_address(up_host), up_port))
+        if not out.ok:
+            self.passages.append(Passage(peer, data, b"", None, out.view))
+            writer.transport.abort()
+            return
+        sport = hop.source_port if self.pin_source_port else 0
+        try:
+            up_reader, up_writer = await self._connect(sport)
+        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+            view = HopView(out.view.name, out.view.kind, peer, local, out.view.variables,
+                           (*out.view.decisions, f"relay: upstream {up_host}:{up_port} "
+                            f"unreachable ({exc!r})"), False, "connect() failed")
+            self.passages.append(Passage(peer, data, b"", None, view))
+            return
+        source = aio.endpoint(up_writer.get_extra_info("sockname"))
+        self.passages.append(Passage(peer, data, out.data, source, out.view))
+        try:
+            up_writer.write(out.data + rest)
+            await self._pipe_both(reader, writer, up_reader, up_writer)
+        finally:
+            up_writer.close()
+
+    async def _connect(self, sport: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        up_host, up_port = self.upstream
+        family = socket.AF_INET6 if ":" in self.hop.addr else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.hop.addr, sport))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await asyncio.wait_for(loop.sock_connect(sock, (up_host, up_port)),
+                                   self.connect_timeout)
+            return await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _pipe_both(self, a_reader: asyncio.StreamReader, a_writer: asyncio.StreamWriter,
+                         b_reader: asyncio.StreamReader, b_writer: asyncio.StreamWriter) -> None:
+        idle = self.idle_timeout
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while True:
+                data = await asyncio.wait_for(src.read(65536), idle)
+                if not data:
+                    return
+                dst.write(data)
+                await dst.drain()
+
+        tasks = [asyncio.ensure_future(pipe(a_reader, b_writer)),
+                 asyncio.ensure_future(pipe(b_reader, a_writer))]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# ==============================================================================================
+# A whole topology
+
+
+class LiveTopology:
+    """A topology running for real: its broker (:class:`~realip.lab.broker.LabBroker` with the
+    topology's listener) and a :class:`HopRelay` per hop, each on its own (loopback) address
+    and port, every hop's upstream connection leaving from its ``source_port`` (pinned by
+    default, so the peernames match :func:`~realip.topology.simulate` exactly).
+
+    ``async with LiveTopology(topology_on(topo, loopback_plan(topo), ports)) as live:`` then
+    connect the client to ``live.entry`` from the client's address.
+    """
+
+    def __init__(self, topology: Topology, *, pin_source_ports: bool = True,
+                 extra_listeners: Sequence[Broker] = (), **relay_options: Any) -> None:
+        self.topology = topology
+        check_loopback(topology.client.addr)
+        self.broker = LabBroker(topology.broker, *extra_listeners)
+        nodes: list[Hop | Broker] = [*topology.hops, topology.broker]
+        self.relays = [HopRelay(h, (nodes[i + 1].addr, nodes[i + 1].port),
+                                pin_source_port=pin_source_ports, **relay_options)
+                       for i, h in enumerate(topology.hops)]
+
+    @property
+    def entry(self) -> tuple[str, int]:
+        """Where the client connects: the first hop (or the broker)."""
+        first = self.topology.hops[0] if self.topology.hops else self.topology.broker
+        return first.addr, first.port
+
+    def relay(self, name: str) -> HopRelay:
+        for r in self.relays:
+            if r.hop.name == name:
+                return r
+        raise KeyError(name)
+
+    async def start(self) -> LiveTopology:
+        try:
+            await self.broker.start()
+            for r in reversed(self.relays):
+                await r.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def close(self) -> None:
+        for r in self.relays:
+            await r.close()
+        await self.broker.close()
+
+    async def __aenter__(self) -> LiveTopology:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
