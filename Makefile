@@ -18,7 +18,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(BIN)/ruff check realip tests benchmarks
+	$(BIN)/ruff check realip tests benchmarks tools
 	$(BIN)/mypy
 
 test: lint

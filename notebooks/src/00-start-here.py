@@ -1,0 +1,114 @@
+# %% [markdown]
+# # 00 · Start here: where does the client's address go?
+#
+# **Goals** — see why an MQTT broker behind a load balancer records the balancer's address
+# instead of the client's; meet the two ways of carrying the real address (the PROXY protocol and
+# the `X-Forwarded-For` header); find your way through the course.
+#
+# **Prerequisites** — IP addresses and ports; having seen an nginx configuration once. Nothing to
+# install beyond this repository (`make lab` opens this folder in JupyterLab).
+#
+# **Time** — 15 minutes.
+
+# %% [markdown]
+# ## The problem
+#
+# The course follows one set of hosts, taken from EMQX's article on getting the client's real
+# IP behind NGINX (NGINX 1.26.1, EMQX 5.7.0): an MQTT client on the Internet at
+# `115.236.21.86`, a load balancer reachable at `121.36.192.227` (its LAN address is
+# `172.16.0.116`) and the EMQX broker at `172.16.0.71`.
+#
+# A load balancer opens **its own** TCP connection to the broker. Below, nginx relays the bytes
+# and adds nothing; EMQX reads nothing extra either.
+#
+# **Predict** — which address will EMQX record as the client's *peername*? Write it down before
+# opening the answer.
+
+# %%
+from realip.teaching import reveal, scenario, scenario_table
+from realip.topology import simulate
+from realip.viz import draw_topology
+
+plain = scenario("tcp-single-tier").with_hop("lb1", proxy_protocol="off").with_broker(
+    proxy_protocol=False)
+trace = simulate(plain)
+reveal(trace.peername, explanation="EMQX only knows its TCP peer: the load balancer.")
+
+# %% [markdown]
+# The drawing shows the hosts with their addresses, what travels on each link, who trusts whom,
+# and the peername EMQX records (green when it is the client, red when it is not):
+
+# %%
+draw_topology(trace, title="No PROXY protocol, no header: EMQX sees the load balancer")
+
+# %% [markdown]
+# ## Two fixes
+#
+# **MQTT over TCP** — the load balancer writes a short *PROXY protocol* header in front of the
+# client's bytes, naming the client's address and port; EMQX's listener reads it
+# (`proxy_protocol = true`).
+
+# %%
+draw_topology(scenario("tcp-single-tier"))
+
+# %% [markdown]
+# **MQTT over WebSocket** — the connection starts with an HTTP upgrade request, so the load
+# balancer can add a header, `X-Forwarded-For`, and EMQX can be told to read it
+# (`websocket.proxy_address_header`).
+
+# %%
+draw_topology(scenario("ws-single-tier"))
+
+# %% [markdown]
+# Both fixes raise the same question, which the rest of the course answers byte by byte:
+# **whom do you believe?** A header is only as true as the host that wrote it.
+#
+# ## The map
+#
+# | notebook | what you do there |
+# |---|---|
+# | [01 · The PROXY protocol, byte by byte](01-proxy-protocol-bytes.ipynb) | read v1 and v2 headers in an annotated hex view, build your own, TLVs and CRC32C, which program accepts what |
+# | [02 · MQTT over TCP, one load balancer](02-tcp-single-tier.ipynb) | nginx `proxy_protocol on` + EMQX `proxy_protocol = true`; the capture; a header nobody expects; a client that forges one |
+# | [03 · MQTT over TCP, two tiers](03-tcp-multi-tier.ipynb) | pass-through vs re-generated headers, `set_real_ip_from`, two stacked headers |
+# | [04 · MQTT over WebSocket, one load balancer](04-websocket-single-tier.ipynb) | `X-Forwarded-For $remote_addr`, EMQX takes the leftmost entry, a direct client spoofs it |
+# | [05 · MQTT over WebSocket, several tiers](05-websocket-multi-tier.ipynb) | forged headers; method 1 (override at the edge); method 2 (trusted recursion) with the **stepper**; `real_ip_recursive off` |
+# | [06 · The same with HAProxy](06-haproxy.ipynb) | `send-proxy-v2`, `expect-proxy`, `option forwardfor` and the leftmost pitfall |
+# | 07 · Live lab | the same flows through real nginx and HAProxy on your machine (a separate notebook, when present in this folder) |
+# | [08 · Workshop exercises](08-workshop-exercises-student.ipynb) | ten self-checking exercises (instructors: [solutions](08-workshop-exercises.ipynb)) |
+# | [09 · Your own configuration](09-your-own-config.ipynb) | paste an `nginx.conf` or `haproxy.cfg` and see what the broker records, and why |
+#
+# ## How to use these notebooks
+#
+# * **Run All** (Run menu) from the top. Every figure and table is computed by the `realip`
+#   package from the scenario files in `data/topologies/`; nothing is pasted in.
+# * **Predict, then reveal.** Cells marked *Predict* ask a question; the next output hides the
+#   answer behind a *Reveal* line — click it once you have an answer.
+# * **Static first, then interactive.** Each widget (Back/Next buttons, check boxes, text fields)
+#   comes after a static figure of the same result. A widget only works while the kernel runs:
+#   if you see plain text where buttons should be, run the cell.
+# * **Errors inside widgets** (a typo in a trusted range, say) appear in a box under the
+#   widget, not in the log.
+# * Every drawing also has a text form: `print(draw_topology(...))`.
+#
+# ## What each scenario teaches
+#
+# Each scenario is one file in `data/topologies/`. The table is computed now by the simulator:
+
+# %%
+scenario_table([
+    "tcp-single-tier", "tcp-multi-passthrough", "tcp-multi-regenerate",
+    "tcp-multi-regenerate-untrusted", "tcp-stacked-headers", "tcp-header-to-plain-listener",
+    "tcp-direct-client-forges-proxy", "ws-single-tier", "ws-emqx-direct-client",
+    "ws-edge-appends", "ws-multi-override", "ws-multi-recursive", "ws-multi-nonrecursive",
+    "ws-trust-covers-clients", "haproxy-tcp-send-proxy-v2", "haproxy-tcp-accept-proxy-tier",
+    "haproxy-ws-forwardfor-leftmost", "haproxy-ws-set-header",
+])
+
+# %% [markdown]
+# ## Recap
+#
+# * Behind a proxy, the broker's TCP peer is the proxy. The client's address must be *carried*:
+#   in a PROXY protocol header (any TCP protocol) or in an HTTP header (WebSocket).
+# * Whoever reads that information must trust whoever wrote it — that is where every mistake in
+#   the table above comes from.
+# * Next: the PROXY protocol header itself, byte by byte.

@@ -1,0 +1,180 @@
+# %% [markdown]
+# # 08 · Workshop exercises
+#
+# **Goals** — apply notebooks 01–06: write headers, predict peernames, fix configurations and
+# break them, each with a self-check.
+#
+# **Prerequisites** — notebooks [01](01-proxy-protocol-bytes.ipynb) to
+# [06](06-haproxy.ipynb).
+#
+# **Time** — 60 minutes (about 6 minutes per exercise).
+#
+# Each exercise names a scenario from `data/topologies/`. Put your answer in place of `None` and
+# run the cell: `check` prints one ✓ or ✗ per criterion, and a hint while something fails. It
+# never stops "Run All". The expected results are computed by the simulator when you check, not
+# stored anywhere in this notebook.
+
+# %%
+from realip.teaching import check, scenario
+from realip.topology import simulate
+from realip.viz import draw_topology
+
+# %% [markdown]
+# ## 1 · Write LB 1's PROXY v1 header
+#
+# In `tcp-single-tier`, write (as a string) the exact header LB 1 sends to EMQX, line ending
+# included.
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+header = "PROXY TCP4 115.236.21.86 172.16.0.116 61177 1883\r\n"
+# END SOLUTION
+check("v1-header", header)
+
+# %% [markdown]
+# ## 2 · Size a v2 header
+#
+# In `haproxy-tcp-accept-proxy-tier`, LB 2 sends `send-proxy-v2` with `proxy-v2-options
+# crc32c`. How many bytes is its header? Count; don't build it.
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+size = 16 + 12 + 3 + 4
+# END SOLUTION
+check("v2-size", size)
+
+# %% [markdown]
+# ## 3 · Predict the peername
+#
+# In `tcp-multi-regenerate-untrusted` LB 2 reads LB 1's header but has no `set_real_ip_from`.
+# Which peername (`address:port`) does EMQX record?
+
+# %%
+scenario("tcp-multi-regenerate-untrusted").hop("lb2")
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+peername = "172.16.0.116:41316"
+# END SOLUTION
+check("predict-untrusted", peername)
+
+# %% [markdown]
+# ## 4 · Configure LB 2 so the broker sees the client
+#
+# Same scenario. Give LB 2's settings as a dict of `NginxStream` fields
+# (`listen_proxy_protocol`, `proxy_protocol`, `set_real_ip_from`) so that EMQX records the
+# client. Two different answers work.
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+lb2 = {"listen_proxy_protocol": True, "proxy_protocol": "on",
+       "set_real_ip_from": ["172.16.0.0/24"]}
+# END SOLUTION
+check("tcp-lb2-trust", lb2)
+
+# %% [markdown] tags=["solution"]
+# The other answer is pass-through: `{"listen_proxy_protocol": False, "proxy_protocol": "off"}`
+# — LB 2 relays LB 1's header untouched.
+
+# %% [markdown]
+# ## 5 · Shut the side door
+#
+# In `tcp-direct-client-forges-proxy` a client reaches EMQX directly and writes its own PROXY
+# header. Give EMQX `access_rules` (a list of `"allow …"` / `"deny …"` strings, first match wins)
+# that stop it without breaking the path through LB 1.
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+rules = ["allow 172.16.0.0/24", "deny all"]
+# END SOLUTION
+check("access-rules", rules)
+
+# %% [markdown]
+# ## 6 · Forge a header that fools this chain
+#
+# The chain, as configured (the client forges `127.0.0.1` here):
+
+# %%
+draw_topology(scenario("ws-edge-appends"))
+
+# %% [markdown]
+# In `ws-edge-appends` both LBs append to `X-Forwarded-For` and EMQX takes the leftmost entry.
+# Which `X-Forwarded-For` value should the client send so that EMQX records an address of your
+# choice?
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+forged = "203.0.113.66"
+# END SOLUTION
+check("ws-forge-edge", forged)
+
+# %% [markdown]
+# ## 7 · Fix the edge LB (method 1)
+#
+# Still `ws-edge-appends`: give LB 1's `proxy_set_header` values for `X-Forwarded-For` and
+# `X-Forwarded-Port` (a dict, nginx variables as strings) so that EMQX records the client's
+# real address **and** port, whatever the client forges.
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+lb1_headers = {"X-Forwarded-For": "$remote_addr", "X-Forwarded-Port": "$remote_port"}
+# END SOLUTION
+check("ws-fix-edge", lb1_headers)
+
+# %% [markdown]
+# ## 8 · `real_ip_recursive off`
+#
+# In `ws-multi-nonrecursive`, which address does LB 3 put in `X-Real-IP`?
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+x_real_ip = "172.16.0.116"
+# END SOLUTION
+check("recursive-off", x_real_ip)
+
+# %% [markdown]
+# ## 9 · Find the mis-trusted range
+#
+# In `ws-trust-covers-clients` LB 3 walks the header right to left but ends on the forged entry.
+# Look at its configuration, then give a corrected `set_real_ip_from` list for LB 3.
+
+# %%
+scenario("ws-trust-covers-clients").hop("lb3").set_real_ip_from
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+trusted = ["172.16.0.0/24"]
+# END SOLUTION
+check("ws-mistrusted-range", trusted)
+
+# %% [markdown]
+# ## 10 · Make the HAProxy chain safe
+#
+# In `haproxy-ws-forwardfor-leftmost` EMQX records the forged `127.0.0.1`. Give LB 1's settings:
+# a list of `http-request` rules as tuples (`("set-header", name, value)` with HAProxy's
+# `%[src]`, `%[src_port]`), or a dict of HAProxy fields (e.g. `forwardfor`, `http_request`).
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+haproxy_lb1 = {"forwardfor": False,
+               "http_request": [("set-header", "X-Forwarded-For", "%[src]"),
+                                ("set-header", "X-Forwarded-Port", "%[src_port]")]}
+# END SOLUTION
+check("haproxy-fix", haproxy_lb1)
+
+# %% [markdown]
+# ## Going further
+#
+# Replay any scenario with your own forged header and compare: which chains resist?
+
+# %%
+for name in ("ws-edge-appends", "ws-multi-override", "ws-multi-recursive",
+             "haproxy-ws-set-header"):
+    print(f"{name:<22} {simulate(scenario(name), forge_xff='10.66.66.66').peername}")
+
+# %% [markdown]
+# ## Recap
+#
+# * Headers: v1 is text with the client's address first; v2 sizes add up from fixed parts.
+# * Every reader must trust only its direct sender's network, and the edge must overwrite.
+# * Next: your own configuration files.

@@ -1,0 +1,367 @@
+"""Drawings of a simulated flow: the topology (hosts, links, trust) and a sequence diagram.
+
+Both read a :class:`~realip.topology.Trace` (a :class:`~realip.topology.Topology` is simulated
+first) and decide nothing themselves: what a link carries comes from the link's bytes, what a
+hop did from its view, and the peername from the trace.  Who trusts whom is read from each
+receiver's configuration (its trusted ranges tested against the sender's address).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._display import Drawing, new_figure, put_text
+
+if TYPE_CHECKING:
+    from ..topology import Link, Topology, Trace
+
+__all__ = ["Trust", "carried", "draw_topology", "host_label", "sequence_view", "trust_of"]
+
+_XFF_HEADERS = ("x-forwarded-for", "x-forwarded-port", "x-real-ip", "forwarded")
+
+
+def host_label(name: str) -> str:
+    """``lb1`` → ``LB 1``, ``emqx`` → ``EMQX``, ``client`` → ``MQTT client``."""
+    m = re.fullmatch(r"lb[-_ ]?(\d+)", name)
+    if m:
+        return f"LB {m.group(1)}"
+    return {"client": "MQTT client", "emqx": "EMQX", "mosquitto": "Mosquitto"}.get(name, name)
+
+
+def _as_trace(topology_or_trace: Topology | Trace) -> Trace:
+    from ..topology import Trace, simulate
+
+    if isinstance(topology_or_trace, Trace):
+        return topology_or_trace
+    return simulate(topology_or_trace)
+
+
+def _proxy_line(raw: bytes) -> str:
+    if raw.startswith(b"PROXY"):
+        return raw.split(b"\r\n", 1)[0].decode("latin-1")
+    from ..errors import InvalidProxyHeader
+    from ..proxy_protocol import decode
+
+    try:
+        h = decode(raw, verify_crc32c=False)
+    except InvalidProxyHeader:
+        h = None
+    if h is None:
+        return f"PROXY v2 ({len(raw)} bytes, not decodable)"
+    tlvs = f" + {', '.join(t.name for t in h.tlvs)}" if h.tlvs else ""
+    return f"PROXY v2 {h.command.name} {h.source} → {h.destination}{tlvs} ({len(raw)} B)"
+
+
+def carried(link: Link, *, request_line: bool = False) -> list[str]:
+    """What *link* carries that matters for the client's address, one line each: the PROXY
+    header(s), the X-Forwarded-For / X-Forwarded-Port / X-Real-IP / Forwarded lines of an HTTP
+    request, or the MQTT CONNECT."""
+    out: list[str] = []
+    for kind, raw in link.parts:
+        if kind == "proxy":
+            out.append(_proxy_line(raw))
+        elif kind == "mqtt":
+            out.append(f"MQTT CONNECT ({len(raw)} B)")
+        elif kind == "http":
+            head = raw.split(b"\r\n", 1)[0].decode("latin-1")
+            if request_line:
+                out.append(head)
+            found = [f"{k}: {v}" for k, v in link.http_headers() if k.lower() in _XFF_HEADERS]
+            out += found or ([] if request_line else ["WebSocket upgrade (no X-Forwarded-For)"])
+        else:
+            out.append(f"{kind} ({len(raw)} B)")
+    return out
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Whether a receiver takes the client address from what its sender wrote: ``trusted`` is
+    True (it does, for this sender), False (it reads but does not trust this sender) or None (it
+    does not read any address from the sender); ``rule`` says which setting decides."""
+
+    trusted: bool | None
+    rule: str
+
+
+def _covers(entries: tuple[str, ...], addr: str) -> bool | None:
+    from ..errors import ConfigurationError
+    from ..trust import Trust as _Predicate
+
+    try:
+        return _Predicate(entries)(addr)
+    except ConfigurationError:
+        return None
+
+
+def _ranges(entries: tuple[str, ...]) -> str:
+    return ", ".join(entries)
+
+
+def trust_of(node: Any, sender_addr: str) -> Trust:
+    """How *node* (a hop or the broker of a topology) treats what *sender_addr* sends it."""
+    from ..topology import Broker, HAProxy, NginxHttp, NginxStream
+
+    if isinstance(node, NginxStream):
+        if not node.listen_proxy_protocol:
+            return Trust(None, "reads no PROXY header (relays bytes)")
+        if not node.set_real_ip_from:
+            return Trust(False, "listen … proxy_protocol without set_real_ip_from")
+        ok = _covers(node.set_real_ip_from, sender_addr)
+        return Trust(ok, f"set_real_ip_from {_ranges(node.set_real_ip_from)}")
+    if isinstance(node, NginxHttp):
+        if not node.set_real_ip_from:
+            return Trust(None, "no realip: $remote_addr is the TCP peer")
+        ok = _covers(node.set_real_ip_from, sender_addr)
+        rec = "on" if node.real_ip_recursive else "off"
+        return Trust(ok, f"set_real_ip_from {_ranges(node.set_real_ip_from)}; "
+                         f"{node.real_ip_header}, recursive {rec}")
+    if isinstance(node, HAProxy):
+        if node.expect_proxy_from:
+            ok = _covers(node.expect_proxy_from, sender_addr)
+            return Trust(ok, f"expect-proxy if src {_ranges(node.expect_proxy_from)}")
+        if node.accept_proxy:
+            return Trust(True, "accept-proxy: any sender's header")
+        if node.mode == "http" and node.forwardfor:
+            return Trust(None, "option forwardfor (adds a line, reads none)")
+        return Trust(None, f"mode {node.mode}: uses the TCP peer")
+    if isinstance(node, Broker):
+        if node.listener == "tcp":
+            if node.kind == "mosquitto":
+                if node.enable_proxy_protocol:
+                    return Trust(True, f"enable_proxy_protocol {node.enable_proxy_protocol}")
+                return Trust(None, "no PROXY protocol")
+            if not node.proxy_protocol:
+                return Trust(None, "proxy_protocol = false")
+            if node.access_rules:
+                return Trust(True, "proxy_protocol = true; access_rules "
+                                   + ", ".join(node.access_rules))
+            return Trust(True, "proxy_protocol = true: any sender's header")
+        header = node.proxy_address_header
+        if node.proxy_address_allow is not None:
+            ok = _covers(tuple(node.proxy_address_allow), sender_addr)
+            return Trust(ok, f"{header}, proxy_address_allow "
+                             f"{_ranges(tuple(node.proxy_address_allow))}")
+        if header:
+            return Trust(True, f"{header}: leftmost, from any sender")
+        return Trust(None, "no proxy_address_header")
+    return Trust(None, "relay")
+
+
+def _ranges_of(node: Any) -> tuple[str, ...]:
+    """The trusted ranges a node's configuration names (empty: none, or "anyone")."""
+    for attr in ("set_real_ip_from", "expect_proxy_from", "proxy_address_allow"):
+        value = getattr(node, attr, None)
+        if value:
+            return tuple(value)
+    return ()
+
+
+def _zone_start(nodes: list[Any], trusts: list[Trust]) -> int | None:
+    """Index of the first host inside the trusted zone: a host is inside when its successor
+    trusts what it sends, or when a later node's trusted ranges cover its address."""
+    for i, node in enumerate(nodes[:-1]):
+        if i < len(trusts) and trusts[i].trusted:
+            return i
+        if any(_covers(_ranges_of(later), node.addr) for later in nodes[i + 1 :]
+               if _ranges_of(later)):
+            return i
+    return None
+
+
+def _node_lines(node: Any, is_client: bool) -> list[str]:
+    from ..topology import Broker, HAProxy, NginxHttp, NginxStream
+
+    if is_client:
+        return ["WAN " + str(node.addr), f"port {node.port}", f"MQTT over {node.transport}"]
+    kind = {NginxStream: "NGINX stream", NginxHttp: "NGINX http", HAProxy: "HAProxy"}
+    if isinstance(node, Broker):
+        what = f"{'EMQX' if node.kind == 'emqx' else 'Mosquitto'} {node.listener} listener"
+    else:
+        what = kind.get(type(node), "relay")
+        if isinstance(node, HAProxy):
+            what += f" ({node.mode})"
+    lines = [what, f"LAN {node.addr}"]
+    public = getattr(node, "public", None)
+    if public:
+        lines.append(f"WAN {public}")
+    return lines
+
+
+def _wrap(lines: list[str], width: int) -> str:
+    out: list[str] = []
+    for line in lines:
+        out += textwrap.wrap(line, width, break_long_words=True) or [""]
+    return "\n".join(out)
+
+
+def _flow_text(trace: Trace, trusts: list[Trust]) -> str:
+    topo = trace.topology
+    nodes: list[Any] = [topo.client, *topo.hops, topo.broker]
+    lines = [f"topology {topo.name}" + (f": {topo.title}" if topo.title else "")]
+    for i, node in enumerate(nodes):
+        label = host_label(node.name)
+        lines.append(f"[{label}] " + ", ".join(_node_lines(node, i == 0)))
+        if i < len(trace.links):
+            link = trace.links[i]
+            t = trusts[i]
+            mark = {True: "trusted", False: "NOT trusted", None: "not read"}[t.trusted]
+            lines.append(f"   --> {link.src} -> {link.dst}: " + " | ".join(carried(link)))
+            lines.append(f"       {host_label(link.receiver)}: {mark} ({t.rule})")
+    lines.append(_outcome(trace))
+    return "\n".join(lines)
+
+
+def _outcome(trace: Trace) -> str:
+    if not trace.connected:
+        return f"connection closed: {trace.failure}"
+    real = trace.topology.client.addr
+    same = trace.client_addr == real
+    verdict = "the real client" if same else f"NOT the real client {real}"
+    return f"broker peername = {trace.peername} ({verdict})"
+
+
+def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = None) -> Drawing:
+    """The hosts left to right with their article addresses, each link labelled with what it
+    carries (PROXY header, X-Forwarded-For …) and whether the receiver trusts it, the trusted
+    zone shaded, and the broker's peername (green when it is the client's address)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    trace = _as_trace(topology_or_trace)
+    topo = trace.topology
+    nodes: list[Any] = [topo.client, *topo.hops, topo.broker]
+    senders = [lk.src.host for lk in trace.links]
+    trusts = [trust_of(nodes[i + 1], str(senders[i])) for i in range(len(trace.links))]
+    n = len(nodes)
+    # coordinates are inches: the figure is drawn at its natural size, nothing is squeezed
+    gap, line = 2.45, 0.135
+    chars = 30
+    width = gap * (n - 1) + 2.1
+    above = [_wrap(carried(link), chars) for link in trace.links]
+    below = []
+    for i, link in enumerate(trace.links):
+        t = trusts[i]
+        mark = {True: "✔ trusted", False: "✘ not trusted", None: "not read"}[t.trusted]
+        below.append(_wrap([f"{mark} by {host_label(link.receiver)}", t.rule], chars))
+    outcome = _outcome(trace)
+    good = trace.connected and trace.client_addr == topo.client.addr
+    out_text = _wrap([outcome], max(30, int(width / 0.085)))
+    head = _wrap([title or topo.title or topo.name], max(30, int(width / 0.095)))
+    top = 0.7 + max([a.count("\n") + 1 for a in above] + [0]) * line + 0.2 \
+        + (head.count("\n") + 1) * 0.2
+    bottom = -0.85 - max([b.count("\n") + 1 for b in below] + [0]) * line - 0.25 \
+        - (out_text.count("\n") + 1) * 0.2
+    fig = new_figure(width, top - bottom)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(-1.05, gap * (n - 1) + 1.05)
+    ax.set_ylim(bottom, top)
+    ax.axis("off")
+    first = _zone_start(nodes, trusts)
+    if first is not None:
+        x0 = gap * first - 0.98
+        ax.add_patch(FancyBboxPatch((x0, -0.74), gap * (n - 1) + 0.98 - x0, 1.38,
+                                    boxstyle="round,pad=0.02,rounding_size=0.12",
+                                    facecolor="#eef7ee", edgecolor="#66bb6a", linestyle="--"))
+        put_text(ax, x0 + 0.08, -0.71, "trusted zone" + (" (includes the client!)" if first == 0
+                                                    else ""),
+                fontsize=7.5, color="#c62828" if first == 0 else "#2e7d32", va="bottom")
+    for i, node in enumerate(nodes):
+        x = gap * i
+        face = "#fff8e1" if i == 0 else ("#e3f2fd" if i == n - 1 else "#f5f5f5")
+        ax.add_patch(FancyBboxPatch((x - 0.87, -0.52), 1.74, 1.04,
+                                    boxstyle="round,pad=0.02,rounding_size=0.08",
+                                    facecolor=face, edgecolor="#616161"))
+        put_text(ax, x, 0.34, host_label(node.name), ha="center", va="center", fontsize=10,
+                weight="bold")
+        put_text(ax, x, -0.1, "\n".join(_node_lines(node, i == 0)), ha="center", va="center",
+                fontsize=8, linespacing=1.25)
+    for i, _link in enumerate(trace.links):
+        x0, x1 = gap * i + 0.9, gap * (i + 1) - 0.9
+        view_ok = i >= len(trace.views) or trace.views[i].accepted
+        colour = "#424242" if view_ok else "#c62828"
+        ax.add_patch(FancyArrowPatch((x0, 0.0), (x1, 0.0), arrowstyle="-|>", mutation_scale=14,
+                                     color=colour, linewidth=1.4))
+        put_text(ax, (x0 + x1) / 2, 0.7, above[i], ha="center", va="bottom", fontsize=7.8,
+                family="monospace", linespacing=1.2)
+        tcol = {True: "#2e7d32", False: "#c62828", None: "#757575"}[trusts[i].trusted]
+        put_text(ax, (x0 + x1) / 2, -0.85, below[i], ha="center", va="top", fontsize=7.8,
+                color=tcol, linespacing=1.2)
+        if not view_ok:
+            put_text(ax, x1 + 0.05, 0.14, "✘", color="#c62828", fontsize=14, ha="left",
+                    va="center")
+    put_text(ax, gap * (n - 1) + 1.0, bottom + 0.08, out_text, ha="right", va="bottom",
+            fontsize=9.5, weight="bold", color="#2e7d32" if good else "#c62828",
+            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#ffffff",
+                  "edgecolor": "#2e7d32" if good else "#c62828"})
+    put_text(ax, -1.0, top - 0.08, head, fontsize=10.5, weight="bold", va="top")
+    return Drawing(fig, _flow_text(trace, trusts))
+
+
+# ----------------------------------------------------------------------------------------------
+# sequence diagram
+
+_BORING = ("proxy_set_header Upgrade", "proxy_set_header Host", "proxy_set_header Connection")
+
+
+def _decisions(trace: Trace, i: int) -> list[str]:
+    if i >= len(trace.views):
+        return []
+    view = trace.views[i]
+    lines = [d for d in view.decisions if not d.startswith(_BORING)]
+    if not view.accepted:
+        lines.append(f"CLOSES the connection: {view.log}")
+    return lines
+
+
+def sequence_view(trace_or_topology: Trace | Topology, *, max_lines: int = 4) -> Drawing:
+    """A sequence diagram of the flow: one lifeline per host, one arrow per TCP connection
+    (client → LB 1 → … → broker) labelled with the first lines of what was sent, and under it
+    what the receiving hop decided."""
+    from matplotlib.patches import FancyArrowPatch
+
+    trace = _as_trace(trace_or_topology)
+    topo = trace.topology
+    names = [topo.client.name, *(h.name for h in topo.hops), topo.broker.name]
+    n = len(names)
+    # coordinates are inches (natural size)
+    gap, line, chars = 2.7, 0.135, 40
+    blocks = []
+    for i, link in enumerate(trace.links):
+        sent = _wrap(carried(link, request_line=True)[:max_lines], chars).split("\n")
+        said = [d for d in _wrap(_decisions(trace, i), chars + 12).split("\n") if d]
+        blocks.append((sent, said))
+    heights = [(len(s) + len(d)) * line + 0.55 for s, d in blocks]
+    top, bottom = 0.35, -(sum(heights) + 0.75)
+    width = gap * (n - 1) + 2.4
+    fig = new_figure(width, top - bottom)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_xlim(-1.0, gap * (n - 1) + 1.4)
+    ax.set_ylim(bottom, top)
+    ax.axis("off")
+    for i, name in enumerate(names):
+        x = gap * i
+        put_text(ax, x, 0.15, host_label(name), ha="center", va="center", fontsize=10,
+                weight="bold", bbox={"boxstyle": "round,pad=0.3", "facecolor": "#f5f5f5",
+                                     "edgecolor": "#616161"})
+        ax.plot([x, x], [-0.05, bottom + 0.45], color="#bdbdbd", linewidth=1, zorder=0)
+    y = -0.25
+    for i, (sent, said) in enumerate(blocks):
+        x0, x1 = gap * i, gap * (i + 1)
+        put_text(ax, x0 + 0.1, y, "\n".join(sent), fontsize=7.8, family="monospace", va="top",
+                linespacing=1.2)
+        y_arrow = y - len(sent) * line - 0.08
+        ok = i >= len(trace.views) or trace.views[i].accepted
+        ax.add_patch(FancyArrowPatch((x0, y_arrow), (x1, y_arrow), arrowstyle="-|>",
+                                     mutation_scale=13, color="#424242" if ok else "#c62828",
+                                     linewidth=1.3))
+        if said:
+            put_text(ax, x1 - 0.1, y_arrow - 0.07, "\n".join(said), fontsize=7.5, va="top",
+                    ha="right", color="#1a237e" if ok else "#c62828", linespacing=1.2)
+        y -= heights[i]
+    outcome = _outcome(trace)
+    good = trace.connected and trace.client_addr == topo.client.addr
+    put_text(ax, gap * (n - 1) + 1.3, bottom + 0.1, outcome, ha="right", va="bottom", fontsize=9,
+            weight="bold", color="#2e7d32" if good else "#c62828")
+    return Drawing(fig, trace.table())
