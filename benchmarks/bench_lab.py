@@ -10,18 +10,27 @@ Run: ``python benchmarks/bench_lab.py`` (``--quick`` for a short run).  Prints:
    plain ``asyncio.start_server`` without a header, :func:`realip.aio.start_server`, and the
    peer's callback wrapper;
 3. the lab broker: MQTT CONNECT→CONNACK round trips per second directly and through one and two
-   :class:`~realip.lab.relay.HopRelay` hops, and QoS 0 PUBLISH throughput to one subscriber.
+   :class:`~realip.lab.relay.HopRelay` hops, and QoS 0 PUBLISH throughput to one subscriber;
+4. the live lab (:class:`realip.lab.Lab`): 500 paho-mqtt connections (connect, CONNACK,
+   disconnect) through the two-tier chain ``tcp-multi-regenerate`` (two nginx stream hops
+   re-generating PROXY v1), once with realip's relays and once with the real nginx, in the same
+   run; every peername the broker records must be the client's own address and port — the
+   simulator's prediction — and the connections per second and their ratio are printed
+   (``--chain`` runs only this part).
 
 Sides are measured in alternation, best of several rounds, so load elsewhere hits them alike.
-Everything listens on and connects to 127.0.9.x only.
+Parts 1–3 listen on and connect to 127.0.9.x only; part 4 uses the lab's loopback plan
+(127.0.1.86 → 127.0.2.116 → 127.0.2.200 → 127.0.2.71).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from realip.aio import read_proxy_header, start_server
 from realip.lab import free_port
@@ -31,6 +40,7 @@ from realip.proxy_protocol import build
 from realip.topology import Broker, NginxStream, mqtt_connect
 
 QUICK = "--quick" in sys.argv
+ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.9.1"
 HEADERS = {
     "v1 TCP4": build(("192.0.2.10", 56324), ("198.51.100.1", 1883), version=1),
@@ -199,6 +209,75 @@ async def broker() -> None:
         await lab.close()
 
 
+# -- 4. the live lab: 500 paho-mqtt connections through two tiers ----------------------------
+
+
+def chain_rate(proxies: str, n: int) -> tuple[float, int]:
+    """Connections per second through ``tcp-multi-regenerate`` with *proxies*, and how many
+    peernames were wrong (the broker's record against the client's own address and port, which
+    is also the simulator's prediction for that port)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from realip.lab import Lab
+
+    with Lab(ROOT / "data" / "topologies" / "tcp-multi-regenerate.yaml", proxies=proxies,
+             progress="none") as lab:
+        broker = lab.broker
+        assert broker is not None
+        host, port = lab.entry
+        source = lab.addresses["client"]
+        seen: list[tuple[str, int, str | None]] = []
+
+        def one(cid: str) -> None:
+            done: list[bool] = []
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid,
+                                 reconnect_on_failure=False)
+            client.on_connect = lambda *a: done.append(True)
+            client.connect(host, port, keepalive=30, bind_address=source)
+            sock = client.socket()
+            local = sock.getsockname()[1] if isinstance(sock, socket.socket) else 0
+            deadline = time.monotonic() + 5
+            while not done and time.monotonic() < deadline:
+                client.loop(0.05)
+            info = broker.clients().get(cid)
+            seen.append((cid, local, None if info is None else info.peername))
+            client.disconnect()
+            client.loop(0.001)
+
+        for i in range(20):  # warm-up
+            one(f"warm-{i}")
+        seen.clear()
+        start = time.perf_counter()
+        for i in range(n):
+            one(f"bench-{i}")
+        rate = n / (time.perf_counter() - start)
+        wrong = 0
+        for cid, local, peername in seen:
+            predicted = lab.predict(client_port=local, client_id=cid).peername
+            if not (peername == predicted == f"{source}:{local}"):
+                wrong += 1
+        return rate, wrong
+
+
+def chain(n: int) -> None:
+    from realip.lab import find_nginx
+
+    print(f"4. the live lab: {n} paho-mqtt connections through two tiers (tcp-multi-regenerate)")
+    rates: dict[str, float] = {}
+    for proxies, name in (("python", "realip relays"), ("nginx", "real nginx")):
+        if proxies == "nginx" and find_nginx() is None:
+            print(f"   {name:16} not installed (apt-get install nginx libnginx-mod-stream)")
+            continue
+        rate, wrong = chain_rate(proxies, n)
+        rates[name] = rate
+        verdict = "all peernames correct" if not wrong else f"{wrong} WRONG peernames"
+        print(f"   {name:16} {rate:8.0f} connections/s   {verdict}")
+    if len(rates) == 2:
+        ratio = rates["realip relays"] / rates["real nginx"]
+        print(f"   ratio relays / nginx: {ratio:4.2f} (> 1 means the relays are faster)")
+
+
 async def main() -> None:
     await in_memory()
     await connections()
@@ -206,4 +285,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if "--chain" not in sys.argv:
+        asyncio.run(main())
+    chain(100 if QUICK else 500)

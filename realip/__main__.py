@@ -1,5 +1,7 @@
-"""Command line: ``python -m realip decode HEX|- [--json]`` and ``python -m realip simulate
-TOPOLOGY.yaml [--forge-xff …] [--forge-proxy …] [--json] [--pcap FILE]``."""
+"""Command line: ``python -m realip decode HEX|- [--json]``, ``python -m realip simulate
+TOPOLOGY.yaml [--forge-xff …] [--forge-proxy …] [--json] [--pcap FILE]`` and ``python -m realip
+lab run TOPOLOGY.yaml [--proxies python|nginx|haproxy|real|auto] [--forge-xff …] [--json]``
+(``lab check``: what this machine offers the live lab)."""
 
 from __future__ import annotations
 
@@ -105,6 +107,62 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if trace.connected else 1
 
 
+def _cmd_lab_run(args: argparse.Namespace) -> int:
+    from .errors import RealIPError
+    from .lab import Lab
+
+    forged = None if args.forge_proxy is None else _forged_proxy(args.forge_proxy)
+    try:
+        lab = Lab(args.path, proxies=args.proxies, progress="none" if args.quiet else "text",
+                  progress_stream=sys.stderr)
+        with lab:
+            probe = lab.connect(client_id=args.client_id, forge_xff=args.forge_xff,
+                                forge_proxy=forged, transport=args.transport,
+                                direct=args.direct, port=args.port)
+            description = lab.describe()
+    except (OSError, RealIPError) as exc:  # no such file, a missing program or address …
+        print(f"realip lab: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(probe.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(description)
+        print(probe)
+    return 0 if probe.agree else 1
+
+
+def _cmd_lab_check(args: argparse.Namespace) -> int:
+    from .lab import find_haproxy, find_nginx, missing_loopback
+    from .lab.drivers import PACKAGES
+    from .lab.lab import alias_commands
+
+    report: dict[str, object] = {}
+    missing = missing_loopback(["127.0.0.2", "127.0.1.86", "127.0.2.116"])
+    report["loopback"] = {"ok": not missing, "missing": missing,
+                          "commands": alias_commands(missing)}
+    for name, info in (("nginx", find_nginx()), ("haproxy", find_haproxy())):
+        report[name] = ({"installed": True, "path": info.path, "version": info.version}
+                        if info is not None else
+                        {"installed": False, "install": f"sudo apt-get install {PACKAGES[name]}"})
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    if missing:
+        print("loopback: only 127.0.0.1 — add addresses with:")
+        for c in alias_commands(missing):
+            print(f"    {c}   (one per address the lab prints)")
+    else:
+        print("loopback: every 127.x.y.z address works")
+    for name in ("nginx", "haproxy"):
+        entry = report[name]
+        assert isinstance(entry, dict)
+        if entry["installed"]:
+            print(f"{name}: {entry['version']} ({entry['path']})")
+        else:
+            print(f"{name}: not installed — {entry['install']} (hops run as python relays)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m realip`` (and the ``realip`` script)."""
     parser = argparse.ArgumentParser(prog="python -m realip", description=__doc__)
@@ -125,6 +183,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--json", action="store_true", help="print the trace as JSON")
     sim.add_argument("--pcap", help="also write every link to this pcap file")
     sim.set_defaults(func=_cmd_simulate)
+    lab = sub.add_parser("lab", help="run a topology on real sockets (loopback addresses)")
+    labsub = lab.add_subparsers(dest="lab_command", required=True)
+    run = labsub.add_parser("run", help="start a topology, connect a paho-mqtt client from the "
+                            "client's address, compare the broker's peername with the "
+                            "simulator's (exit 0 when they agree)")
+    run.add_argument("path", help="a topology YAML file (or a scenario name)")
+    run.add_argument("--proxies", default="python",
+                     choices=("python", "nginx", "haproxy", "real", "auto"),
+                     help="what runs the hops: python relays (default), real nginx and/or "
+                     "HAProxy, or auto (real where installed)")
+    run.add_argument("--forge-xff", help="the client sends this X-Forwarded-For line instead")
+    run.add_argument("--forge-proxy", help="the client writes this PROXY header itself (a v1 "
+                     "line, or v2 in hex)")
+    run.add_argument("--transport", choices=("tcp", "ws"), help="override the client's transport")
+    run.add_argument("--direct", action="store_true", help="dial the broker, past every hop")
+    run.add_argument("--client-id", help="the MQTT client id (default the scenario's)")
+    run.add_argument("--port", type=int, help="the client's source port (default the "
+                     "scenario's; 0 for any)")
+    run.add_argument("--json", action="store_true", help="print peername, predicted and "
+                     "addresses as JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.set_defaults(func=_cmd_lab_run)
+    chk = labsub.add_parser("check", help="what this machine offers the lab (loopback "
+                            "addresses, nginx, HAProxy)")
+    chk.add_argument("--json", action="store_true")
+    chk.set_defaults(func=_cmd_lab_check)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

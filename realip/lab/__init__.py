@@ -8,6 +8,12 @@
   :class:`~realip.topology.Topology` as a live relay running the simulator's own hop logic.
 * :class:`Background` — an event loop in a thread, so that blocking clients (paho-mqtt) and
   notebooks can drive the servers from ordinary code.
+* :mod:`realip.lab.drivers` — the real nginx and HAProxy: found, configured by
+  :mod:`realip.render`, started privately, health-checked, stopped, their logs collected.
+* :mod:`realip.lab.lab` — :class:`Lab`, a whole topology on loopback addresses (python relays or
+  the real programs, per hop) with the lab broker, cleaned up however it ends; :meth:`Lab.connect`
+  connects a paho-mqtt client from the client's address and returns a :class:`Probe`: the
+  broker's peername beside the simulator's prediction.
 
 Everything here listens on and connects to loopback addresses only (``127.x.y.z``, ``::1``):
 :func:`check_loopback` refuses anything else.
@@ -118,3 +124,20 @@ class Background:
 
 async def _wrap(aw: Awaitable[T]) -> T:
     return await aw
+
+
+# The lab itself (imported last: its modules import the helpers above).
+from .drivers import ProgramError, ProgramMissing, find_haproxy, find_nginx  # noqa: E402
+from .lab import Lab, LoopbackUnavailable, Probe, Progress, missing_loopback  # noqa: E402
+
+__all__ += [
+    "Lab",
+    "LoopbackUnavailable",
+    "Probe",
+    "ProgramError",
+    "ProgramMissing",
+    "Progress",
+    "find_haproxy",
+    "find_nginx",
+    "missing_loopback",
+]

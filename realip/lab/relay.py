@@ -328,6 +328,10 @@ class HopRelay:
         finally:
             for t in tasks:
                 t.cancel()
+            # On 3.11 wait_for() can swallow a cancel when data arrives at the same moment;
+            # aborting both connections ends any read still pending, so the gather returns.
+            for w in (a_writer, b_writer):
+                w.transport.abort()
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
