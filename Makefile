@@ -27,6 +27,9 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/bench_proxy_protocol.py
+	$(BIN)/python benchmarks/bench_resolve.py
+	$(BIN)/python benchmarks/bench_widget_step.py
+	$(BIN)/python benchmarks/bench_lab.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
