@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 
@@ -349,3 +350,17 @@ def capture_server(host: str = "127.0.0.3") -> Iterator[CaptureServer]:
         yield server
     finally:
         server.close()
+
+
+def proxied_scenarios() -> list[Any]:
+    """The scenarios of data/topologies/ that have at least one nginx or HAProxy hop."""
+    from realip.topology import HAProxy, NginxHttp, NginxStream, load
+
+    root = Path(__file__).resolve().parents[2] / "data" / "topologies"
+    out = []
+    for path in sorted(root.glob("*.yaml")):
+        topo = load(str(path))
+        # a Relay runs as a plain nginx stream server; relay-only chains test nothing real
+        if any(isinstance(h, NginxStream | NginxHttp | HAProxy) for h in topo.hops):
+            out.append(topo)
+    return out

@@ -20,18 +20,15 @@ from realip.lab import Lab, ProgramError
 from realip.lab.drivers import find_haproxy, find_nginx, tcp_sockets
 from realip.topology import HAProxy, NginxHttp, NginxStream, Topology, load
 
+from ._programs import proxied_scenarios
+
 pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scenarios() -> list[Topology]:
-    out = []
-    for path in sorted((ROOT / "data" / "topologies").glob("*.yaml")):
-        topo = load(str(path))
-        if any(isinstance(h, NginxStream | NginxHttp | HAProxy) for h in topo.hops):
-            out.append(topo)
-    return out
+    return proxied_scenarios()
 
 
 SCENARIOS = _scenarios()

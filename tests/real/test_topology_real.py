@@ -57,11 +57,10 @@ from realip.topology import (
     NginxStream,
     Topology,
     Trace,
-    load,
     simulate,
 )
 
-from ._programs import NGINX_STREAM_MODULE, Running
+from ._programs import NGINX_STREAM_MODULE, Running, proxied_scenarios
 
 pytestmark = pytest.mark.real
 
@@ -76,13 +75,7 @@ GENERATED = int(os.environ.get("REALIP_TOPOLOGY_CASES", "100"))
 
 
 def _scenarios() -> list[Topology]:
-    out = []
-    for path in sorted((ROOT / "data" / "topologies").glob("*.yaml")):
-        topo = load(str(path))
-        # a Relay runs as a plain nginx stream server; relay-only chains test nothing here
-        if any(isinstance(h, NginxStream | NginxHttp | HAProxy) for h in topo.hops):
-            out.append(topo)
-    return out
+    return proxied_scenarios()
 
 
 # The article's address space: the generated topologies use it too, so they go through the same
