@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 from typing import Any, Final
@@ -67,6 +67,8 @@ from typing import Any, Final
 from . import erlang
 from . import nginx as ngx
 from ._addr import format_ip, ipv4_int, ipv6_int
+from .decisions import Acceptance
+from .decisions import result_maker as _result
 from .errors import InvalidProxyHeader, quote_bytes
 from .proxy_protocol import V2_SIGNATURE, Command, Endpoint, TLVType, crc32c, decode
 
@@ -89,57 +91,6 @@ _IP = IPv4Address | IPv6Address
 
 #: Names accepted by :func:`accepts`, in the order the comparison table prints them.
 RECEIVERS: Final[tuple[str, ...]] = ("spec", "nginx", "haproxy", "emqx-tcp", "emqx-ws", "mosquitto")
-
-
-# ==============================================================================================
-# Result type
-
-
-@dataclass(frozen=True)
-class Acceptance:
-    """What one receiver decided about one header (see the module docstring for conventions)."""
-
-    receiver: str  #: which model answered (a :data:`RECEIVERS` name)
-    version: str  #: the program version (or mode) modelled
-    accepted: bool  #: the program goes on with the connection
-    source: Endpoint | None  #: client address it uses from now on; None = the real peer
-    reason: str  #: the program's own log message on rejection, else a short description
-    destination: Endpoint | None = None  #: server address it records; None = the real one
-    consumed: int | None = None  #: bytes taken as the header (None when rejected or waiting)
-    header_version: int | None = None  #: 1 or 2 when the program recognised a version
-    waiting: bool = False  #: it would wait for more bytes (until its timeout)
-    log_line: str | None = None  #: exact rejection message, None = silent or not modelled
-    logged_source: Endpoint | None = None  #: client printed in the rejection log; None = peer
-    #: program variables this header sets, e.g. nginx ``proxy_protocol_addr`` (name, value)
-    variables: tuple[tuple[str, str], ...] = field(default=())
-
-    def variable(self, name: str) -> str | None:
-        """Value of a program variable (``"remote_addr"``, ``"proxy_protocol_port"``, ...)."""
-        for k, v in self.variables:
-            if k == name:
-                return v
-        return None
-
-    @property
-    def uses_real_peer(self) -> bool:
-        """True when the connection goes on with the real TCP peer as the client."""
-        return self.accepted and self.source is None
-
-    def describe(self) -> str:
-        """One line for tables: ``accept 203.0.113.7:56324`` / ``reject: <reason>`` / ``wait``."""
-        if self.waiting:
-            return f"wait: {self.reason}"
-        if not self.accepted:
-            return f"reject: {self.reason}"
-        return f"accept {self.source}" if self.source is not None else "accept (real peer)"
-
-
-def _result(receiver: str, version: str) -> Callable[..., Acceptance]:
-    def make(accepted: bool, reason: str, source: Endpoint | None = None,
-             **kw: Any) -> Acceptance:
-        return Acceptance(receiver=receiver, version=version, accepted=accepted, source=source,
-                          reason=reason, **kw)
-    return make
 
 
 # ==============================================================================================

@@ -18,7 +18,7 @@ without re-implementing any of it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from . import erlang
 from . import nginx as ngx
 from ._addr import format_ip
+from .decisions import Entry, Resolution, Step
 from .errors import ConfigurationError
 from .forwarded import (
     ForwardedSyntaxError,
@@ -60,113 +61,6 @@ __all__ = [
 Headers = Sequence[tuple[str, str]]
 IP = IPv4Address | IPv6Address
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-class Entry(NamedTuple):
-    """One element of the examined header, for drawing: which header line (0 = first received),
-    its character span in that line, and its text."""
-
-    line: int
-    start: int
-    end: int
-    text: str
-
-
-class Step(NamedTuple):
-    """One step of a walk.
-
-    ``position`` is the index of the examined entry in :attr:`Resolution.entries` (``None`` for
-    the TCP peer or a PROXY-protocol address); ``text`` the raw token; ``address``/``port`` what the
-    system parsed (printed its way), or ``error`` why it could not; ``trusted`` whether it matched a
-    trusted range (``None``: not checked) and ``rule`` which one; ``verdict`` a machine word
-    (``peer``, ``skip``, ``client``, ``rightmost``, ``leftmost``, ``unparsable``, ``ignored``,
-    ``bound``) and ``why`` the sentence a notebook shows.
-    """
-
-    position: int | None
-    text: str
-    address: str | None
-    port: int | None
-    error: str | None
-    trusted: bool | None
-    rule: str | None
-    verdict: str
-    why: str
-    line: int | None = None
-    start: int | None = None
-    end: int | None = None
-
-
-class _ResolutionFields(NamedTuple):
-    addr: str | None
-    port: int | None
-    mode: str
-    used_header: bool
-    code: str
-    reason: str
-    trace: tuple[Step, ...]
-    entries: tuple[Entry, ...] = ()
-    header: str = ""
-    realip_remote_addr: str = ""
-    realip_remote_port: int | None = None
-    proxy_add_x_forwarded_for: str = ""
-    variables: Mapping[str, str] = _EMPTY
-    warnings: tuple[str, ...] = ()
-    #: for results built on a fast path: what recomputes the explanation on demand (a callable,
-    #: or the arguments of the safe resolver's traced walk)
-    explain: Callable[[], Resolution] | tuple[Any, ...] | None = None
-
-
-class Resolution(_ResolutionFields):
-    """The outcome of a resolution (immutable).
-
-    ``addr`` is the client as the system prints it (``None`` when the safe resolver fails closed)
-    and ``port`` its port (``None`` where the system has none); ``used_header`` says whether a
-    header (rather than the TCP peer) supplied it; ``code`` is the system's own result code;
-    ``reason`` says why the walk stopped; ``trace`` has one :class:`Step` per examined entry and
-    ``entries`` the header's elements for drawing.  nginx results also carry
-    ``realip_remote_addr``/``_port``, ``proxy_add_x_forwarded_for``, ``variables`` and the
-    configuration ``warnings``.
-    """
-
-    __slots__ = ()
-
-    def _explained(self) -> Resolution:
-        how = self.explain
-        if how is None:
-            return self
-        if isinstance(how, tuple):
-            return _client_ip(*how)
-        return how()
-
-    @property
-    def reason(self) -> str:
-        """Why the walk stopped, in one sentence."""
-        return self._explained()[5]
-
-    @property
-    def trace(self) -> tuple[Step, ...]:
-        """Every step of the walk, in the order it was taken."""
-        return self._explained()[6]
-
-    @property
-    def entries(self) -> tuple[Entry, ...]:
-        """The examined header's elements, left to right."""
-        return self._explained()[7]
-
-    @property
-    def peername(self) -> str:
-        """``addr:port`` as a broker prints it (``emqx ctl clients show``)."""
-        return f"{self.addr}:{'' if self.port is None else self.port}"
-
-    @property
-    def ok(self) -> bool:
-        """False only when the safe resolver refused to name a client (fail closed)."""
-        return self.addr is not None
-
-    def __repr__(self) -> str:
-        return (f"Resolution(addr={self.addr!r}, port={self.port!r}, mode={self.mode!r}, "
-                f"code={self.code!r}, reason={self.reason!r})")
 
 
 class ProxyProtocolInfo(NamedTuple):
@@ -823,8 +717,8 @@ class ClientIP:
 
                 return _tuple_new(Resolution, (shown, port, "realip", True, "HEADER", "", (),
                                                (), "X-Forwarded-For", "", None, "", _EMPTY, (),
-                                               (self, peer, headers, peer_port, max_entries,
-                                                max_bytes)))
+                                               (_client_ip, self, peer, headers, peer_port,
+                                                max_entries, max_bytes)))
             if not truncated or limit >= max_entries:
                 return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
             limit = max_entries

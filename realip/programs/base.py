@@ -1,0 +1,155 @@
+"""What every program room shares: the receiver model record and the one hop step API (sans-IO).
+
+A *program* (nginx, HAProxy, EMQX, Mosquitto, aedes, a plain relay) lives in its own module
+under :mod:`realip.programs`.  Each room declares, as data:
+
+* its PROXY protocol **receivers** (:class:`ReceiverModel`: the parser, the versions it models,
+  the parser settings per version and the printable rules of :func:`realip.receivers.profile`);
+* its **hop kinds** — the settings dataclass a topology names in YAML (``nginx-stream``,
+  ``haproxy``, …) and the :data:`Step` function that plays one connection through it;
+* its **broker kinds** (``emqx``, ``mosquitto``, …) the same way.
+
+The step is the one public, sans-IO way to run a program: it takes what arrived on the inbound
+link (:class:`Inbound`: the first bytes, the TCP peer, the local address) and returns what the
+program sends on its outbound link plus its decision (:class:`Outbound` with a structured
+:class:`HopView`).  :func:`realip.topology.simulate`, the live relays and the lab broker all call
+it through :func:`realip.programs.step`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from ..decisions import Acceptance, Resolution
+from ..proxy_protocol import Endpoint
+
+__all__ = [
+    "HopView",
+    "Inbound",
+    "Outbound",
+    "ReceiverModel",
+    "Step",
+    "TrustDecision",
+    "VersionRule",
+]
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """What arrived on a hop's (or broker's) inbound link.
+
+    ``data`` is everything the sender wrote first (its PROXY header(s), then the MQTT CONNECT or
+    the HTTP upgrade request); ``peer`` the TCP peer as the receiver sees it; ``local`` the
+    receiver's own address; ``upstream`` where the hop connects next as its configuration names
+    it (nginx's ``$proxy_host``), ``None`` for a broker; ``client_id`` the MQTT client id when
+    the bytes do not carry it in a form the step reads (a WebSocket client's CONNECT travels in
+    frames the simulator does not write)."""
+
+    data: bytes
+    peer: Endpoint
+    local: Endpoint
+    sender: str = ""
+    upstream: Endpoint | None = None
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class TrustDecision:
+    """Whether a receiver took the client address from what its sender wrote: ``trusted`` True
+    (it did, for this sender), False (it reads an address but does not trust this sender) or
+    None (it reads no address from its sender); ``rule`` names the setting that decides."""
+
+    trusted: bool | None
+    rule: str
+
+
+@dataclass(frozen=True)
+class HopView:
+    """What one hop (or the broker) saw and decided.
+
+    ``variables`` are the program's own (``$remote_addr``, ``$realip_remote_addr``,
+    ``$proxy_protocol_addr``, HAProxy's ``src`` …); ``decisions`` the sentences in the order they
+    were taken; a closed connection has ``accepted`` False and the program's ``log`` line.  The
+    structured fields say the same as data: ``trust`` (whether and why it trusted its sender),
+    ``acceptance`` (its PROXY receiver's decision, when it read a header), ``resolution`` (the
+    forwarded-header walk with its trace, when it resolved one) and, for a broker, ``peername``.
+    """
+
+    name: str
+    kind: str
+    peer: Endpoint
+    local: Endpoint
+    variables: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    decisions: tuple[str, ...] = ()
+    accepted: bool = True
+    log: str | None = None
+    trust: TrustDecision | None = None
+    acceptance: Acceptance | None = None
+    resolution: Resolution | None = None
+    peername: str | None = None
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """What a step sends on its outbound link: ``parts`` labelled ``proxy``, ``mqtt``, ``http``
+    (empty for a broker, which sends nothing on), ``ok`` False when it closes the connection."""
+
+    view: HopView
+    parts: tuple[tuple[str, bytes], ...] = ()
+    ok: bool = True
+
+    @property
+    def data(self) -> bytes:
+        """The bytes written upstream first, concatenated."""
+        return b"".join(p for _, p in self.parts)
+
+    @property
+    def peername(self) -> str | None:
+        """For a broker: the peername it records (None when it refused the connection)."""
+        return self.view.peername
+
+
+#: A hop or broker step: its settings (a dataclass of its room) and what arrived.
+Step = Callable[[Any, Inbound], Outbound]
+
+#: A receiver's parser: the first read, the normalised version and the parser settings.
+Parser = Callable[[bytes, str, Mapping[str, Any]], Acceptance]
+
+
+@dataclass(frozen=True)
+class VersionRule:
+    """From version ``first`` on, parser setting ``knob`` is ``value`` (``knob`` empty: none) and
+    the printable rule ``aspect`` reads ``text`` (``aspect`` empty: none)."""
+
+    first: tuple[int, ...]
+    knob: str
+    value: Any
+    aspect: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ReceiverModel:
+    """One PROXY protocol receiver of a program, as :mod:`realip.receivers` lists it.
+
+    ``versions`` are the version strings with distinct behaviour; ``choices`` when set are the
+    only strings accepted as a version (others are an error naming them, e.g. esockd's backend
+    names) — otherwise a version is read as numbers and ``version_rules`` apply in order;
+    ``select`` maps a choice to the settings it implies."""
+
+    name: str
+    parse: Parser
+    default_version: str
+    versions: tuple[str, ...]
+    knobs: Mapping[str, Any]
+    rules: Mapping[str, str]
+    sources: str
+    version_rules: tuple[VersionRule, ...] = ()
+    choices: tuple[str, ...] | None = None
+    choice_error: str = ""
+    select: Callable[[str], Mapping[str, Any]] | None = None
