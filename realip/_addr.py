@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
-__all__ = ["format_ip", "format_ipv6", "ipv4_int", "ipv6_int", "parse_ipv4", "parse_ipv6"]
+__all__ = [
+    "format_ip", "format_ipv6", "inet_aton", "ipv4_int", "ipv6_int", "parse_ipv4", "parse_ipv6",
+]
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4_STR_RE = re.compile(r"\.".join([_OCTET] * 4))
@@ -174,3 +176,71 @@ def _fast_constructors() -> tuple[Callable[[int], IPv4Address], Callable[[int], 
 
 #: Build address objects from ints the caller has range-checked (the decoders' hot path).
 ipv4_from_int, ipv6_from_int = _fast_constructors()
+
+
+# -- the BSD inet_aton grammar (Erlang inet_parse, nginx getaddrinfo fallback) ----------------
+
+
+class _AtonError(Exception):
+    pass
+
+
+_ATON_DIGITS = {8: frozenset("01234567"), 10: frozenset("0123456789"),
+           16: frozenset("0123456789abcdefABCDEF")}
+
+
+def _aton_field(digits: str, base: int) -> int:
+    # list_to_integer/2 on one field: signs are refused, empty or bad digits are badarg
+    if not digits or any(c not in _ATON_DIGITS[base] for c in digits):
+        raise _AtonError
+    value = int(digits, base)
+    if value > 0xFFFFFFFF:
+        raise _AtonError
+    return value
+
+
+def _aton_fields(s: str) -> list[int]:
+    fields: list[int] = []
+    i = 0
+    n = len(s)
+    while True:
+        if len(fields) == 4:
+            raise _AtonError  # characters after the fourth field
+        if s.startswith(("0x", "0X"), i):
+            start, base, limit, prefix = i + 2, 16, 8, ""
+        elif s.startswith("0", i):
+            start, base, limit, prefix = i + 1, 8, 11, "0"
+        elif i < n and "0" <= s[i] <= "9":
+            start, base, limit, prefix = i, 10, 10, ""
+        else:
+            raise _AtonError
+        end = s.find(".", start)
+        if end < 0:
+            end = n
+        if end - start > limit:
+            raise _AtonError
+        fields.append(_aton_field(prefix + s[start:end], base))
+        if end == n:
+            return fields
+        if end + 1 == n:
+            raise _AtonError  # a dot must be followed by a field
+        i = end + 1
+
+
+def inet_aton(s: str) -> int | None:
+    """The BSD ``inet_aton`` grammar as Erlang's ``inet_parse:ipv4_address/1`` reads it (and
+    nginx's numeric ``getaddrinfo`` fallback): 1–4 fields, decimal/octal/hex, the last fills the
+    rest."""
+    try:
+        f = _aton_fields(s)
+    except _AtonError:
+        return None
+    if len(f) == 1:
+        return f[0]
+    if len(f) == 2 and f[0] <= 0xFF and f[1] <= 0xFFFFFF:
+        return (f[0] << 24) | f[1]
+    if len(f) == 3 and f[0] <= 0xFF and f[1] <= 0xFF and f[2] <= 0xFFFF:
+        return (f[0] << 24) | (f[1] << 16) | f[2]
+    if len(f) == 4 and all(x <= 0xFF for x in f):
+        return (f[0] << 24) | (f[1] << 16) | (f[2] << 8) | f[3]
+    return None

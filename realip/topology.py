@@ -575,14 +575,9 @@ def _ngx_pp(node: NginxStream | NginxHttp, conn: _Conn, decisions: list[str],
 
 
 def _ngx_http_pp(data: bytes, version: str) -> Acceptance:
-    """``listen … proxy_protocol`` in ``http``: the header is parsed from the first read into
-    the client header buffer (``client_header_buffer_size``, 1 KiB), not from the stream
-    module's 107-byte peek — so before 1.23.2 a broken header is quoted with everything read
-    (up to 1 KiB), not only 107 bytes."""
-    from . import receivers
+    from .programs.nginx.receive import read_http_listener
 
-    ver, knobs = receivers._resolve("nginx", version)
-    return receivers._nginx(data[:1024], ver, {**knobs, "max_header": 1024})
+    return read_http_listener(data, version)
 
 
 def _ngx_bad_request(data: bytes) -> str:

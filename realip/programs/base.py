@@ -18,6 +18,7 @@ it through :func:`realip.programs.step`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -34,6 +35,7 @@ __all__ = [
     "Step",
     "TrustDecision",
     "VersionRule",
+    "version_tuple",
 ]
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -153,3 +155,35 @@ class ReceiverModel:
     choices: tuple[str, ...] | None = None
     choice_error: str = ""
     select: Callable[[str], Mapping[str, Any]] | None = None
+
+    def settings(self, version: str | None = None) -> tuple[str, Mapping[str, Any]]:
+        """The normalised version and the parser settings it implies; :class:`ValueError`
+        naming what is allowed for a version this model cannot read."""
+        ver = self.default_version if version is None else str(version).strip()
+        knobs = dict(self.knobs)
+        if self.choices is not None:
+            if ver not in self.choices:
+                raise ValueError(f"{self.name}: " + self.choice_error.format(ver=ver))
+            if self.select is not None:
+                knobs.update(self.select(ver))
+        else:
+            vt = version_tuple(ver)
+            if vt is None:
+                raise ValueError(f"{self.name}: cannot read version {ver!r}")
+            for rule in self.version_rules:
+                if vt >= rule.first and rule.knob:
+                    knobs[rule.knob] = rule.value
+        return ver, MappingProxyType(knobs)
+
+    def accepts(self, data: bytes, version: str | None = None) -> Acceptance:
+        """What this receiver does when its first read returns *data*."""
+        ver, knobs = self.settings(version)
+        return self.parse(bytes(data), ver, knobs)
+
+
+def version_tuple(text: str) -> tuple[int, ...] | None:
+    """``"1.23.2"`` / ``"v2.9"`` as numbers (None when the text starts with none)."""
+    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
+    if m is None:
+        return None
+    return tuple(int(x) for x in m.group(1).split("."))

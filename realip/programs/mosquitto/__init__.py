@@ -1,0 +1,1 @@
+"""Mosquitto: its PROXY protocol reader and its broker listener."""
