@@ -11,12 +11,19 @@ Timestamps are synthetic and fixed, so the same trace always gives the same file
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .proxy_protocol import Endpoint
-    from .topology import Trace
+from .proxy_protocol import Endpoint
+from .wire import Link
+
+
+class _HasLinks(Protocol):
+    """A :class:`realip.topology.Trace` (anything with its links): pcap needs only those."""
+
+    @property
+    def links(self) -> Sequence[Link]: ...
 
 __all__ = ["pcap_bytes", "write_trace"]
 
@@ -66,7 +73,7 @@ def _frame(src: Endpoint, dst: Endpoint, seq: int, ack: int, flags: int,
     return b"\x02\0\0\0\0\x02" + b"\x02\0\0\0\0\x01" + struct.pack("!H", ethertype) + packet
 
 
-def pcap_bytes(trace: Trace) -> bytes:
+def pcap_bytes(trace: _HasLinks) -> bytes:
     """The whole capture as bytes (pcap, Ethernet link type, microsecond timestamps)."""
     out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     t = 1_720_000_000_000_000  # a fixed instant (µs), so captures are reproducible
@@ -88,7 +95,7 @@ def pcap_bytes(trace: Trace) -> bytes:
     return bytes(out)
 
 
-def write_trace(trace: Trace, path: str) -> None:
+def write_trace(trace: _HasLinks, path: str) -> None:
     """Write :func:`pcap_bytes` of *trace* to *path*."""
     with open(path, "wb") as f:
         f.write(pcap_bytes(trace))

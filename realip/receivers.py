@@ -63,12 +63,9 @@ from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 from typing import Any, Final
 
-from ._addr import ipv4_int, ipv6_int
 from .decisions import Acceptance
 from .programs import RECEIVER_MODELS, ReceiverModel
 from .programs.base import version_tuple
-from .programs.emqx import erlang
-from .programs.nginx import grammar as ngx
 from .proxy_protocol import V2_SIGNATURE, TLVType, crc32c
 
 __all__ = [
@@ -175,25 +172,6 @@ def profile_table(receivers: tuple[str, ...] = RECEIVERS,
     for key, heading in ASPECTS:
         rows.append((heading, *(p.rules[key] for p in profs)))
     return rows
-
-
-# ==============================================================================================
-# The address grammars the rooms use (each program's own, none of them the spec's; the one
-# implementation of each is in realip._addr, realip.nginx and realip.erlang), named for tests
-
-
-def _pton4(t: bytes) -> int | None:
-    return ipv4_int(t.decode("latin-1"))
-
-
-def _pton6(t: bytes) -> int | None:
-    return ipv6_int(t.decode("latin-1"))
-
-
-_ngx_parse_addr = ngx.parse_addr
-_ngx_ntop = ngx.format_addr
-_erl_ipv6 = erlang.parse_ipv6
-_erl_parse_address = erlang.parse_address
 
 
 # ==============================================================================================

@@ -73,7 +73,7 @@ class Code:
         return (f"# {self.title}\n" if self.title else "") + self.text.rstrip("\n")
 
     def _repr_html_(self) -> str:
-        from .viz._display import esc
+        from ._text import esc
 
         title = f"<div><b>{esc(self.title)}</b></div>" if self.title else ""
         return (f'{title}<pre class="realip-config" style="font-size:85%;background:#f7f7f7;'
@@ -95,8 +95,8 @@ def scenario_table(names: Sequence[str] | None = None) -> Any:
     """The scenarios *names* (default: every one in ``data/topologies``): title, the peername the
     simulator computes and whether the broker sees the real client (a
     :class:`realip.viz.Table`)."""
+    from ._text import Table
     from .topology import simulate
-    from .viz import Table
 
     if names is None:
         names = sorted(p.stem for p in (data_dir() / "topologies").glob("*.yaml"))
@@ -134,7 +134,7 @@ class Reveal:
         return f"{self.label}: {self._body()}"
 
     def _repr_html_(self) -> str:
-        from .viz._display import esc
+        from ._text import esc
 
         return (f'<details class="realip-reveal"><summary style="cursor:pointer;color:#1565c0">'
                 f"{esc(self.label)}</summary><pre>{esc(self._body())}</pre></details>")
@@ -289,7 +289,7 @@ class CheckResult:
         return self.text()
 
     def _repr_html_(self) -> str:
-        from .viz._display import esc
+        from ._text import esc
 
         items = []
         for r in self.rows:

@@ -59,12 +59,13 @@ from websockets.typing import Subprotocol
 from .. import aio, erlang
 from .._addr import format_ip
 from ..errors import ConfigurationError, RealIPError
+from ..programs import Broker, HopView, Inbound, step
+from ..programs.base import access_allowed as rules_allow
 from ..proxy_protocol import Endpoint
 from ..receivers import Acceptance, accepts
 from ..resolve import ClientIP
-from ..topology import Broker, HopView
-from . import check_loopback
 from . import mqtt as m
+from .loopback import check_loopback
 
 __all__ = [
     "WHOAMI",
@@ -86,29 +87,25 @@ _MAX_HEAD = 64 * 1024
 
 
 # ==============================================================================================
-# The simulator's decisions (the one place this module reaches into realip.topology's
-# private functions; switch to a public API here when there is one)
+# The rooms' decisions (the simulator's one public step)
 
 
 def listener_decision(listener: Broker, peer: Endpoint, local: Endpoint, data: bytes,
                       client_id: str) -> tuple[HopView, str | None]:
-    """What the simulator's broker model decides for a connection from *peer* to *local* whose
-    first bytes are *data* (PROXY header if any, then the MQTT CONNECT or the HTTP upgrade
-    request): its view (decisions, and ``accepted``/``log`` for a refusal) and the peername
-    (None when refused).  This runs ``realip.topology``'s own broker logic."""
-    from .. import topology as sim
-
-    client = sim.Client(addr=_host_text(peer), port=peer.port or 0, client_id=client_id)
-    return sim._broker(listener, sim._Conn(peer, local, data, "client"), client)
+    """What the broker's room decides for a connection from *peer* to *local* whose first bytes
+    are *data* (PROXY header if any, then the MQTT CONNECT or the HTTP upgrade request): its
+    view (decisions, and ``accepted``/``log`` for a refusal) and the peername (None when
+    refused).  This is :func:`realip.programs.step`, the simulator's own step."""
+    out = step(listener, Inbound(data, peer, local, "client", None, client_id))
+    return out.view, out.view.peername
 
 
 def access_allowed(rules: Sequence[str], peer: Endpoint) -> bool:
-    """EMQX ``access_rules`` on the raw TCP peer (the simulator's own function)."""
-    from .. import topology as sim
-
+    """``access_rules`` (EMQX's syntax: ``allow|deny CIDR|all``, first match wins) on the raw
+    TCP peer."""
     if not rules or isinstance(peer.host, str):
         return True
-    return sim._access(rules, peer.host)
+    return rules_allow(rules, peer.host)
 
 
 # ==============================================================================================

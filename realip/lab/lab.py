@@ -75,7 +75,6 @@ from ..topology import (
     load,
     simulate,
 )
-from . import Background, check_loopback
 from .drivers import (
     HAProxyDriver,
     NginxDriver,
@@ -86,6 +85,7 @@ from .drivers import (
     require,
     tcp_sockets,
 )
+from .loopback import Background, check_loopback
 
 if TYPE_CHECKING:
     from .broker import ClientInfo, LabBroker
@@ -928,7 +928,7 @@ _REFUSAL_WORDS = ("[error]", "[crit]", "[alert]", "broken header", "invalid", "f
 
 
 def _free_port(addr: str) -> int:
-    from . import free_port
+    from .loopback import free_port
 
     return free_port(addr)
 

@@ -34,11 +34,13 @@ from ipaddress import ip_address
 from typing import Any
 
 from .. import aio
+from ..programs import Broker, Hop, HopView, Inbound, hop_kind, reads_proxy_header, step
+from ..programs import speaks_http as hop_speaks_http
 from ..proxy_protocol import V2_SIGNATURE, Endpoint
-from ..topology import Broker, HAProxy, Hop, HopView, NginxHttp, NginxStream, Topology
+from ..topology import Topology
 from ..trust import Trust
-from . import check_loopback
 from .broker import LabBroker
+from .loopback import check_loopback
 
 __all__ = [
     "HopOutput",
@@ -72,15 +74,11 @@ class HopOutput:
 
 def run_hop(hop: Hop, peer: Endpoint, local: Endpoint, data: bytes, *,
             upstream: Endpoint | None = None, sender: str = "") -> HopOutput:
-    """Run the simulator's logic of *hop* (``realip.topology._HOPS``) for a connection from
-    *peer* to *local* whose first bytes are *data*; *upstream* is the address the hop
-    connects to (nginx's ``$proxy_host``)."""
-    from .. import topology as sim
-
-    conn = sim._Conn(peer, local, data, sender, upstream=upstream)
-    out = sim._HOPS[type(hop)](hop, conn)
-    parts = tuple(out.parts)
-    return HopOutput(bool(out.ok), b"".join(p for _, p in parts), out.view, parts)
+    """Run *hop* (its room's step, :func:`realip.programs.step`) for a connection from *peer*
+    to *local* whose first bytes are *data*; *upstream* is the address the hop connects to
+    (nginx's ``$proxy_host``)."""
+    out = step(hop, Inbound(data, peer, local, sender, upstream))
+    return HopOutput(bool(out.ok), out.data, out.view, tuple(out.parts))
 
 
 # ==============================================================================================
@@ -89,20 +87,14 @@ def run_hop(hop: Hop, peer: Endpoint, local: Endpoint, data: bytes, *,
 
 def expects_proxy_header(hop: Hop, peer: Endpoint, trust: Trust | None = None) -> bool:
     """Whether *hop* reads a PROXY header from *peer* (``listen … proxy_protocol``,
-    ``accept-proxy``, ``expect-proxy layer4 if { src … }``)."""
-    if isinstance(hop, NginxStream | NginxHttp):
-        return hop.listen_proxy_protocol
-    if isinstance(hop, HAProxy):
-        if hop.accept_proxy:
-            return True
-        if hop.expect_proxy_from and not isinstance(peer.host, str):
-            return (trust or Trust(hop.expect_proxy_from))(peer.host)
-    return False
+    ``accept-proxy``, ``expect-proxy layer4 if { src … }``).  *trust* is accepted for
+    compatibility; the room compiles its ranges once."""
+    return reads_proxy_header(hop, peer)
 
 
 def speaks_http(hop: Hop) -> bool:
     """Whether *hop* parses HTTP (nginx ``http``, HAProxy ``mode http``)."""
-    return isinstance(hop, NginxHttp) or (isinstance(hop, HAProxy) and hop.mode == "http")
+    return hop_speaks_http(hop)
 
 
 def proxy_header_end(buf: bytes | bytearray, v1_cap: int = 108) -> int | None:
@@ -164,8 +156,6 @@ class HopRelay:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.passages: deque[Passage] = deque(maxlen=history)
-        self._trust = Trust(hop.expect_proxy_from) if isinstance(hop, HAProxy) and \
-            hop.expect_proxy_from else None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.endpoint: tuple[str, int] | None = None
@@ -243,10 +233,10 @@ class HopRelay:
             self.passages.append(Passage(peer, bytes(buf), b"", None, view))
 
         pp_end = 0
-        expects = expects_proxy_header(hop, peer, self._trust)
+        expects = expects_proxy_header(hop, peer)
         try:
             if expects:
-                cap = 1024 if isinstance(hop, NginxHttp) else 108
+                cap = hop_kind(hop).header_window  # type: ignore[union-attr]
                 while (end := proxy_header_end(buf, cap)) is None:
                     if not await more(left()):
                         return

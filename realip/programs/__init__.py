@@ -16,30 +16,68 @@ room           what it holds (sans-IO)
 
 Generic code (:mod:`realip.receivers`, :mod:`realip.topology`, :mod:`realip.lab`, :mod:`realip.viz`,
 the CLI) asks this registry and names no program itself.  Adding a program is a new room plus
-one line in each table below.
+its entries in the tables below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
-from . import spec
-from .base import HopView, Inbound, Outbound, ReceiverModel, TrustDecision, VersionRule
+from .._addr import format_ip
+from ..errors import ConfigurationError
+from ..proxy_protocol import Endpoint
+from . import relay, spec
+from .base import (
+    Broker,
+    HopView,
+    Host,
+    Inbound,
+    Outbound,
+    ReceiverModel,
+    Step,
+    TrustDecision,
+    VersionRule,
+)
+from .emqx import broker as emqx_broker
 from .emqx import esockd, ranch
+from .haproxy import hops as haproxy_hops
 from .haproxy import receive as haproxy_receive
+from .haproxy.hops import HAProxy
+from .mosquitto import broker as mosquitto_broker
 from .mosquitto import receive as mosquitto_receive
+from .nginx import hops as nginx_hops
 from .nginx import receive as nginx_receive
+from .nginx.hops import NginxHttp, NginxStream
+from .relay import Relay
 
 __all__ = [
+    "BROKER_KINDS",
+    "HOP_KINDS",
     "RECEIVER_MODELS",
+    "Broker",
+    "BrokerKind",
+    "HAProxy",
+    "Hop",
+    "HopKind",
     "HopView",
+    "Host",
     "Inbound",
+    "NginxHttp",
+    "NginxStream",
     "Outbound",
     "ReceiverModel",
+    "Relay",
     "TrustDecision",
     "VersionRule",
+    "admits",
+    "hop_kind",
+    "reads_proxy_header",
+    "speaks_http",
+    "step",
+    "trust",
 ]
 
 #: Every PROXY protocol receiver model, in the order comparison tables print them.
@@ -47,3 +85,123 @@ RECEIVER_MODELS: Final[Mapping[str, ReceiverModel]] = MappingProxyType({
     m.name: m for m in (spec.RECEIVER, nginx_receive.RECEIVER, haproxy_receive.RECEIVER,
                         esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER)
 })
+
+
+@dataclass(frozen=True)
+class HopKind:
+    """One kind of hop a topology can name: its YAML ``kind``, its settings dataclass, the
+    program it belongs to, how drawings label it, and its functions — the step, who it trusts
+    (from its configuration), whether it reads a PROXY header from a peer, whether it parses
+    HTTP."""
+
+    kind: str
+    settings: type
+    program: str
+    label: Callable[[Any], str]
+    step: Step
+    trust: Callable[[Any, str], TrustDecision]
+    reads_proxy_header: Callable[[Any, Endpoint], bool]
+    speaks_http: Callable[[Any], bool]
+    #: how far into its first read the program looks for a v1 header's end (nginx http reads
+    #: into its 1 KiB client header buffer; the others into a 107/108-byte window)
+    header_window: int = 108
+
+
+@dataclass(frozen=True)
+class BrokerKind:
+    """One kind of broker (``Broker.kind``): the program, its label, its step and trust, and
+    ``admits`` — whether the listener accepts a TCP connection from a peer at all, before it
+    reads a byte (EMQX ``access_rules``)."""
+
+    kind: str
+    program: str
+    label: str
+    step: Step
+    trust: Callable[[Any, str], TrustDecision]
+    admits: Callable[[Any, Endpoint], bool]
+
+
+def _never(node: Any, peer: Endpoint) -> bool:
+    return False
+
+
+#: Hop kinds by YAML ``kind``.
+HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
+    HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
+            nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
+            lambda n: False),
+    HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
+            nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024),
+    HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
+            haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http"),
+    HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
+            lambda n: False),
+)})
+
+#: Broker kinds by ``Broker.kind``.
+BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for k in (
+    BrokerKind("emqx", "emqx", "EMQX", emqx_broker.step, emqx_broker.trust,
+               emqx_broker.admits),
+    BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
+               mosquitto_broker.trust, lambda node, peer: True),
+)})
+
+#: Any hop's settings.
+Hop = NginxStream | NginxHttp | HAProxy | Relay
+
+_BY_TYPE: Final[Mapping[type, HopKind]] = MappingProxyType(
+    {k.settings: k for k in HOP_KINDS.values()})
+
+
+def hop_kind(node: Any) -> HopKind | BrokerKind:
+    """The registry entry for a hop's or broker's settings."""
+    if isinstance(node, Broker):
+        entry = BROKER_KINDS.get(node.kind)
+        if entry is None:
+            raise ConfigurationError(f"{node.name}: broker kind must be one of "
+                                     f"{sorted(BROKER_KINDS)}, not {node.kind!r}")
+        return entry
+    found = _BY_TYPE.get(type(node))
+    if found is None:
+        raise ConfigurationError(f"not a hop or broker: {type(node).__name__}")
+    return found
+
+
+def _host(ep: Endpoint) -> str:
+    return ep.host if isinstance(ep.host, str) else format_ip(ep.host)
+
+
+def trust(node: Any, sender_addr: str) -> TrustDecision:
+    """How *node* (a hop or a broker) treats what *sender_addr* sends it, from its
+    configuration."""
+    return hop_kind(node).trust(node, sender_addr)
+
+
+def step(node: Any, inbound: Inbound) -> Outbound:
+    """Run one hop or broker on what arrived on its inbound link (the one public step): the
+    room's step, with the view's ``trust`` filled in from the configuration."""
+    entry = hop_kind(node)
+    out = entry.step(node, inbound)
+    if out.view.trust is None:
+        decided = entry.trust(node, _host(inbound.peer))
+        out = replace(out, view=replace(out.view, trust=decided))
+    return out
+
+
+def admits(node: Broker, peer: Endpoint) -> bool:
+    """Whether broker listener *node* accepts a TCP connection from *peer* at all."""
+    entry = hop_kind(node)
+    return not isinstance(entry, BrokerKind) or entry.admits(node, peer)
+
+
+def reads_proxy_header(node: Any, peer: Endpoint) -> bool:
+    """Whether hop *node* reads a PROXY header from *peer* (``listen … proxy_protocol``,
+    ``accept-proxy``, ``expect-proxy layer4 if { src … }``)."""
+    entry = hop_kind(node)
+    return isinstance(entry, HopKind) and entry.reads_proxy_header(node, peer)
+
+
+def speaks_http(node: Any) -> bool:
+    """Whether hop *node* parses HTTP (nginx ``http``, HAProxy ``mode http``)."""
+    entry = hop_kind(node)
+    return isinstance(entry, HopKind) and entry.speaks_http(node)

@@ -19,22 +19,27 @@ it through :func:`realip.programs.step`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
 from ..decisions import Acceptance, Resolution
 from ..proxy_protocol import Endpoint
 
 __all__ = [
+    "Broker",
     "HopView",
+    "Host",
     "Inbound",
     "Outbound",
     "ReceiverModel",
     "Step",
     "TrustDecision",
     "VersionRule",
+    "access_allowed",
+    "covers",
     "version_tuple",
 ]
 
@@ -187,3 +192,69 @@ def version_tuple(text: str) -> tuple[int, ...] | None:
     if m is None:
         return None
     return tuple(int(x) for x in m.group(1).split("."))
+
+
+# ==============================================================================================
+# Settings every host shares, and the broker listener
+
+
+@dataclass(frozen=True, kw_only=True)
+class Host:
+    """What every hop is: a name, its own address, the port it listens on."""
+
+    name: str
+    #: the host's own (LAN) address: what it binds, and the source the next hop sees
+    addr: str
+    #: a public (WAN) address clients dial, NATed 1:1 to ``addr`` (labels only)
+    public: str | None = None
+    #: the port the host listens on
+    port: int
+    #: the source port of the connection it opens to the next hop
+    source_port: int = 40000
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class Broker:
+    """The broker listener.  ``kind`` is ``emqx`` or ``mosquitto``; ``listener`` ``tcp`` or
+    ``ws``.  EMQX: ``proxy_protocol``, ``proxy_protocol_timeout``, ``access_rules`` (checked on
+    the raw TCP peer), ``proxy_address_header``/``proxy_port_header`` (ws; ``version`` "6.3"
+    empties their defaults) and ``proxy_address_allow`` (6.4).  Mosquitto: ``version`` "2.1"
+    with ``enable_proxy_protocol`` 1 or 2, or "2.0" (no PROXY support at all)."""
+
+    name: str = "emqx"
+    kind: Literal["emqx", "mosquitto"] = "emqx"
+    addr: str
+    port: int = 1883
+    listener: Literal["tcp", "ws"] = "tcp"
+    proxy_protocol: bool = False
+    proxy_protocol_timeout: float = 3.0
+    access_rules: tuple[str, ...] = ()
+    proxy_address_header: str | None = None
+    proxy_port_header: str | None = None
+    proxy_address_allow: tuple[str, ...] | None = None
+    enable_proxy_protocol: int | None = None
+    version: str = "5.7.0"
+
+
+def covers(entries: tuple[str, ...], addr: str) -> bool | None:
+    """Whether trusted ranges *entries* cover *addr* (None when they cannot be compiled)."""
+    from ..errors import ConfigurationError
+    from ..trust import Trust
+
+    try:
+        return Trust(entries)(addr)
+    except ConfigurationError:
+        return None
+
+
+def access_allowed(rules: Sequence[str], ip: IPv4Address | IPv6Address) -> bool:
+    """EMQX ``access_rules``: ``"allow CIDR"`` / ``"deny CIDR"`` / ``"allow all"``, first match
+    wins; no match allows."""
+    from ..trust import Trust
+
+    for rule in rules:
+        verb, _, target = rule.strip().partition(" ")
+        if target == "all" or Trust([target.strip()])(ip):
+            return verb == "allow"
+    return True

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..programs.base import TrustDecision
 from ._display import Drawing, new_figure, put_text
 
 if TYPE_CHECKING:
@@ -28,7 +28,10 @@ def host_label(name: str) -> str:
     m = re.fullmatch(r"lb[-_ ]?(\d+)", name)
     if m:
         return f"LB {m.group(1)}"
-    return {"client": "MQTT client", "emqx": "EMQX", "mosquitto": "Mosquitto"}.get(name, name)
+    from ..programs import BROKER_KINDS
+
+    names = {"client": "MQTT client", **{k: e.label for k, e in BROKER_KINDS.items()}}
+    return names.get(name, name)
 
 
 def _as_trace(topology_or_trace: Topology | Trace) -> Trace:
@@ -76,78 +79,23 @@ def carried(link: Link, *, request_line: bool = False) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
-class Trust:
-    """Whether a receiver takes the client address from what its sender wrote: ``trusted`` is
-    True (it does, for this sender), False (it reads but does not trust this sender) or None (it
-    does not read any address from the sender); ``rule`` says which setting decides."""
-
-    trusted: bool | None
-    rule: str
+#: Whether a receiver takes the client address from what its sender wrote (``trusted`` True /
+#: False / None, and the ``rule`` that decides) — each program's room decides it.
+Trust = TrustDecision
 
 
 def _covers(entries: tuple[str, ...], addr: str) -> bool | None:
-    from ..errors import ConfigurationError
-    from ..trust import Trust as _Predicate
+    from ..programs.base import covers
 
-    try:
-        return _Predicate(entries)(addr)
-    except ConfigurationError:
-        return None
-
-
-def _ranges(entries: tuple[str, ...]) -> str:
-    return ", ".join(entries)
+    return covers(entries, addr)
 
 
 def trust_of(node: Any, sender_addr: str) -> Trust:
-    """How *node* (a hop or the broker of a topology) treats what *sender_addr* sends it."""
-    from ..topology import Broker, HAProxy, NginxHttp, NginxStream
+    """How *node* (a hop or the broker of a topology) treats what *sender_addr* sends it (its
+    room's answer, :func:`realip.programs.trust`)."""
+    from ..programs import trust
 
-    if isinstance(node, NginxStream):
-        if not node.listen_proxy_protocol:
-            return Trust(None, "reads no PROXY header (relays bytes)")
-        if not node.set_real_ip_from:
-            return Trust(False, "listen … proxy_protocol without set_real_ip_from")
-        ok = _covers(node.set_real_ip_from, sender_addr)
-        return Trust(ok, f"set_real_ip_from {_ranges(node.set_real_ip_from)}")
-    if isinstance(node, NginxHttp):
-        if not node.set_real_ip_from:
-            return Trust(None, "no realip: $remote_addr is the TCP peer")
-        ok = _covers(node.set_real_ip_from, sender_addr)
-        rec = "on" if node.real_ip_recursive else "off"
-        return Trust(ok, f"set_real_ip_from {_ranges(node.set_real_ip_from)}; "
-                         f"{node.real_ip_header}, recursive {rec}")
-    if isinstance(node, HAProxy):
-        if node.expect_proxy_from:
-            ok = _covers(node.expect_proxy_from, sender_addr)
-            return Trust(ok, f"expect-proxy if src {_ranges(node.expect_proxy_from)}")
-        if node.accept_proxy:
-            return Trust(True, "accept-proxy: any sender's header")
-        if node.mode == "http" and node.forwardfor:
-            return Trust(None, "option forwardfor (adds a line, reads none)")
-        return Trust(None, f"mode {node.mode}: uses the TCP peer")
-    if isinstance(node, Broker):
-        if node.listener == "tcp":
-            if node.kind == "mosquitto":
-                if node.enable_proxy_protocol:
-                    return Trust(True, f"enable_proxy_protocol {node.enable_proxy_protocol}")
-                return Trust(None, "no PROXY protocol")
-            if not node.proxy_protocol:
-                return Trust(None, "proxy_protocol = false")
-            if node.access_rules:
-                return Trust(True, "proxy_protocol = true; access_rules "
-                                   + ", ".join(node.access_rules))
-            return Trust(True, "proxy_protocol = true: any sender's header")
-        header = node.proxy_address_header
-        if node.proxy_address_allow is not None:
-            ok = _covers(tuple(node.proxy_address_allow), sender_addr)
-            return Trust(ok, f"{header}, proxy_address_allow "
-                             f"{_ranges(tuple(node.proxy_address_allow))}")
-        if header:
-            return Trust(True, f"{header}: leftmost, from any sender")
-        return Trust(None, "no proxy_address_header")
-    return Trust(None, "relay")
+    return trust(node, sender_addr)
 
 
 def _ranges_of(node: Any) -> tuple[str, ...]:
@@ -172,17 +120,15 @@ def _zone_start(nodes: list[Any], trusts: list[Trust]) -> int | None:
 
 
 def _node_lines(node: Any, is_client: bool) -> list[str]:
-    from ..topology import Broker, HAProxy, NginxHttp, NginxStream
+    from ..programs import HopKind, hop_kind
 
     if is_client:
         return ["WAN " + str(node.addr), f"port {node.port}", f"MQTT over {node.transport}"]
-    kind = {NginxStream: "NGINX stream", NginxHttp: "NGINX http", HAProxy: "HAProxy"}
-    if isinstance(node, Broker):
-        what = f"{'EMQX' if node.kind == 'emqx' else 'Mosquitto'} {node.listener} listener"
+    entry = hop_kind(node)
+    if isinstance(entry, HopKind):
+        what = entry.label(node)
     else:
-        what = kind.get(type(node), "relay")
-        if isinstance(node, HAProxy):
-            what += f" ({node.mode})"
+        what = f"{entry.label} {node.listener} listener"
     lines = [what, f"LAN {node.addr}"]
     public = getattr(node, "public", None)
     if public:
@@ -233,7 +179,10 @@ def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = No
     topo = trace.topology
     nodes: list[Any] = [topo.client, *topo.hops, topo.broker]
     senders = [lk.src.host for lk in trace.links]
-    trusts = [trust_of(nodes[i + 1], str(senders[i])) for i in range(len(trace.links))]
+    # each receiver's decision as its step recorded it (from its configuration when the
+    # connection never reached it)
+    trusts = [(trace.views[i].trust if i < len(trace.views) else None)
+              or trust_of(nodes[i + 1], str(senders[i])) for i in range(len(trace.links))]
     n = len(nodes)
     # coordinates are inches: the figure is drawn at its natural size, nothing is squeezed
     gap, line = 2.45, 0.135

@@ -1,0 +1,126 @@
+"""The EMQX broker listener: ``access_rules`` on the raw TCP peer, ``proxy_protocol`` (esockd on
+tcp/ssl, ranch on ws/wss), and on WebSocket the ``proxy_address_header`` rules; the peername as
+``emqx ctl clients show`` prints it."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address
+
+from ..._addr import format_ip
+from ...proxy_protocol import Endpoint, decode
+from ...wire import parse_http
+from ..base import Broker, HopView, Inbound, Outbound, TrustDecision, access_allowed, covers
+from . import erlang
+from .esockd import RECEIVER as ESOCKD
+from .ranch import RECEIVER as RANCH
+from .ws import emqx_ws_peer
+
+__all__ = ["access_allowed", "admits", "peername", "step", "trust"]
+
+IP = IPv4Address | IPv6Address
+
+
+def peername(ip: IP | str, port: int | None) -> str:
+    """``addr:port`` as EMQX prints it (``inet:ntoa``)."""
+    text = ip if isinstance(ip, str) else erlang.ntoa(ip)
+    return f"{text}:{port}"
+
+
+def admits(node: Broker, peer: Endpoint) -> bool:
+    """``access_rules`` on the raw TCP peer, before a byte is read (a UNIX peer is admitted)."""
+    if not node.access_rules or isinstance(peer.host, str):
+        return True
+    return access_allowed(node.access_rules, peer.host)
+
+
+def step(node: Broker, conn: Inbound) -> Outbound:
+    """One connection arriving at an EMQX listener (tcp or ws)."""
+    decisions: list[str] = []
+    variables: dict[str, str] = {}
+    data = conn.data
+    kind = f"{node.kind}-{node.listener}"
+
+    def closed(log: str) -> Outbound:
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                tuple(decisions), False, log), ok=False)
+
+    if node.access_rules:
+        allowed = access_allowed(node.access_rules, conn.peer.host)  # type: ignore[arg-type]
+        decisions.append(f"access_rules on the raw TCP peer {format_ip(conn.peer.host)}: "  # type: ignore[arg-type]
+                         f"{'allow' if allowed else 'deny'}")
+        if not allowed:
+            return closed("connection refused by access_rules")
+    src: Endpoint = conn.peer
+    pp_source: Endpoint | None = None
+    pp_header = None
+    if node.proxy_protocol:
+        receiver = RANCH if node.listener == "ws" else ESOCKD
+        acc = receiver.accepts(data)
+        if not acc.accepted:
+            decisions.append(f"proxy_protocol = true: {acc.reason}")
+            if acc.waiting:
+                return closed(f"proxy_proto_timeout after {node.proxy_protocol_timeout:g}s "
+                              "(no complete header)")
+            return closed(acc.log_line or acc.reason)
+        pp_header = data[: acc.consumed or 0]
+        data = data[acc.consumed or 0 :]
+        if acc.source is not None:
+            pp_source = src = acc.source
+            decisions.append(f"proxy_protocol = true: peername from the PROXY header: {src}")
+        else:
+            decisions.append("proxy_protocol = true: header without addresses: the TCP peer")
+    elif data[:5] == b"PROXY" or data[:12] == b"\r\n\r\n\x00\r\nQUIT\n":
+        guess = "proxy_protocol_v1" if data[:5] == b"PROXY" else "proxy_protocol_v2"
+        decisions.append("proxy_protocol = false: the PROXY header is parsed as MQTT/HTTP and "
+                         f"fails (resemble_protocol => {guess})")
+        return closed(f"frame_error: malformed packet, resemble_protocol => {guess}")
+    if node.listener == "tcp":
+        if data[:1] != b"\x10":
+            decisions.append(f"first bytes {data[:8]!r} are not an MQTT CONNECT")
+            return closed("frame_error: malformed packet")
+        name = peername(src.host, src.port)
+        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}")
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                tuple(decisions), peername=name))
+    parsed = parse_http(data)
+    if parsed is None:
+        decisions.append("not an HTTP upgrade request: 400")
+        return closed("400 Bad Request")
+    _, headers, _ = parsed
+    defaults = ("", "") if node.version.startswith("6.3") else ("x-forwarded-for",
+                                                                 "x-forwarded-port")
+    addr_header = node.proxy_address_header if node.proxy_address_header is not None \
+        else defaults[0]
+    port_header = node.proxy_port_header if node.proxy_port_header is not None else defaults[1]
+    pp_obj = decode(pp_header, verify_crc32c=False) if pp_header and pp_source else None
+    peer_ip = conn.peer.host
+    res = emqx_ws_peer(format_ip(peer_ip), conn.peer.port or 0,  # type: ignore[arg-type]
+                       headers, proxy_address_header=addr_header.lower(),
+                       proxy_port_header=port_header.lower(),
+                       proxy_address_allow=node.proxy_address_allow, proxy_protocol=pp_obj)
+    shown = addr_header or '""'
+    decisions.append(f"websocket.proxy_address_header={shown}: {res.reason}")
+    name = f"{res.addr}:{res.port}"
+    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}")
+    variables.update(proxy_address_header=addr_header, proxy_port_header=port_header)
+    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                            resolution=res, peername=name))
+
+
+def trust(node: Broker, sender_addr: str) -> TrustDecision:
+    """Whether the listener takes the client address from what *sender_addr* sends."""
+    if node.listener == "tcp":
+        if not node.proxy_protocol:
+            return TrustDecision(None, "proxy_protocol = false")
+        if node.access_rules:
+            return TrustDecision(True, "proxy_protocol = true; access_rules "
+                                       + ", ".join(node.access_rules))
+        return TrustDecision(True, "proxy_protocol = true: any sender's header")
+    header = node.proxy_address_header
+    if node.proxy_address_allow is not None:
+        ok = covers(tuple(node.proxy_address_allow), sender_addr)
+        return TrustDecision(ok, f"{header}, proxy_address_allow "
+                                 f"{', '.join(node.proxy_address_allow)}")
+    if header:
+        return TrustDecision(True, f"{header}: leftmost, from any sender")
+    return TrustDecision(None, "no proxy_address_header")

@@ -1,0 +1,330 @@
+"""nginx as a hop: ``stream`` and ``http`` servers, what each reads and writes, and its
+variables."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Literal
+
+from ..._addr import format_ip
+from ...errors import ConfigurationError
+from ...proxy_protocol import Endpoint, build
+from ...wire import parse_http, split_parts
+from ..base import HopView, Host, Inbound, Outbound, TrustDecision, covers
+from . import grammar as ngx
+from .http_realip import (
+    ProxyProtocolInfo,
+    _nginx_match,
+    _nginx_trust,
+    nginx_interpolate,
+    nginx_realip,
+)
+from .receive import RECEIVER, read_http_listener
+
+__all__ = [
+    "NginxHttp",
+    "NginxStream",
+    "reads_proxy_header",
+    "step_http",
+    "step_stream",
+    "trust_http",
+    "trust_stream",
+]
+
+IP = IPv4Address | IPv6Address
+
+
+
+
+@dataclass(frozen=True, kw_only=True)
+class NginxStream(Host):
+    """nginx ``stream { server { listen … [proxy_protocol]; proxy_pass …; proxy_protocol on|v2;
+    set_real_ip_from …; } }``.  Without ``listen_proxy_protocol`` and ``proxy_protocol`` it is a
+    plain relay: a header from the previous hop passes through as data."""
+
+    port: int = 1883
+    listen_proxy_protocol: bool = False
+    set_real_ip_from: tuple[str, ...] = ()
+    proxy_protocol: Literal["off", "on", "v2"] = "off"
+    version: str = "1.22.1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NginxHttp(Host):
+    """nginx ``http { server { listen … [proxy_protocol]; set_real_ip_from …; real_ip_header …;
+    real_ip_recursive …; location … { proxy_pass …; proxy_http_version …; proxy_set_header …; }
+    } }``.
+
+    Upstream it writes the ``proxy_set_header`` lines in configuration order, then the defaults
+    not overridden (``Host: $proxy_host`` — the next hop's ``addr:port`` —, ``Connection:
+    close``), then the client's lines nobody set; a line whose value is empty is left out.
+    Client lines with a name outside ``A-Z a-z 0-9 -`` (underscores) are ignored altogether."""
+
+    port: int = 8083
+    listen_proxy_protocol: bool = False
+    set_real_ip_from: tuple[str, ...] = ()
+    real_ip_header: str = "X-Real-IP"
+    real_ip_recursive: bool = False
+    location: str = "/mqtt"
+    proxy_http_version: str = "1.0"
+    proxy_set_header: tuple[tuple[str, str], ...] = ()
+    version: str = "1.22.1"
+
+
+
+
+def _ngx_pp(node: NginxStream | NginxHttp, conn: Inbound, decisions: list[str],
+            variables: dict[str, str]) -> tuple[bool, str | None, int, ProxyProtocolInfo | None]:
+    """``listen … proxy_protocol``: read the header like nginx; returns (ok, log, consumed,
+    info)."""
+    if not node.listen_proxy_protocol:
+        return True, None, 0, None
+    if isinstance(node, NginxHttp):
+        acc = read_http_listener(conn.data, node.version)
+    else:
+        acc = RECEIVER.accepts(conn.data, node.version)
+    if not acc.accepted:
+        decisions.append(f"listen … proxy_protocol: rejected — {acc.reason}")
+        return False, acc.log_line or acc.reason, 0, None
+    consumed = acc.consumed or 0
+    vars_ = dict(acc.variables) if acc.variables else {}
+    addr = vars_.get("proxy_protocol_addr", "")
+    if addr:
+        info = ProxyProtocolInfo(addr, int(vars_.get("proxy_protocol_port") or 0),
+                                 vars_.get("proxy_protocol_server_addr", ""),
+                                 int(vars_.get("proxy_protocol_server_port") or 0))
+        variables.update({k: v for k, v in vars_.items() if k.startswith("proxy_protocol")})
+        decisions.append(f"listen … proxy_protocol: header read ({consumed} bytes), "
+                         f"$proxy_protocol_addr = {addr}")
+        return True, None, consumed, info
+    decisions.append(f"listen … proxy_protocol: header read ({consumed} bytes) without an "
+                     "address (LOCAL/UNKNOWN): the real peer stays")
+    return True, None, consumed, None
+
+
+def _ngx_bad_request(data: bytes) -> str:
+    """The info-level message ``ngx_http_parse_request_line`` leads to for a request line that
+    is not HTTP: leading CR/LF are skipped; a first byte that cannot start a method (``A-Z``,
+    ``_``, ``-``; a v2 PROXY header's ``\\0``, an MQTT packet) is an invalid method; a method
+    followed by something other than a URI (``PROXY TCP4 …``) an invalid request."""
+    rest = data.lstrip(b"\r\n")
+    if not rest or not (65 <= rest[0] <= 90 or rest[0] in b"_-"):
+        return "client sent invalid method"
+    return "client sent invalid request"
+
+
+def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
+    if node.proxy_protocol == "v2" and ngx.parse_version(node.version) < (1, 31, 4):
+        raise ConfigurationError(f"{node.name}: nginx {node.version} refuses "
+                                 "'proxy_protocol v2' (it must be on or off; v2 came in 1.31.4)")
+    decisions: list[str] = []
+    variables: dict[str, str] = {}
+    ok, log, consumed, info = _ngx_pp(node, conn, decisions, variables)
+    if not ok:
+        return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                            tuple(decisions), False, log), ok=False)
+    remote: IP = conn.peer.host  # type: ignore[assignment]
+    remote_port = conn.peer.port or 0
+    if info is not None and node.set_real_ip_from:
+        rule = _ngx_rule(node.set_real_ip_from, remote)
+        parsed = ngx.parse_addr(info.addr.encode("latin-1"))
+        if rule is None:
+            decisions.append(f"stream realip: the peer {format_ip(remote)} is not in "
+                             "set_real_ip_from: $remote_addr stays the peer")
+        elif parsed is None:
+            decisions.append(f"stream realip: {info.addr!r} is not an address nginx can parse: "
+                             "$remote_addr stays the peer")
+        else:
+            remote, remote_port = parsed, info.port
+            decisions.append(f"stream realip: the peer is trusted ({rule}): $remote_addr = "
+                             f"{ngx.format_addr(parsed)}")
+    elif info is not None:
+        decisions.append("no set_real_ip_from: the header is read but $remote_addr stays the "
+                         "peer")
+    variables.update(remote_addr=ngx.format_addr(remote), remote_port=_port_text(remote_port),
+                     realip_remote_addr=ngx.format_addr(conn.peer.host),  # type: ignore[arg-type]
+                     realip_remote_port=_port_text(conn.peer.port or 0),
+                     server_addr=ngx.format_addr(conn.local.host),  # type: ignore[arg-type]
+                     server_port=str(conn.local.port))
+    payload = conn.data[consumed:]
+    parts: list[tuple[str, bytes]] = []
+    if node.proxy_protocol != "off":
+        header = _ngx_send(node, remote, remote_port, conn.local)
+        parts.append(("proxy", header))
+        decisions.append(f"proxy_protocol {node.proxy_protocol}: sends a header with source "
+                         f"{ngx.format_addr(remote)}:{remote_port} and its own address "
+                         f"{ngx.format_addr(conn.local.host)}:{conn.local.port}")  # type: ignore
+    elif not node.listen_proxy_protocol and payload[:5] == b"PROXY":
+        decisions.append("plain relay: the incoming PROXY header is passed through as data")
+    else:
+        decisions.append("plain relay: bytes are passed through unchanged")
+    app_kind = "http" if payload[:4] == b"GET " else "mqtt"
+    parts += split_parts(payload, app_kind)
+    return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                        tuple(decisions)), tuple(parts))
+
+
+def _ngx_send(node: NginxStream, src: IP, sport: int, local: Endpoint) -> bytes:
+    """What ``ngx_proxy_protocol_write`` writes: family from the source alone (v1), the local
+    address as destination; v2 (1.31.4+) promotes to INET6 and appends a CRC32C."""
+    dst: IP = local.host  # type: ignore[assignment]
+    if node.proxy_protocol == "v2":
+        return build((src, sport), (dst, local.port), version=2, style="nginx", crc32c="last")
+    proto = "TCP4" if isinstance(src, IPv4Address) else "TCP6"
+    return (f"PROXY {proto} {ngx.format_addr(src)} {ngx.format_addr(dst)} {sport} "
+            f"{local.port}\r\n").encode("ascii")
+
+
+def _ngx_rule(entries: Sequence[str], ip: IP) -> str | None:
+    cidrs, _ = _nginx_trust(tuple(entries))
+    return _nginx_match(cidrs, ip)
+
+
+def _port_text(port: int) -> str:
+    return str(port) if 0 < port < 65536 else ""
+
+
+class _Chain(Mapping[str, str]):
+    """Variables from *first*, else from *second* (nginx's own mapping with ``$http_*``)."""
+
+    def __init__(self, first: Mapping[str, str], second: Mapping[str, str]) -> None:
+        self._first = first
+        self._second = second
+
+    def __getitem__(self, key: str) -> str:
+        if key in self._first:
+            return self._first[key]
+        return self._second[key]
+
+    def __iter__(self) -> Any:
+        return iter({*self._first, *self._second})
+
+    def __len__(self) -> int:
+        return len({*self._first, *self._second})
+
+
+_NGX_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def _ngx_proxy_host(upstream: Endpoint | None) -> str:
+    """``$proxy_host``: the host and port of ``proxy_pass http://…`` (the port only when it is
+    not 80)."""
+    if upstream is None:
+        return "upstream"
+    host = ngx.format_addr(upstream.host)  # type: ignore[arg-type]
+    if isinstance(upstream.host, IPv6Address):
+        host = f"[{host}]"
+    return host if upstream.port == 80 else f"{host}:{upstream.port}"
+
+
+# Headers nginx's proxy module sets by default (ngx_http_proxy_headers): an empty value means the
+# client's header is not passed on.
+_NGX_DEFAULT_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"),
+                        ("Content-Length", "$proxy_internal_body_length"),
+                        ("Transfer-Encoding", "$proxy_internal_chunked"), ("TE", ""),
+                        ("Keep-Alive", ""), ("Expect", ""), ("Upgrade", ""))
+
+
+def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
+    decisions: list[str] = []
+    variables: dict[str, str] = {}
+    ok, log, consumed, info = _ngx_pp(node, conn, decisions, variables)
+    kind = "nginx-http"
+    if not ok:
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                            False, log), ok=False)
+    parsed = parse_http(conn.data[consumed:])
+    if parsed is None or not parsed[0].startswith("GET "):
+        text = conn.data[consumed:][:40]
+        what = _ngx_bad_request(conn.data[consumed:])
+        decisions.append(f"the request is not HTTP ({text!r}…): {what}; answers 400 Bad "
+                         "Request and closes")
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                            False, f"{what} while reading client request line"), ok=False)
+    request, headers, _ = parsed
+    # ignore_invalid_headers on, underscores_in_headers off (the defaults): a name with any
+    # byte other than A-Z a-z 0-9 "-" is skipped ("client sent invalid header line", info) —
+    # invisible to realip and $http_*, and not passed on
+    dropped = [k for k, _ in headers if not _NGX_NAME.fullmatch(k)]
+    if dropped:
+        headers = [(k, v) for k, v in headers if _NGX_NAME.fullmatch(k)]
+        decisions.append(f"ignores the header line(s) {', '.join(dropped)} (invalid name: "
+                         "underscores_in_headers off)")
+    peer_ip: IP = conn.peer.host  # type: ignore[assignment]
+    r = nginx_realip(format_ip(peer_ip), headers, set_real_ip_from=node.set_real_ip_from,
+                     real_ip_header=node.real_ip_header, recursive=node.real_ip_recursive,
+                     peer_port=conn.peer.port, proxy_protocol=info, version=node.version)
+    if node.set_real_ip_from:
+        decisions.append(f"realip ({node.real_ip_header}, recursive "
+                         f"{'on' if node.real_ip_recursive else 'off'}): {r.reason}")
+    variables.update(dict(r.variables))
+    host_header = next((v for k, v in headers if k.lower() == "host"), "")
+    local_ip: IP = conn.local.host  # type: ignore[assignment]
+    extra = {
+        "host": host_header.split(":")[0].lower() if host_header else ngx.format_addr(local_ip),
+        "server_addr": ngx.format_addr(local_ip), "server_port": str(conn.local.port),
+        "request_uri": request.split(" ")[1], "proxy_host": _ngx_proxy_host(conn.upstream),
+    }
+
+    allvars = _Chain(extra, r.variables)
+    variables.update(extra)
+    # proxy_set_header entries first (configuration order), then nginx's defaults that were
+    # not overridden, then the client's headers nobody set.
+    configured = [(k, v) for k, v in node.proxy_set_header]
+    names = {k.lower() for k, _ in configured}
+    for k, v in _NGX_DEFAULT_HEADERS:
+        if k.lower() not in names:
+            configured.append((k, v))
+            names.add(k.lower())
+    out_lines = []
+    for k, template in configured:
+        value = nginx_interpolate(template, allvars)
+        if value:
+            out_lines.append(f"{k}: {value}")
+            if template != value:
+                decisions.append(f"proxy_set_header {k} {template!r} → {value!r}")
+    for k, v in headers:
+        if k.lower() not in names:
+            out_lines.append(f"{k}: {v}")
+    path = request.split(" ")[1]
+    head = f"GET {path} HTTP/{node.proxy_http_version}\r\n" + "".join(
+        line + "\r\n" for line in out_lines) + "\r\n"
+    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions)),
+                (("http", head.encode("latin-1")),))
+
+
+#: The public step names (the registry maps hop kinds to them).
+step_stream = _ngx_stream
+step_http = _ngx_http
+
+
+# ==============================================================================================
+# Who the hops trust (from the configuration: the ranges tested against the sender's address)
+
+
+def trust_stream(node: NginxStream, sender_addr: str) -> TrustDecision:
+    """Whether a stream server takes the client address from what *sender_addr* sends."""
+    if not node.listen_proxy_protocol:
+        return TrustDecision(None, "reads no PROXY header (relays bytes)")
+    if not node.set_real_ip_from:
+        return TrustDecision(False, "listen … proxy_protocol without set_real_ip_from")
+    ok = covers(node.set_real_ip_from, sender_addr)
+    return TrustDecision(ok, f"set_real_ip_from {', '.join(node.set_real_ip_from)}")
+
+
+def trust_http(node: NginxHttp, sender_addr: str) -> TrustDecision:
+    """Whether an http server takes the client address from what *sender_addr* sends."""
+    if not node.set_real_ip_from:
+        return TrustDecision(None, "no realip: $remote_addr is the TCP peer")
+    ok = covers(node.set_real_ip_from, sender_addr)
+    rec = "on" if node.real_ip_recursive else "off"
+    return TrustDecision(ok, f"set_real_ip_from {', '.join(node.set_real_ip_from)}; "
+                             f"{node.real_ip_header}, recursive {rec}")
+
+
+def reads_proxy_header(node: NginxStream | NginxHttp, peer: Endpoint) -> bool:
+    """``listen … proxy_protocol``: a header is read from every peer."""
+    return node.listen_proxy_protocol
