@@ -132,15 +132,16 @@ def _cmd_lab_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_lab_check(args: argparse.Namespace) -> int:
-    from .lab import find_haproxy, find_nginx, missing_loopback
-    from .lab.drivers import PACKAGES
+    from .lab import missing_loopback
+    from .lab.drivers import DRIVERS, PACKAGES, find_program
     from .lab.lab import alias_commands
 
     report: dict[str, object] = {}
     missing = missing_loopback(["127.0.0.2", "127.0.1.86", "127.0.2.116"])
     report["loopback"] = {"ok": not missing, "missing": missing,
                           "commands": alias_commands(missing)}
-    for name, info in (("nginx", find_nginx()), ("haproxy", find_haproxy())):
+    for name in DRIVERS:
+        info = find_program(name)
         report[name] = ({"installed": True, "path": info.path, "version": info.version}
                         if info is not None else
                         {"installed": False, "install": f"sudo apt-get install {PACKAGES[name]}"})
@@ -153,7 +154,7 @@ def _cmd_lab_check(args: argparse.Namespace) -> int:
             print(f"    {c}   (one per address the lab prints)")
     else:
         print("loopback: every 127.x.y.z address works")
-    for name in ("nginx", "haproxy"):
+    for name in DRIVERS:
         entry = report[name]
         assert isinstance(entry, dict)
         if entry["installed"]:

@@ -54,8 +54,11 @@ from ipaddress import (
 )
 
 from .errors import ConfigurationError
-from .nginx import parse_version
-from .topology import Broker, HAProxy, Hop, NginxHttp, NginxStream, Relay, Topology
+from .programs import HOP_KINDS
+from .programs.haproxy import config as haproxy_config
+from .programs.nginx import config as nginx_config
+from .programs.nginx.config import NGINX_STREAM_MODULE
+from .topology import Broker, Hop, Topology
 
 __all__ = [
     "NGINX_STREAM_MODULE",
@@ -72,7 +75,6 @@ __all__ = [
 ]
 
 #: Where Debian's libnginx-mod-stream puts the stream module (``load_module`` needs a path).
-NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
 
 Network = IPv4Network | IPv6Network
 
@@ -255,14 +257,12 @@ def topology_on(topology: Topology, addresses: Mapping[str, str],
             "port": ports.get(hop.name, hop.port),
             "source_port": source_ports.get(hop.name, hop.source_port),
         }
-        if isinstance(hop, NginxStream | NginxHttp):
-            changes["set_real_ip_from"] = map_cidrs(topology, addresses, hop.set_real_ip_from)
-        elif isinstance(hop, HAProxy):
-            changes["expect_proxy_from"] = map_cidrs(topology, addresses,
-                                                     hop.expect_proxy_from)
-            if hop.forwardfor_except is not None:
-                changes["forwardfor_except"] = _map_network(topology, addresses,
-                                                            hop.forwardfor_except)
+        entry = HOP_KINDS_BY_TYPE[type(hop)]
+        for setting in entry.cidr_lists:
+            changes[setting] = map_cidrs(topology, addresses, getattr(hop, setting))
+        for setting in entry.networks:
+            if getattr(hop, setting) is not None:
+                changes[setting] = _map_network(topology, addresses, getattr(hop, setting))
         hops.append(replace(hop, **changes))  # type: ignore[arg-type]
     broker = topology.broker
     rules = []
@@ -279,6 +279,9 @@ def topology_on(topology: Topology, addresses: Mapping[str, str],
                      proxy_address_allow=None if allow is None
                      else map_cidrs(topology, addresses, allow))
     return replace(topology, client=client, hops=tuple(hops), broker=broker)
+
+
+HOP_KINDS_BY_TYPE = {entry.settings: entry for entry in HOP_KINDS.values()}
 
 
 def _next(topology: Topology, hop_name: str) -> Hop | Broker:
@@ -308,12 +311,7 @@ def _ends(topology: Topology, hop_name: str, addresses: Mapping[str, str],
 
 
 # ==============================================================================================
-# nginx
-
-
-def _ngx_quote(value: str) -> str:
-    """A directive argument in double quotes (variables still expand)."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+# Each program's files (written by its room, on the loopback plan)
 
 
 def nginx_server(topology: Topology, hop_name: str, addresses: Mapping[str, str],
@@ -323,34 +321,7 @@ def nginx_server(topology: Topology, hop_name: str, addresses: Mapping[str, str]
     :class:`~realip.topology.Relay` becomes a plain stream relay).  With the hop's label in
     *source_ports*, ``proxy_bind`` pins the source port too (``addr:port``)."""
     hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
-    if isinstance(hop, Relay):  # a plain TCP relay is an nginx stream server without PROXY
-        lines = [f"# {hop.name} ({topology.name}): plain relay", f"listen {listen};",
-                 f"proxy_pass {upstream};", f"proxy_bind {own};"]
-        return "stream", _block("server", lines)
-    if not isinstance(hop, NginxStream | NginxHttp):
-        raise ConfigurationError(f"{hop_name} is not an nginx hop")
-    pp = " proxy_protocol" if hop.listen_proxy_protocol else ""
-    lines = [f"# {hop.name} ({topology.name})", f"listen {listen}{pp};"]
-    lines += [f"set_real_ip_from {e};" for e in hop.set_real_ip_from]
-    if isinstance(hop, NginxStream):
-        if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
-            raise ConfigurationError(f"{hop_name}: nginx {hop.version} has no "
-                                     "'proxy_protocol v2' (1.31.4+)")
-        lines += [f"proxy_pass {upstream};", f"proxy_bind {own};",
-                  f"proxy_protocol {hop.proxy_protocol};"]
-        return "stream", _block("server", lines)
-    lines += [f"real_ip_header {hop.real_ip_header};",
-              f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
-    inner = [f"proxy_pass http://{upstream};", f"proxy_bind {own};",
-             f"proxy_http_version {hop.proxy_http_version};"]
-    inner += [f"proxy_set_header {k} {_ngx_quote(v)};" for k, v in hop.proxy_set_header]
-    lines.append(_block(f"location {hop.location}", inner))
-    return "http", _block("server", lines)
-
-
-def _block(head: str, lines: Sequence[str]) -> str:
-    body = "\n".join("    " + ln for text in lines for ln in text.split("\n"))
-    return f"{head} {{\n{body}\n}}"
+    return nginx_config.server_block(hop, topology.name, listen, own, upstream)
 
 
 def nginx_main(prefix: str, *, http: Sequence[str] = (), stream: Sequence[str] = (),
@@ -360,20 +331,8 @@ def nginx_main(prefix: str, *, http: Sequence[str] = (), stream: Sequence[str] =
     (pid, error log ``prefix/error.log``, the five temp paths ``prefix/*_temp``, which nginx
     creates) holding the given ``server`` blocks.  *stream_module* is loaded when there are
     stream servers (None: built in)."""
-    head = []
-    if stream and stream_module:
-        head.append(f"load_module {stream_module};")
-    head += ["daemon off;", "master_process off;", "worker_processes 1;",
-             f"pid {prefix}/nginx.pid;", f"error_log {prefix}/error.log {error_level};",
-             "events { worker_connections 1024; }"]
-    parts = ["\n".join(head)]
-    if http:
-        temps = [f"{d}_temp_path {prefix}/{d}_temp;"
-                 for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")]
-        parts.append(_block("http", ["access_log off;", *temps, *http]))
-    if stream:
-        parts.append(_block("stream", list(stream)))
-    return "\n".join(parts) + "\n"
+    return nginx_config.main(prefix, http=http, stream=stream, stream_module=stream_module,
+                             error_level=error_level)
 
 
 def nginx_conf(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
@@ -388,24 +347,6 @@ def nginx_conf(topology: Topology, hop_name: str, addresses: Mapping[str, str], 
     return nginx_main(prefix, stream=[server], stream_module=stream_module)
 
 
-# ==============================================================================================
-# HAProxy
-
-
-def _hap_arg(value: str) -> str:
-    """One HAProxy configuration word: bare when safe, else single-quoted (no ``$`` or
-    backslash interpretation inside single quotes)."""
-    if value and all(c.isalnum() or c in "%[]()_.,:/-=+*@" for c in value):
-        return value
-    if "'" not in value:
-        return f"'{value}'"
-    return '"' + "".join("\\" + c if c in '\\"$#\'' else c for c in value) + '"'
-
-
-def _hap_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in text)
-
-
 def haproxy_sections(topology: Topology, hop_name: str, addresses: Mapping[str, str],
                      ports: Mapping[str, int] | None = None, *, tag: str = "",
                      source_ports: Mapping[str, int] | None = None) -> str:
@@ -414,60 +355,13 @@ def haproxy_sections(topology: Topology, hop_name: str, addresses: Mapping[str, 
     connection errors read ``ip:port [date] <tag><hop>/<hop>: message``).  With the hop's
     label in *source_ports*, ``source`` pins the source port too."""
     hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
-    if not isinstance(hop, HAProxy):
-        raise ConfigurationError(f"{hop_name} is not an HAProxy hop")
-    name = _hap_name(tag + hop.name)
-    bind = f"bind {listen} name {_hap_name(hop.name)}"
-    if hop.accept_proxy:
-        bind += " accept-proxy"
-    # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
-    # header) at all, only "Connect from" lines
-    front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
-    if hop.expect_proxy_from:
-        front.append("tcp-request connection expect-proxy layer4 if { src "
-                     + " ".join(hop.expect_proxy_from) + " }")
-    if hop.mode == "http":
-        for rule in hop.http_request:
-            if rule[0] == "set-header" and len(rule) == 3:
-                front.append(f"http-request set-header {rule[1]} {_hap_arg(rule[2])}")
-            elif rule[0] == "del-header" and len(rule) == 2:
-                front.append(f"http-request del-header {rule[1]}")
-            else:
-                raise ConfigurationError(f"unsupported http-request rule {rule!r}")
-        if hop.forwardfor:
-            ff = "option forwardfor"
-            if hop.forwardfor_except is not None:
-                ff += f" except {hop.forwardfor_except}"
-            if hop.forwardfor_header != "X-Forwarded-For":
-                ff += f" header {hop.forwardfor_header}"
-            if hop.forwardfor_if_none:
-                ff += " if-none"
-            front.append(ff)
-    front.append(f"default_backend {name}_next")
-    server = f"server next {upstream} source {own}"
-    if hop.send_proxy == "v1":
-        server += " send-proxy"
-    elif hop.send_proxy == "v2":
-        server += " send-proxy-v2"
-        if hop.proxy_v2_options:
-            server += " proxy-v2-options " + ",".join(hop.proxy_v2_options)
-    back = [f"mode {hop.mode}", server]
-    return (f"# {hop.name} ({topology.name})\n" + _hap_section(f"frontend {name}", front)
-            + _hap_section(f"backend {name}_next", back))
-
-
-def _hap_section(head: str, lines: Sequence[str]) -> str:
-    return head + "\n" + "".join(f"    {ln}\n" for ln in lines)
+    return haproxy_config.sections(hop, topology.name, listen, own, upstream, tag=tag)
 
 
 def haproxy_main(prefix: str, sections: Sequence[str]) -> str:
     """A whole HAProxy configuration holding *sections* (frontends and backends of any number of
     hops): raw log lines on stdout, pid in ``PREFIX/haproxy.pid``, one thread."""
-    head = ("global\n    log stdout format raw local0 info\n    nbthread 1\n"
-            f"    pidfile {prefix}/haproxy.pid\n"
-            "defaults\n    log global\n    timeout connect 5s\n    timeout client 30s\n"
-            "    timeout server 30s\n")
-    return head + "".join(sections)
+    return haproxy_config.main(prefix, sections)
 
 
 def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,

@@ -315,7 +315,7 @@ def test_some_aliases_missing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_programs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(drivers, "_CACHE", {"nginx": None, "haproxy": None})
+    monkeypatch.setattr(drivers.base, "_CACHE", {"nginx": None, "haproxy": None})
     with pytest.raises(ProgramMissing, match="apt-get install nginx libnginx-mod-stream"):
         Lab("tcp-single-tier", proxies="nginx")
     with pytest.raises(ProgramMissing, match="apt-get install haproxy"):

@@ -60,24 +60,21 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 from ..errors import ConfigurationError, RealIPError
+from ..programs import hop_kind
 from ..render import loopback_plan, topology_on
 from ..topology import (
     Broker,
-    HAProxy,
     Hop,
-    NginxHttp,
-    NginxStream,
     Topology,
     Trace,
     load,
     simulate,
 )
 from .drivers import (
-    HAProxyDriver,
-    NginxDriver,
+    DRIVERS,
     ProgramInfo,
     ProgramMissing,
     RealProgram,
@@ -102,7 +99,9 @@ __all__ = [
 ]
 
 Proxies = Literal["python", "nginx", "haproxy", "real", "auto"]
-PROXIES: tuple[str, ...] = ("python", "nginx", "haproxy", "real", "auto")
+#: What ``proxies=`` accepts: python relays, one real program (a :data:`DRIVERS` name), all of
+#: them (``real``), or each where installed (``auto``).
+PROXIES: tuple[str, ...] = ("python", *DRIVERS, "real", "auto")
 ProgressLike = str | bool | None | Callable[[int, int, str], object]
 
 
@@ -415,21 +414,16 @@ class HopRun:
 
 
 def _hop_kind(hop: Hop) -> str:
-    if isinstance(hop, NginxStream):
-        return "nginx-stream"
-    if isinstance(hop, NginxHttp):
-        return "nginx-http"
-    if isinstance(hop, HAProxy):
-        return f"haproxy-{hop.mode}"
-    return "relay"
+    entry = hop_kind(hop)
+    mode = getattr(hop, "mode", None)
+    # HAProxy's kind reads with its mode (haproxy-tcp / haproxy-http)
+    return f"{entry.kind}-{mode}" if mode is not None else entry.kind
 
 
 def _program_of(hop: Hop) -> str | None:
-    if isinstance(hop, NginxStream | NginxHttp):
-        return "nginx"
-    if isinstance(hop, HAProxy):
-        return "haproxy"
-    return None
+    """The real program that can run *hop* in the lab (None: only a python relay can)."""
+    program = hop_kind(hop).program
+    return program if program in DRIVERS else None
 
 
 def _as_topology(topology: Topology | str | os.PathLike[str]) -> Topology:
@@ -487,9 +481,8 @@ class Lab:
     # -- planning ------------------------------------------------------------------------------
     def _plan_runners(self) -> dict[str, HopRun]:
         runs: dict[str, HopRun] = {}
-        choice: dict[str, set[str]] = {"python": set(), "nginx": {"nginx"},
-                                       "haproxy": {"haproxy"}, "real": {"nginx", "haproxy"},
-                                       "auto": {"nginx", "haproxy"}}
+        choice: dict[str, set[str]] = {"python": set(), "real": set(DRIVERS),
+                                       "auto": set(DRIVERS), **{p: {p} for p in DRIVERS}}
         wanted = choice[self.proxies]
         missing: dict[str, list[str]] = {}
         for hop in self.topology.hops:
@@ -511,7 +504,7 @@ class Lab:
                               f"{ProgramMissing(program).packages}): {', '.join(hops)} "
                               f"run{'s' if len(hops) == 1 else ''} as python relay"
                               f"{'s' if len(hops) > 1 else ''}")
-        if self.proxies in ("nginx", "haproxy") and not any(
+        if self.proxies in DRIVERS and not any(
                 r.runner == self.proxies for r in runs.values()):
             self.notes.append(f"no {self.proxies} hop in {self.topology.name}: every hop runs "
                               "as a python relay")
@@ -652,7 +645,7 @@ class Lab:
             directory = Path(base) / program
             if directory.exists():
                 shutil.rmtree(directory)
-            cls = NginxDriver if program == "nginx" else HAProxyDriver
+            cls = DRIVERS[program][0]
             driver = cls.for_hops(info, topo, names, self.addresses, self.ports, directory)
             self._res.programs.append(driver)
             self.programs[program] = driver
@@ -694,8 +687,8 @@ class Lab:
         for hop in mapped.hops:
             run = self.runs[hop.name]
             if run.runner != "python" and run.version and run.version != "unknown" and \
-                    isinstance(hop, NginxStream | NginxHttp | HAProxy):
-                hop = replace(hop, version=run.version)
+                    hasattr(hop, "version"):
+                hop = replace(cast(Any, hop), version=run.version)
             hops.append(hop)
         mapped = replace(mapped, hops=() if direct else tuple(hops))
         changes: dict[str, Any] = {}

@@ -105,6 +105,10 @@ class HopKind:
     #: how far into its first read the program looks for a v1 header's end (nginx http reads
     #: into its 1 KiB client header buffer; the others into a 107/108-byte window)
     header_window: int = 108
+    #: settings holding lists of trusted ranges, and single networks (the live lab maps them
+    #: onto loopback addresses)
+    cidr_lists: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,11 +133,13 @@ def _never(node: Any, peer: Endpoint) -> bool:
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
-            lambda n: False),
+            lambda n: False, cidr_lists=("set_real_ip_from",)),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
-            nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024),
+            nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
+            cidr_lists=("set_real_ip_from",)),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
-            haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http"),
+            haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
+            cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",)),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
             lambda n: False),
 )})

@@ -258,3 +258,13 @@ def access_allowed(rules: Sequence[str], ip: IPv4Address | IPv6Address) -> bool:
         if target == "all" or Trust([target.strip()])(ip):
             return verb == "allow"
     return True
+
+
+@dataclass(frozen=True)
+class Imported:
+    """Hops read from one configuration file (by its program's room), where each sends its
+    traffic (``upstreams``: ``host:port`` per hop), and what was not understood."""
+
+    hops: tuple[Any, ...]
+    upstreams: tuple[str, ...]
+    warnings: tuple[str, ...]

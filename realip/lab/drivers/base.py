@@ -1,35 +1,12 @@
-"""Real nginx and HAProxy for the live lab: find them, configure them from a topology, start,
-health-check, stop, and collect their logs.
-
-Each program runs **privately**, in the foreground, out of its own directory (nothing of the
-system's configuration, pid files or logs is touched), with the configuration
-:mod:`realip.render` writes for the topology's hops on their loopback addresses:
-
-* nginx (Debian's ``nginx`` with ``libnginx-mod-stream``): ``nginx -p DIR -c DIR/nginx.conf
-  -e DIR/startup.log``, ``daemon off; master_process off;``, the stream module loaded by its
-  absolute path (:data:`realip.render.NGINX_STREAM_MODULE`) when the binary was not built with
-  it, temp paths and ``error.log`` under DIR.  Every nginx hop of a topology is one ``server``
-  block of the same process.
-* HAProxy (Debian's ``haproxy``): checked with ``haproxy -c -f DIR/haproxy.cfg``, run with
-  ``haproxy -db -f DIR/haproxy.cfg``; ``log stdout format raw`` lines go to ``DIR/stdout.log``.
-  Every HAProxy hop is one ``frontend``/``backend`` pair of the same process.
-
-A program is healthy when every listening socket it was configured with is in state LISTEN
-(``/proc/net/tcp`` on Linux; ``netstat`` elsewhere, or a plain connect as the last resort) and the
-process is still running.  :func:`find_nginx` / :func:`find_haproxy` say whether a program is
-installed; :func:`require` raises :class:`ProgramMissing`, whose message names the Debian
-packages to install.
-
-:func:`tcp_sockets` reads the system's TCP socket table; the lab uses it to learn which source
-port a real program picked for its upstream connection (the simulator needs it to predict a
-peername that names a proxy).
-"""
+"""What every real program of the live lab shares: finding it (:class:`ProgramInfo`), running it
+privately in the foreground out of its own directory (:class:`RealProgram`: write the
+configuration, check it with the program's own check, start, wait until every socket listens,
+stop by PID, collect the logs), and the system's TCP socket table (:func:`tcp_sockets`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -40,38 +17,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
-from ..errors import ConfigurationError, RealIPError
-from ..render import (
-    NGINX_STREAM_MODULE,
-    haproxy_main,
-    haproxy_sections,
-    nginx_main,
-    nginx_server,
-)
-from ..topology import HAProxy, NginxHttp, NginxStream, Relay, Topology
+from ...errors import ConfigurationError, RealIPError
 
 __all__ = [
     "PACKAGES",
-    "HAProxyDriver",
-    "NginxDriver",
     "ProgramError",
     "ProgramInfo",
     "ProgramMissing",
     "RealProgram",
     "TcpSocket",
-    "find_haproxy",
-    "find_nginx",
-    "find_program",
-    "require",
     "tcp_sockets",
 ]
 
-ProgramName = Literal["nginx", "haproxy"]
-
-#: The Debian/Ubuntu packages each program comes from (``apt.txt`` lists them all).
-PACKAGES: dict[str, str] = {"nginx": "nginx libnginx-mod-stream", "haproxy": "haproxy"}
+#: The Debian/Ubuntu packages each program comes from (``apt.txt`` lists them all); each
+#: program's driver module adds its entry.
+PACKAGES: dict[str, str] = {}
 
 
 class ProgramMissing(ConfigurationError):
@@ -105,7 +67,7 @@ class ProgramInfo:
     stream_module: str | None = None
 
 
-def _which(name: str) -> str | None:
+def which(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
@@ -116,7 +78,7 @@ def _which(name: str) -> str | None:
     return None
 
 
-def _run_text(cmd: Sequence[str]) -> str:
+def run_text(cmd: Sequence[str]) -> str:
     try:
         out = subprocess.run(list(cmd), capture_output=True, text=True, timeout=10,
                              stdin=subprocess.DEVNULL)
@@ -125,62 +87,8 @@ def _run_text(cmd: Sequence[str]) -> str:
     return out.stdout + out.stderr
 
 
+#: What the finders found (``refresh=True`` looks again).
 _CACHE: dict[str, ProgramInfo | None] = {}
-
-
-def find_nginx(*, refresh: bool = False) -> ProgramInfo | None:
-    """nginx with a usable stream module (built in, or Debian's ``libnginx-mod-stream`` at
-    :data:`~realip.render.NGINX_STREAM_MODULE`), or None."""
-    if "nginx" in _CACHE and not refresh:
-        return _CACHE["nginx"]
-    info = None
-    path = _which("nginx")
-    if path is not None:
-        build = _run_text([path, "-V"])
-        m = re.search(r"nginx/(\d[\w.]*)", build)
-        module: str | None = None
-        usable = True
-        if "--with-stream=dynamic" in build or "--with-stream" not in build:
-            usable = Path(NGINX_STREAM_MODULE).exists()
-            module = NGINX_STREAM_MODULE if usable else None
-        if usable:
-            info = ProgramInfo("nginx", path, m.group(1) if m else "unknown", module)
-    _CACHE["nginx"] = info
-    return info
-
-
-def find_haproxy(*, refresh: bool = False) -> ProgramInfo | None:
-    """HAProxy, or None."""
-    if "haproxy" in _CACHE and not refresh:
-        return _CACHE["haproxy"]
-    info = None
-    path = _which("haproxy")
-    if path is not None:
-        m = re.search(r"version (\d[\w.]*)", _run_text([path, "-v"]))
-        info = ProgramInfo("haproxy", path, m.group(1) if m else "unknown")
-    _CACHE["haproxy"] = info
-    return info
-
-
-def find_program(name: str, *, refresh: bool = False) -> ProgramInfo | None:
-    """:func:`find_nginx` or :func:`find_haproxy` by name."""
-    if name == "nginx":
-        return find_nginx(refresh=refresh)
-    if name == "haproxy":
-        return find_haproxy(refresh=refresh)
-    raise ConfigurationError(f"unknown program {name!r}: nginx or haproxy")
-
-
-def require(name: str) -> ProgramInfo:
-    """The installed program *name*, or :class:`ProgramMissing` naming its packages."""
-    info = find_program(name)
-    if info is None:
-        detail = ""
-        if name == "nginx" and _which("nginx") is not None:
-            detail = (f"nginx is installed but its stream module is not "
-                      f"({NGINX_STREAM_MODULE} is missing)")
-        raise ProgramMissing(name, detail)
-    return info
 
 
 # ==============================================================================================
@@ -265,7 +173,7 @@ def tcp_sockets() -> list[TcpSocket] | None:
     if rows is not None:
         return rows
     cmd = ["netstat", "-an", "-p", "tcp"] if sys.platform == "darwin" else ["netstat", "-ant"]
-    text = _run_text(cmd)
+    text = run_text(cmd)
     return parse_netstat(text) if text else None
 
 
@@ -323,6 +231,15 @@ class RealProgram:
 
     name: str = "program"
     config_name: str = "program.conf"
+
+    @classmethod
+    def for_hops(cls, info: ProgramInfo, topology: Any, hops: Sequence[str],
+                 addresses: Mapping[str, str], ports: Mapping[str, int],
+                 directory: Path) -> RealProgram:
+        """One process holding every hop in *hops* (names of *topology*'s hops this program
+        runs; *topology* has its original addresses, *addresses* is the loopback plan, *ports*
+        the listening port of every label).  Each program's driver writes its own files."""
+        raise NotImplementedError(f"{cls.__name__} does not run hops")
 
     def __init__(self, info: ProgramInfo, directory: Path, config: str,
                  listen: Sequence[tuple[str, int]], hops: Sequence[str]) -> None:
@@ -479,79 +396,3 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class NginxDriver(RealProgram):
-    """nginx for the nginx hops (``nginx-stream``, ``nginx-http``) of a topology."""
-
-    name = "nginx"
-    config_name = "nginx.conf"
-
-    @classmethod
-    def for_hops(cls, info: ProgramInfo, topology: Topology, hops: Sequence[str],
-                 addresses: Mapping[str, str], ports: Mapping[str, int],
-                 directory: Path) -> NginxDriver:
-        """One nginx process holding every hop in *hops* (names of *topology*'s nginx hops;
-        *topology* has its original addresses, *addresses* is the loopback plan, *ports* the
-        listening port of every label)."""
-        http: list[str] = []
-        stream: list[str] = []
-        listen = []
-        for name in hops:
-            hop = topology.hop(name)
-            if not isinstance(hop, NginxStream | NginxHttp | Relay):
-                raise ConfigurationError(f"{name} is not an nginx hop")
-            kind, server = nginx_server(topology, name, addresses, ports)
-            (http if kind == "http" else stream).append(server)
-            listen.append((addresses[name], int(ports[name])))
-        config = nginx_main(str(directory), http=http, stream=stream,
-                            stream_module=info.stream_module)
-        return cls(info, directory, config, listen, hops)
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "error.log"
-
-    def log_files(self) -> list[Path]:
-        return [self.directory / "startup.log", self.log_path, self.directory / "stdout.log"]
-
-    def _args(self) -> list[str]:
-        return ["-p", str(self.directory), "-c", str(self.config_path),
-                "-e", str(self.directory / "startup.log")]
-
-    def check_command(self) -> list[str]:
-        return [self.info.path, "-t", "-q", *self._args()]
-
-    def run_command(self) -> list[str]:
-        return [self.info.path, *self._args()]
-
-
-class HAProxyDriver(RealProgram):
-    """HAProxy for the HAProxy hops of a topology."""
-
-    name = "haproxy"
-    config_name = "haproxy.cfg"
-
-    @classmethod
-    def for_hops(cls, info: ProgramInfo, topology: Topology, hops: Sequence[str],
-                 addresses: Mapping[str, str], ports: Mapping[str, int],
-                 directory: Path) -> HAProxyDriver:
-        """One HAProxy process holding every hop in *hops* (see :meth:`NginxDriver.for_hops`)."""
-        sections = []
-        listen = []
-        for name in hops:
-            if not isinstance(topology.hop(name), HAProxy):
-                raise ConfigurationError(f"{name} is not an HAProxy hop")
-            sections.append(haproxy_sections(topology, name, addresses, ports))
-            listen.append((addresses[name], int(ports[name])))
-        return cls(info, directory, haproxy_main(str(directory), sections), listen, hops)
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "stdout.log"
-
-    def check_command(self) -> list[str]:
-        return [self.info.path, "-c", "-f", str(self.config_path)]
-
-    def run_command(self) -> list[str]:
-        return [self.info.path, "-db", "-f", str(self.config_path)]

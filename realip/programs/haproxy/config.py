@@ -1,0 +1,225 @@
+"""HAProxy's configuration file: the ``frontend``/``backend`` sections and the whole
+``haproxy.cfg`` realip writes for a hop, and the reader that turns a real ``haproxy.cfg`` into
+hops (the directives the simulator models; every other one is named in the warnings).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ...errors import ConfigurationError
+from ..base import Imported
+from .hops import HAProxy
+
+__all__ = ["from_haproxy_cfg", "main", "sections"]
+
+
+
+
+def _hap_arg(value: str) -> str:
+    """One HAProxy configuration word: bare when safe, else single-quoted (no ``$`` or
+    backslash interpretation inside single quotes)."""
+    if value and all(c.isalnum() or c in "%[]()_.,:/-=+*@" for c in value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + "".join("\\" + c if c in '\\"$#\'' else c for c in value) + '"'
+
+
+def _hap_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.:" else "_" for c in text)
+
+
+def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
+             tag: str = "") -> str:
+    """The ``frontend``/``backend`` pair of HAProxy hop *hop* listening on *listen*, its server
+    line sourced from *own* and sent to *upstream* (named ``<tag><hop>`` and
+    ``<tag><hop>_next``; the bind line is named after the hop, so HAProxy's connection errors
+    read ``ip:port [date] <tag><hop>/<hop>: message``)."""
+    hop_name = hop.name
+    if not isinstance(hop, HAProxy):
+        raise ConfigurationError(f"{hop_name} is not an HAProxy hop")
+    name = _hap_name(tag + hop.name)
+    bind = f"bind {listen} name {_hap_name(hop.name)}"
+    if hop.accept_proxy:
+        bind += " accept-proxy"
+    # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
+    # header) at all, only "Connect from" lines
+    front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
+    if hop.expect_proxy_from:
+        front.append("tcp-request connection expect-proxy layer4 if { src "
+                     + " ".join(hop.expect_proxy_from) + " }")
+    if hop.mode == "http":
+        for rule in hop.http_request:
+            if rule[0] == "set-header" and len(rule) == 3:
+                front.append(f"http-request set-header {rule[1]} {_hap_arg(rule[2])}")
+            elif rule[0] == "del-header" and len(rule) == 2:
+                front.append(f"http-request del-header {rule[1]}")
+            else:
+                raise ConfigurationError(f"unsupported http-request rule {rule!r}")
+        if hop.forwardfor:
+            ff = "option forwardfor"
+            if hop.forwardfor_except is not None:
+                ff += f" except {hop.forwardfor_except}"
+            if hop.forwardfor_header != "X-Forwarded-For":
+                ff += f" header {hop.forwardfor_header}"
+            if hop.forwardfor_if_none:
+                ff += " if-none"
+            front.append(ff)
+    front.append(f"default_backend {name}_next")
+    server = f"server next {upstream} source {own}"
+    if hop.send_proxy == "v1":
+        server += " send-proxy"
+    elif hop.send_proxy == "v2":
+        server += " send-proxy-v2"
+        if hop.proxy_v2_options:
+            server += " proxy-v2-options " + ",".join(hop.proxy_v2_options)
+    back = [f"mode {hop.mode}", server]
+    return (f"# {hop.name} ({scenario})\n" + _hap_section(f"frontend {name}", front)
+            + _hap_section(f"backend {name}_next", back))
+
+
+def _hap_section(head: str, lines: Sequence[str]) -> str:
+    return head + "\n" + "".join(f"    {ln}\n" for ln in lines)
+
+
+def main(prefix: str, sections: Sequence[str]) -> str:
+    """A whole HAProxy configuration holding *sections* (frontends and backends of any number of
+    hops): raw log lines on stdout, pid in ``PREFIX/haproxy.pid``, one thread."""
+    head = ("global\n    log stdout format raw local0 info\n    nbthread 1\n"
+            f"    pidfile {prefix}/haproxy.pid\n"
+            "defaults\n    log global\n    timeout connect 5s\n    timeout client 30s\n"
+            "    timeout server 30s\n")
+    return head + "".join(sections)
+
+
+# ==============================================================================================
+# Reading a real haproxy.cfg
+
+
+_HAP_HARMLESS = frozenset({"timeout", "log", "maxconn", "balance", "retries", "daemon",
+                           "stats", "user", "group", "chroot", "pidfile", "nbthread"})
+
+
+def from_haproxy_cfg(text: str, *, name: str = "lb", addr: str, public: str | None = None,
+                     source_port: int = 40000, version: str = "2.6.12") -> Imported:
+    """The hops of a ``haproxy.cfg`` — one per ``frontend`` (with its ``default_backend``) or
+    ``listen`` section."""
+    sections: list[tuple[str, str, list[tuple[int, list[str]]]]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        try:
+            words = shlex.split(raw, comments=True)
+        except ValueError as exc:
+            raise ConfigurationError(f"haproxy.cfg line {lineno}: {exc}") from None
+        if not words:
+            continue
+        if words[0] in ("global", "defaults", "frontend", "backend", "listen") and \
+                not raw[:1].isspace():
+            sections.append((words[0], words[1] if len(words) > 1 else "", []))
+        elif sections:
+            sections[-1][2].append((lineno, words))
+    warnings: list[str] = []
+    defaults: dict[str, Any] = {}
+    backends: dict[str, dict[str, Any]] = {}
+    fronts: list[dict[str, Any]] = []
+    for kind, sname, lines in sections:
+        conf = dict(defaults) if kind != "global" else {}
+        conf.setdefault("http_request", [])
+        conf["http_request"] = list(conf["http_request"])
+        for lineno, words in lines:
+            _hap_line(lineno, words, conf, warnings, kind)
+        if kind == "defaults":
+            defaults = {k: v for k, v in conf.items() if k in ("mode", "forwardfor")}
+        elif kind == "backend":
+            backends[sname] = conf
+        elif kind in ("frontend", "listen"):
+            conf["section"] = f"{kind} {sname}"
+            fronts.append(conf)
+    hops: list[HAProxy] = []
+    upstreams: list[str] = []
+    for front in fronts:
+        back = backends.get(front.get("default_backend", ""), {}) if "server" not in front \
+            else front
+        if "server" not in back:
+            warnings.append(f"{front['section']}: no server to send to (skipped)")
+            continue
+        server = back["server"]
+        mode = back.get("mode", front.get("mode", "tcp"))
+        send: Literal["off", "v1", "v2"] = "v2" if "send-proxy-v2" in server["options"] else (
+            "v1" if "send-proxy" in server["options"] else "off")
+        ff = front.get("forwardfor") or back.get("forwardfor")
+        hops.append(HAProxy(
+            name=name if not hops else f"{name}-{len(hops) + 1}", addr=addr, public=public,
+            port=front.get("port", 80), source_port=source_port, mode=mode,
+            accept_proxy=front.get("accept_proxy", False),
+            expect_proxy_from=tuple(front.get("expect_proxy_from", ())),
+            send_proxy=send, proxy_v2_options=tuple(server.get("v2_options", ())),
+            forwardfor=ff is not None, forwardfor_except=(ff or {}).get("except"),
+            forwardfor_if_none=bool((ff or {}).get("if-none")),
+            forwardfor_header=(ff or {}).get("header", "X-Forwarded-For"),
+            http_request=tuple(front["http_request"] + (back.get("http_request", [])
+                                                        if back is not front else [])),
+            version=version))
+        upstreams.append(server["address"])
+    if not hops:
+        raise ConfigurationError("no frontend/listen section with a server in this haproxy.cfg")
+    return Imported(tuple(hops), tuple(upstreams), tuple(warnings))
+
+
+def _hap_line(lineno: int, words: list[str], conf: dict[str, Any], warnings: list[str],
+              section: str) -> None:
+    key = words[0]
+    where = f"line {lineno}"
+    if key == "mode":
+        conf["mode"] = words[1]
+    elif key == "bind":
+        conf["port"] = int(words[1].rsplit(":", 1)[-1])
+        conf["accept_proxy"] = "accept-proxy" in words[2:]
+        other = [w for w in words[2:] if w != "accept-proxy"]
+        if other:
+            warnings.append(f"{where}: bind options {other} are not modelled")
+    elif key == "default_backend" or key == "use_backend":
+        conf["default_backend"] = words[1]
+        if key == "use_backend":
+            warnings.append(f"{where}: use_backend conditions are not evaluated")
+    elif key == "server":
+        opts = words[3:]
+        v2opts: list[str] = []
+        if "proxy-v2-options" in opts:
+            v2opts = opts[opts.index("proxy-v2-options") + 1].split(",")
+        if "server" in conf:
+            warnings.append(f"{where}: more than one server; the simulation follows the first")
+        else:
+            conf["server"] = {"address": words[2], "options": opts, "v2_options": v2opts}
+    elif key == "option" and len(words) > 1 and words[1] == "forwardfor":
+        ff: dict[str, Any] = {}
+        rest = words[2:]
+        i = 0
+        while i < len(rest):
+            if rest[i] in ("except", "header"):
+                ff[rest[i]] = rest[i + 1]
+                i += 2
+            else:
+                ff[rest[i]] = True
+                i += 1
+        conf["forwardfor"] = ff
+    elif key == "http-request" and len(words) > 1 and words[1] in ("set-header", "del-header"):
+        conf["http_request"].append(tuple(words[1:4] if words[1] == "set-header"
+                                          else words[1:3]))
+        if len(words) > (4 if words[1] == "set-header" else 3):
+            warnings.append(f"{where}: conditions on http-request rules are not evaluated")
+    elif key == "tcp-request" and words[1:4] == ["connection", "expect-proxy", "layer4"]:
+        m = re.search(r"\{\s*src\s+([^}]*)\}", " ".join(words))
+        if m is None:
+            warnings.append(f"{where}: expect-proxy without 'if {{ src … }}' is treated as "
+                            "always expecting a header")
+            conf["accept_proxy"] = True
+        else:
+            conf["expect_proxy_from"] = m.group(1).split()
+    elif key in _HAP_HARMLESS:
+        pass
+    elif section != "global":
+        warnings.append(f"{where}: '{' '.join(words)}' is not modelled (ignored)")
