@@ -8,6 +8,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Literal
 
 from ..._addr import format_ip
+from ...decisions import Acceptance
 from ...errors import ConfigurationError
 from ...proxy_protocol import TLV, Endpoint, TLVType, build
 from ...trust import Trust
@@ -60,6 +61,7 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     dst: Endpoint = conn.local
     data = conn.data
     expect = node.accept_proxy
+    acc: Acceptance | None = None
     if node.expect_proxy_from:
         matched = Trust(node.expect_proxy_from)(conn.peer.host)
         expect = expect or matched
@@ -73,7 +75,8 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
         if not acc.accepted:
             decisions.append(f"accept-proxy: rejected — {acc.reason}")
             return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions), False, acc.log_line or acc.reason), ok=False)
+                                tuple(decisions), False, acc.log_line or acc.reason,
+                                acceptance=acc), ok=False)
         data = data[acc.consumed or 0 :]
         if acc.source is not None and acc.destination is not None:
             src, dst = acc.source, acc.destination
@@ -94,13 +97,13 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
             decisions.append("mode tcp: the incoming PROXY header is relayed as data")
         parts += split_parts(data, "http" if data[:4] == b"GET " else "mqtt")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions)), tuple(parts))
+                                tuple(decisions), acceptance=acc), tuple(parts))
     parsed = parse_http(data)
     if parsed is None:
         decisions.append("mode http: not an HTTP request: answers 400 Bad request and closes")
         # option httplog's line for it (" … " stands for timers and counters)
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            False, '<NOSRV> … 400 … PR-- … "<BADREQ>"'), ok=False)
+                            False, '<NOSRV> … 400 … PR-- … "<BADREQ>"', acceptance=acc), ok=False)
     request, headers, _ = parsed
     headers, upgrade = _hap_clean_connection(headers, decisions)
     for rule in node.http_request:
@@ -134,8 +137,8 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     # h1-case-adjust): every name leaves in lower case, values as they are.
     head = request + "\r\n" + "".join(f"{k.lower()}: {v}\r\n" for k, v in headers) + "\r\n"
     parts.append(("http", head.encode("latin-1")))
-    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions)),
-                tuple(parts))
+    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                            acceptance=acc), tuple(parts))
 
 
 def _hap_connection_pass(value: str) -> tuple[str, bool]:

@@ -10,6 +10,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
 from ..._addr import format_ip
+from ...decisions import Acceptance
 from ...errors import ConfigurationError
 from ...proxy_protocol import Endpoint, build
 from ...wire import parse_http, split_parts
@@ -77,18 +78,19 @@ class NginxHttp(Host):
 
 
 def _ngx_pp(node: NginxStream | NginxHttp, conn: Inbound, decisions: list[str],
-            variables: dict[str, str]) -> tuple[bool, str | None, int, ProxyProtocolInfo | None]:
+            variables: dict[str, str],
+            ) -> tuple[bool, str | None, int, ProxyProtocolInfo | None, Acceptance | None]:
     """``listen … proxy_protocol``: read the header like nginx; returns (ok, log, consumed,
-    info)."""
+    info, the receiver's decision)."""
     if not node.listen_proxy_protocol:
-        return True, None, 0, None
+        return True, None, 0, None, None
     if isinstance(node, NginxHttp):
         acc = read_http_listener(conn.data, node.version)
     else:
         acc = RECEIVER.accepts(conn.data, node.version)
     if not acc.accepted:
         decisions.append(f"listen … proxy_protocol: rejected — {acc.reason}")
-        return False, acc.log_line or acc.reason, 0, None
+        return False, acc.log_line or acc.reason, 0, None, acc
     consumed = acc.consumed or 0
     vars_ = dict(acc.variables) if acc.variables else {}
     addr = vars_.get("proxy_protocol_addr", "")
@@ -99,10 +101,10 @@ def _ngx_pp(node: NginxStream | NginxHttp, conn: Inbound, decisions: list[str],
         variables.update({k: v for k, v in vars_.items() if k.startswith("proxy_protocol")})
         decisions.append(f"listen … proxy_protocol: header read ({consumed} bytes), "
                          f"$proxy_protocol_addr = {addr}")
-        return True, None, consumed, info
+        return True, None, consumed, info, acc
     decisions.append(f"listen … proxy_protocol: header read ({consumed} bytes) without an "
                      "address (LOCAL/UNKNOWN): the real peer stays")
-    return True, None, consumed, None
+    return True, None, consumed, None, acc
 
 
 def _ngx_bad_request(data: bytes) -> str:
@@ -122,10 +124,10 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
                                  "'proxy_protocol v2' (it must be on or off; v2 came in 1.31.4)")
     decisions: list[str] = []
     variables: dict[str, str] = {}
-    ok, log, consumed, info = _ngx_pp(node, conn, decisions, variables)
+    ok, log, consumed, info, acc = _ngx_pp(node, conn, decisions, variables)
     if not ok:
         return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
-                            tuple(decisions), False, log), ok=False)
+                            tuple(decisions), False, log, acceptance=acc), ok=False)
     remote: IP = conn.peer.host  # type: ignore[assignment]
     remote_port = conn.peer.port or 0
     if info is not None and node.set_real_ip_from:
@@ -164,7 +166,7 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     app_kind = "http" if payload[:4] == b"GET " else "mqtt"
     parts += split_parts(payload, app_kind)
     return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
-                        tuple(decisions)), tuple(parts))
+                        tuple(decisions), acceptance=acc), tuple(parts))
 
 
 def _ngx_send(node: NginxStream, src: IP, sport: int, local: Endpoint) -> bytes:
@@ -231,11 +233,11 @@ _NGX_DEFAULT_HEADERS = (("Host", "$proxy_host"), ("Connection", "close"),
 def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     decisions: list[str] = []
     variables: dict[str, str] = {}
-    ok, log, consumed, info = _ngx_pp(node, conn, decisions, variables)
+    ok, log, consumed, info, acc = _ngx_pp(node, conn, decisions, variables)
     kind = "nginx-http"
     if not ok:
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            False, log), ok=False)
+                            False, log, acceptance=acc), ok=False)
     parsed = parse_http(conn.data[consumed:])
     if parsed is None or not parsed[0].startswith("GET "):
         text = conn.data[consumed:][:40]
@@ -243,7 +245,8 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
         decisions.append(f"the request is not HTTP ({text!r}…): {what}; answers 400 Bad "
                          "Request and closes")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            False, f"{what} while reading client request line"), ok=False)
+                            False, f"{what} while reading client request line",
+                            acceptance=acc), ok=False)
     request, headers, _ = parsed
     # ignore_invalid_headers on, underscores_in_headers off (the defaults): a name with any
     # byte other than A-Z a-z 0-9 "-" is skipped ("client sent invalid header line", info) —
@@ -292,7 +295,8 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     path = request.split(" ")[1]
     head = f"GET {path} HTTP/{node.proxy_http_version}\r\n" + "".join(
         line + "\r\n" for line in out_lines) + "\r\n"
-    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions)),
+    return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                            acceptance=acc, resolution=r),
                 (("http", head.encode("latin-1")),))
 
 
