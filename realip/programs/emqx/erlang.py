@@ -11,9 +11,17 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 
-from ..._addr import inet_aton
+from ..._addr import inet_aton, ipv4_int
 
-__all__ = ["ntoa", "parse_address", "parse_ipv4", "parse_ipv6"]
+__all__ = [
+    "list_to_integer",
+    "ntoa",
+    "parse_address",
+    "parse_address_bytes",
+    "parse_ipv4",
+    "parse_ipv4strict",
+    "parse_ipv6",
+]
 
 
 class _Error(Exception):
@@ -208,3 +216,28 @@ def ntoa(ip: IPv4Address | IPv6Address) -> str:
     if best < 0:
         return ":".join(hexes) + suffix
     return ":".join(hexes[:best]) + "::" + ":".join(hexes[best + best_len :]) + suffix
+
+
+# -- the other readers esockd and ranch call ----------------------------------------------------
+
+_INT_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
+
+
+def list_to_integer(text: str, base: int = 10) -> int | None:
+    """``erlang:list_to_integer/2``: optional sign, digits of *base*, nothing else (None where
+    Erlang raises ``badarg``)."""
+    body = text[1:] if text[:1] in ("+", "-") else text
+    if not body or any(c not in _INT_DIGITS[base] for c in body):
+        return None
+    value = int(body, base)
+    return -value if text[:1] == "-" else value
+
+
+def parse_address_bytes(t: bytes) -> IPv4Address | IPv6Address | None:
+    """:func:`parse_address` of bytes read off the wire (latin-1, as Erlang lists of bytes)."""
+    return parse_address(t.decode("latin-1"))
+
+
+def parse_ipv4strict(s: str) -> int | None:
+    """``inet:parse_ipv4strict_address``: dotted quad, decimal, no leading zeros."""
+    return ipv4_int(s)

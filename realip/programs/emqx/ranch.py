@@ -9,7 +9,6 @@ from ipaddress import IPv4Address, IPv6Address
 from types import MappingProxyType
 from typing import Any, Final
 
-from ..._addr import ipv4_int
 from ...decisions import Acceptance
 from ...decisions import result_maker as _result
 from ...proxy_protocol import V2_SIGNATURE, Endpoint, TLVType, crc32c
@@ -17,30 +16,11 @@ from ..base import ReceiverModel
 from . import erlang
 from .esockd import _Crash
 
-_erl_parse_address = erlang.parse_address
+# Erlang's own readers (the room's shared grammar, realip.programs.emqx.erlang)
 _erl_ipv6 = erlang.parse_ipv6
-
-# -- Erlang (OTP lib/kernel/src/inet_parse.erl) ------------------------------------------------
-
-_ERL_DIGITS = {8: "01234567", 10: "0123456789", 16: "0123456789abcdefABCDEF"}
-
-
-def _erl_int(text: str, base: int = 10) -> int | None:
-    """``erlang:list_to_integer/2``: optional sign, digits of *base*, nothing else."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or any(c not in _ERL_DIGITS[base] for c in body):
-        return None
-    value = int(body, base)
-    return -value if text[:1] == "-" else value
-
-
-def _erl_ip(t: bytes) -> IPv4Address | IPv6Address | None:
-    return _erl_parse_address(t.decode("latin-1"))
-
-
-def _erl_ipv4_strict(s: str) -> int | None:
-    """``inet:parse_ipv4strict_address``: dotted quad, decimal, no leading zeros."""
-    return ipv4_int(s)
+_erl_int = erlang.list_to_integer
+_erl_ip = erlang.parse_address_bytes
+_erl_ipv4_strict = erlang.parse_ipv4strict
 
 _IP = IPv4Address | IPv6Address
 
