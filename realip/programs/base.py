@@ -110,6 +110,13 @@ class Outbound:
     parts: tuple[tuple[str, bytes], ...] = ()
     ok: bool = True
 
+    @classmethod
+    def refusal(cls, name: str, kind: str, conn: Inbound, variables: Mapping[str, str],
+                decisions: list[str], log: str) -> Outbound:
+        """The receiver closes the connection, logging *log*: nothing is sent on."""
+        return cls(HopView(name, kind, conn.peer, conn.local, variables, tuple(decisions),
+                           False, log), ok=False)
+
     @property
     def data(self) -> bytes:
         """The bytes written upstream first, concatenated."""

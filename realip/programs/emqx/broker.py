@@ -41,8 +41,7 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     kind = f"{node.kind}-{node.listener}"
 
     def closed(log: str) -> Outbound:
-        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions), False, log), ok=False)
+        return Outbound.refusal(node.name, kind, conn, variables, decisions, log)
 
     if node.access_rules:
         allowed = access_allowed(node.access_rules, conn.peer.host)  # type: ignore[arg-type]

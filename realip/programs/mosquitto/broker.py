@@ -27,8 +27,7 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     kind = f"{node.kind}-{node.listener}"
 
     def closed(log: str) -> Outbound:
-        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions), False, log), ok=False)
+        return Outbound.refusal(node.name, kind, conn, variables, decisions, log)
 
     if node.access_rules:
         raise ConfigurationError(f"{node.name}: access_rules is an EMQX listener setting; "
