@@ -161,3 +161,35 @@ def test_versions_are_data() -> None:
     assert backend_for("5.8.9") == backend_for("6.2.2") == "5.17 gen_tcp"
     assert backend_for("6.3.0") == "5.17 socket"
     assert backend_for("6.3.0", "ssl") == "5.17 gen_tcp"
+
+
+def test_the_broker_step_uses_the_versions_default_backend() -> None:
+    """A v2 LOCAL header (with an address block, so recv(0) does not swallow the CONNECT):
+    EMQX 5.x/6.2 (gen_tcp) go on with the real peer; EMQX 6.3's default socket backend crashes
+    the connection (recorded above as function_clause)."""
+    from ipaddress import IPv4Address
+
+    from realip.programs import step
+    from realip.programs.base import Broker, Inbound
+    from realip.proxy_protocol import Endpoint
+
+    local = bytes.fromhex(by_writes("edge:v2-local-inet-block")[0])
+    connect = bytes.fromhex("101000044d5154540402003c0004746573")
+    conn = Inbound(local[:28] + connect, Endpoint(IPv4Address("172.16.0.116"), 40000),
+                   Endpoint(IPv4Address("172.16.0.71"), 1883), client_id="c1")
+    for version, ok in (("5.7.0", True), ("6.2.2", True), ("6.3.0", False)):
+        node = Broker(addr="172.16.0.71", proxy_protocol=True, version=version)
+        out = step(node, conn)
+        assert out.ok is ok, (version, out.view.log)
+        if ok:
+            assert out.peername == "172.16.0.116:40000"
+        else:
+            assert out.view.log == "connection process crashed (function_clause in " \
+                "set_socket_meta/1 (v2 LOCAL)): socket closed"
+    # a v1 line cut before its CRLF: gen_tcp times out, socket busy-waits and crashes
+    cut = Inbound(b"PROXY TCP4 203.0.113.7 198.51", conn.peer, conn.local)
+    logs = {v: step(Broker(addr="172.16.0.71", proxy_protocol=True, version=v), cut).view.log
+            for v in ("5.7.0", "6.3.0")}
+    assert logs == {"5.7.0": "proxy_proto_timeout after 3s (no complete header)",
+                    "6.3.0": "connection process crashed with {invalid,{timeout,-1}} after 3s "
+                             "(no complete header)"}

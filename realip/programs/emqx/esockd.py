@@ -282,8 +282,9 @@ _ALIASES: Final = {"gen_tcp": "5.17 gen_tcp", "socket": "5.17 socket"}
 
 def backend_for(emqx_version: str, listener: str = "tcp") -> str:
     """The esockd version string an EMQX release uses by default on a *listener* (``tcp`` or
-    ``ssl``): ``tcp_backend`` defaults to ``socket`` from EMQX 6.3 on (on Unix), ``gen_tcp``
-    before; ssl listeners always go through ``esockd_transport`` (gen_tcp)."""
+    ``ssl``): ``tcp_backend`` defaults to ``socket`` from EMQX 6.3 on (Unix; first in
+    6.3.0-beta.2 — beta.1 still defaulted to gen_tcp, which this function does not tell
+    apart), ``gen_tcp`` before; ssl listeners always go through ``esockd_transport``."""
     from ..base import version_tuple
 
     vt = version_tuple(emqx_version) or (0,)
