@@ -85,7 +85,11 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     if parsed is None:
         decisions.append("not an HTTP upgrade request: 400")
         return closed("400 Bad Request")
-    _, headers, _ = parsed
+    request, headers, _ = parsed
+    refused = _cowboy_not_upgrade(request, headers)
+    if refused is not None:
+        decisions.append(refused)
+        return closed(refused.split(": ", 1)[1])
     defaults = ("", "") if node.version.startswith("6.3") else ("x-forwarded-for",
                                                                  "x-forwarded-port")
     addr_header = node.proxy_address_header if node.proxy_address_header is not None \
@@ -104,6 +108,31 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     variables.update(proxy_address_header=addr_header, proxy_port_header=port_header)
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
                             resolution=res, peername=name))
+
+
+def _tokens(headers: list[tuple[str, str]], name: str) -> set[str]:
+    return {t.strip().lower() for k, v in headers if k.lower() == name for t in v.split(",")}
+
+
+def _cowboy_not_upgrade(request: str, headers: list[tuple[str, str]]) -> str | None:
+    """cowboy_websocket:upgrade/5 (the listener EMQX's ws runs on): a request that is not a
+    WebSocket upgrade — not ``GET … HTTP/1.1`` with ``upgrade`` among the Connection tokens and
+    ``websocket`` among the Upgrade ones (is_upgrade_request/1) — is answered ``426 Upgrade
+    Required`` on HTTP/1.1 and ``400 Bad Request`` on any other version (nginx's default
+    ``proxy_http_version 1.0``), and the MQTT connection never starts."""
+    method, _, rest = request.partition(" ")
+    version = rest.rpartition(" ")[2]
+    if method == "GET" and version == "HTTP/1.1" and "upgrade" in _tokens(headers, "connection") \
+            and "websocket" in _tokens(headers, "upgrade"):
+        return None
+    missing = [h for h, tok in (("Connection: upgrade", "connection"), ("Upgrade: websocket",
+                                                                        "upgrade"))
+               if (tok == "connection" and "upgrade" not in _tokens(headers, "connection"))
+               or (tok == "upgrade" and "websocket" not in _tokens(headers, "upgrade"))]
+    why = f"{version} request" + (f" without {' and '.join(missing)}" if missing else "")
+    if version == "HTTP/1.1":
+        return f"not a WebSocket upgrade ({why}): 426 Upgrade Required"
+    return f"not a WebSocket upgrade ({why}; cowboy sends 426 only on HTTP/1.1): 400 Bad Request"
 
 
 def trust(node: Broker, sender_addr: str) -> TrustDecision:
