@@ -245,7 +245,7 @@ def _hap_condition(where: str, words: list[str], acls: dict[str, list[str] | Non
             inner = term[1:-1].split()
             if not inner or inner[0] != "src":
                 raise ConfigurationError(f"{where}: expect-proxy {what}: only src ACLs are "
-                                         "modelled")
+                                         "modelled — realip will not guess")
             cidrs += _hap_acl_values(where, "anonymous", inner[1:])
             continue
         if term.startswith("!"):
