@@ -135,7 +135,7 @@ def test_named_acls_and_binds() -> None:
     # a condition realip cannot evaluate exactly is refused, never guessed as "always"
     for cond in ("!a", "a b", "{ hdr(host) x }"):
         text = by_id["acl-or"]["text"].replace("if a || b", f"if {cond}")
-        with pytest.raises(ConfigurationError, match="not modelled|will not guess"):
+        with pytest.raises(ConfigurationError, match=r"not modelled|will not guess"):
             from_haproxy_cfg(text, addr="10.0.0.9")
 
 
@@ -176,6 +176,7 @@ def test_chain_follows_every_hop_or_refuses_to_guess() -> None:
         chain(Client(addr="203.0.113.7", port=40001), [from_nginx_conf(parallel, addr="10.0.0.9")],
               Broker(addr=""))
     assert "1883, 1884" in str(err.value)
-    topo = chain(Client(addr="203.0.113.7", port=40001), [from_nginx_conf(parallel, addr="10.0.0.9")],
+    topo = chain(Client(addr="203.0.113.7", port=40001),
+                 [from_nginx_conf(parallel, addr="10.0.0.9")],
                  Broker(addr="", proxy_protocol=True), ports=[1884])
     assert simulate(topo).peername == "203.0.113.7:40001"
