@@ -62,11 +62,28 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
         return "stream", _block("server", lines)
     lines += [f"real_ip_header {hop.real_ip_header};",
               f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
+    # map variables are global to nginx's http block: each hop's copy gets its own name (one
+    # nginx runs every hop of a chain), the values it sends stay the same
+    renames = {m.target: f"{m.target}_{re.sub(r'[^A-Za-z0-9_]', '_', hop.name)}"
+               for m in hop.maps}
+
+    def own_vars(value: str) -> str:
+        for old, new in renames.items():
+            value = re.sub(r"\$(\{)?" + re.escape(old) + r"\b(\})?",
+                           lambda m, new=new: f"${m.group(1) or ''}{new}{m.group(2) or ''}",
+                           value)
+        return value
+
+    maps = [_block(f"map {own_vars(m.source)} ${renames[m.target]}",
+                   [f"default {_ngx_quote(own_vars(m.default))};",
+                    *(f"{_ngx_quote(k)} {_ngx_quote(own_vars(v))};" for k, v in m.entries)])
+            for m in hop.maps]
     inner = [f"proxy_pass http://{upstream};", f"proxy_bind {own};",
              f"proxy_http_version {hop.proxy_http_version};"]
-    inner += [f"proxy_set_header {k} {_ngx_quote(v)};" for k, v in hop.proxy_set_header]
+    inner += [f"proxy_set_header {k} {_ngx_quote(own_vars(v))};"
+              for k, v in hop.proxy_set_header]
     lines.append(_block(f"location {hop.location}", inner))
-    return "http", _block("server", lines)
+    return "http", "\n".join([*maps, _block("server", lines)])
 
 
 def _block(head: str, lines: Sequence[str]) -> str:

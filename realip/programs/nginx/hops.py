@@ -86,6 +86,22 @@ class NginxMap:
         return self.default
 
 
+def _as_map(value: Any, hop: str) -> NginxMap:
+    if isinstance(value, NginxMap):
+        return value
+    if value == "connection_upgrade":
+        return NginxMap.connection_upgrade()
+    if isinstance(value, Mapping) and {"source", "target"} <= set(value) <= {
+            "source", "target", "entries", "default"}:
+        entries = value.get("entries", {})
+        pairs = tuple(entries.items()) if isinstance(entries, Mapping) else tuple(
+            tuple(e) for e in entries)
+        return NginxMap(str(value["source"]), str(value["target"]).lstrip("$"),
+                        pairs, str(value.get("default", "")))
+    raise ConfigurationError(f"{hop}: maps: {value!r}: give 'connection_upgrade' or "
+                             "{source: $var, target: name, entries: {key: value}, default: …}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NginxHttp(Host):
     """nginx ``http { server { listen … [proxy_protocol]; set_real_ip_from …; real_ip_header …;
@@ -110,6 +126,9 @@ class NginxHttp(Host):
     version: str = "1.22.1"
 
     def __post_init__(self) -> None:
+        # scenario files name the idiom (``maps: [connection_upgrade]``) or give a mapping
+        maps = tuple(_as_map(m, self.name) for m in self.maps)
+        object.__setattr__(self, "maps", maps)
         # nginx -t refuses a value naming a variable nobody defines ("unknown ... variable");
         # a simulator that expanded it to "" would predict a chain that never starts
         defined = [m.target for m in self.maps]
