@@ -69,9 +69,7 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
 
     def own_vars(value: str) -> str:
         for old, new in renames.items():
-            value = re.sub(r"\$(\{)?" + re.escape(old) + r"\b(\})?",
-                           lambda m, new=new: f"${m.group(1) or ''}{new}{m.group(2) or ''}",
-                           value)
+            value = re.sub(r"\$(\{?)" + re.escape(old) + r"\b", "$\\g<1>" + new, value)
         return value
 
     maps = [_block(f"map {own_vars(m.source)} ${renames[m.target]}",
