@@ -274,6 +274,18 @@ class _Chain(Mapping[str, str]):
 _NGX_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
+def _ngx_host(value: str) -> str:
+    """``$host`` from a Host header (ngx_http_validate_host): lower case, without the port —
+    an IPv6 literal keeps its brackets — and without a trailing dot."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        host = value[: end + 1] if end >= 0 else value
+    else:
+        host = value.split(":", 1)[0]
+    return host.rstrip(".") if host != "." else host
+
+
 def _ngx_proxy_host(upstream: Endpoint | None) -> str:
     """``$proxy_host``: the host and port of ``proxy_pass http://…`` (the port only when it is
     not 80)."""
@@ -330,7 +342,7 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     host_header = next((v for k, v in headers if k.lower() == "host"), "")
     local_ip: IP = conn.local.host  # type: ignore[assignment]
     extra = {
-        "host": host_header.split(":")[0].lower() if host_header else ngx.format_addr(local_ip),
+        "host": _ngx_host(host_header) if host_header else ngx.format_addr(local_ip),
         "server_addr": ngx.format_addr(local_ip), "server_port": str(conn.local.port),
         "request_uri": request.split(" ")[1], "proxy_host": _ngx_proxy_host(conn.upstream),
     }
