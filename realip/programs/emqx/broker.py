@@ -26,6 +26,13 @@ def peername(ip: IP | str, port: int | None) -> str:
     return f"{text}:{port}"
 
 
+def _v6_note(name: str) -> str:
+    # the trace writes endpoints as [v6]:port; EMQX's own text has no brackets — say so once
+    # where both appear, so a learner does not read two different clients
+    return " (EMQX prints an IPv6 peer as inet:ntoa gives it, without brackets)" \
+        if name.count(":") > 1 else ""
+
+
 def admits(node: Broker, peer: Endpoint) -> bool:
     """``access_rules`` on the raw TCP peer, before a byte is read (a UNIX peer is admitted)."""
     if not node.access_rules or isinstance(peer.host, str):
@@ -78,7 +85,7 @@ def step(node: Broker, conn: Inbound) -> Outbound:
             decisions.append(f"first bytes {data[:8]!r} are not an MQTT CONNECT")
             return closed("frame_error: malformed packet")
         name = peername(src.host, src.port)
-        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}")
+        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}{_v6_note(name)}")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
                                 tuple(decisions), peername=name))
     parsed = parse_http(data)
@@ -104,7 +111,8 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     shown = addr_header or '""'
     decisions.append(f"websocket.proxy_address_header={shown}: {res.reason}")
     name = f"{res.addr}:{res.port}"
-    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}")
+    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}"
+                     f"{_v6_note(name)}")
     variables.update(proxy_address_header=addr_header, proxy_port_header=port_header)
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
                             resolution=res, peername=name))
