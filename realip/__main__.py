@@ -107,6 +107,27 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if trace.connected else 1
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    import os
+
+    from .audit import audit
+    from .errors import RealIPError
+    from .topology import load
+
+    path = args.scenario
+    if not os.path.exists(path):  # a scenario name
+        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
+                            "topologies", f"{path}.yaml")
+        path = here if os.path.exists(here) else path
+    try:
+        report = audit(load(path), reach_inner=args.reach_inner, fix=not args.no_fix)
+    except (OSError, RealIPError) as exc:
+        print(f"realip audit: {exc}", file=sys.stderr)
+        return 2
+    print(report.to_json() if args.json else report.table(), end="" if not args.json else "\n")
+    return 0 if report.ok else 1
+
+
 def _cmd_lab_run(args: argparse.Namespace) -> int:
     from .errors import RealIPError
     from .lab import Lab
@@ -184,6 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sim.add_argument("--json", action="store_true", help="print the trace as JSON")
     sim.add_argument("--pcap", help="also write every link to this pcap file")
     sim.set_defaults(func=_cmd_simulate)
+    aud = sub.add_parser("audit", help="can a client choose the address the broker records? "
+                         "every known forgery against a topology, with the fix (exit 1 when "
+                         "anything is SPOOFED or DOWN)")
+    aud.add_argument("scenario", help="a topology YAML file or a scenario name")
+    aud.add_argument("--reach-inner", action="store_true", help="the attacker can also reach "
+                     "every inner tier and the broker directly")
+    aud.add_argument("--no-fix", action="store_true", help="verdicts only, no fix search")
+    aud.add_argument("--json", action="store_true", help="the report as JSON")
+    aud.set_defaults(func=_cmd_audit)
     lab = sub.add_parser("lab", help="run a topology on real sockets (loopback addresses)")
     labsub = lab.add_subparsers(dest="lab_command", required=True)
     run = labsub.add_parser("run", help="start a topology, connect a paho-mqtt client from the "
