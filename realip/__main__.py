@@ -10,8 +10,9 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .errors import InvalidProxyHeader
+from .errors import ConfigurationError, InvalidProxyHeader
 
 
 def _read_input(arg: str) -> bytes:
@@ -107,23 +108,73 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if trace.connected else 1
 
 
-def _cmd_audit(args: argparse.Namespace) -> int:
+def _audit_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """The topology to audit: a scenario, or a chain read from the user's own files."""
     import os
 
+    from .importers import chain, read_config
+    from .programs import broker_from_config
+    from .topology import Broker, Client, load
+
+    if args.scenario is not None:
+        if args.config or args.broker_conf:
+            raise ConfigurationError("give a scenario or --config files, not both")
+        path = args.scenario
+        if not os.path.exists(path):  # a scenario name
+            here = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
+                                "topologies", f"{path}.yaml")
+            path = here if os.path.exists(here) else path
+        return load(path), []
+    if not args.config:
+        raise ConfigurationError("give a scenario (name or YAML) or the proxies' files with "
+                                 "--config FILE@ADDR (in the order traffic flows)")
+    host, _, port = args.client.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigurationError(f"--client {args.client!r}: give ADDR:PORT (the client)")
+    warnings: list[str] = []
+    configs = []
+    for k, spec in enumerate(args.config):
+        path, _, addr = spec.partition("@")
+        if not addr and k == 0:
+            raise ConfigurationError(f"--config {spec}: say the first proxy's own address "
+                                     "(FILE@ADDR); the next ones come from upstream lines")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        imported = read_config(text, filename=os.path.basename(path),
+                               name=f"lb{k + 1}", addr=addr or "0.0.0.0",
+                               source_port=40000 + k)
+        warnings += [f"{os.path.basename(path)}: {w}" for w in imported.warnings]
+        configs.append(imported)
+    settings: dict[str, Any] = {"kind": args.broker, "listener": args.transport}
+    if args.broker_conf:
+        with open(args.broker_conf, encoding="utf-8") as f:
+            text = f.read()
+        options: dict[str, Any] = {"filename": os.path.basename(args.broker_conf)}
+        if args.broker == "emqx":
+            options["listener"] = args.transport
+        read, more = broker_from_config(args.broker, text, **options)
+        settings.update(read)
+        warnings += list(more)
+    if args.broker_version:
+        settings["version"] = args.broker_version
+    settings.setdefault("name", args.broker)
+    broker = Broker(addr="0.0.0.0", **settings)
+    client = Client(addr=host.strip("[]"), port=int(port), transport=args.transport)
+    return chain(client, configs, broker, name="your configuration"), warnings
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit
     from .errors import RealIPError
-    from .topology import load
 
-    path = args.scenario
-    if not os.path.exists(path):  # a scenario name
-        here = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
-                            "topologies", f"{path}.yaml")
-        path = here if os.path.exists(here) else path
     try:
-        report = audit(load(path), reach_inner=args.reach_inner, fix=not args.no_fix)
+        topology, warnings = _audit_topology(args)
+        report = audit(topology, reach_inner=args.reach_inner, fix=not args.no_fix)
     except (OSError, RealIPError) as exc:
         print(f"realip audit: {exc}", file=sys.stderr)
         return 2
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(report.to_json() if args.json else report.table(), end="" if not args.json else "\n")
     return 0 if report.ok else 1
 
@@ -208,7 +259,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     aud = sub.add_parser("audit", help="can a client choose the address the broker records? "
                          "every known forgery against a topology, with the fix (exit 1 when "
                          "anything is SPOOFED or DOWN)")
-    aud.add_argument("scenario", help="a topology YAML file or a scenario name")
+    aud.add_argument("scenario", nargs="?", help="a topology YAML file or a scenario name (or "
+                     "give your own files with --config)")
+    aud.add_argument("--config", action="append", default=[], metavar="FILE[@ADDR]",
+                     help="an nginx.conf or haproxy.cfg, in the order traffic flows; the first "
+                     "needs its host's own address (@ADDR)")
+    aud.add_argument("--client", default="203.0.113.7:50000", help="the client ADDR:PORT "
+                     "(with --config; default 203.0.113.7:50000)")
+    aud.add_argument("--transport", choices=("tcp", "ws"), default="tcp",
+                     help="MQTT over TCP or WebSocket (with --config)")
+    aud.add_argument("--broker", choices=("emqx", "mosquitto"), default="emqx",
+                     help="the broker kind (with --config)")
+    aud.add_argument("--broker-conf", metavar="FILE", help="the broker's own configuration: "
+                     "EMQX's HOCON (emqx.conf) or mosquitto.conf")
+    aud.add_argument("--broker-version", help="the broker version (EMQX 5.7.0 by default)")
     aud.add_argument("--reach-inner", action="store_true", help="the attacker can also reach "
                      "every inner tier and the broker directly")
     aud.add_argument("--no-fix", action="store_true", help="verdicts only, no fix search")

@@ -69,13 +69,15 @@ class Attack:
     proxy: bytes | None = None
     claim: str | None = BATTERY_CLAIM
     claim_port: int | None = None
+    #: the other addresses the forgery writes (recording one of those is a spoof too)
+    decoys: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"name": self.name, "family": self.family, "description": self.description,
                 "headers": [list(h) for h in self.headers],
                 "proxy": None if self.proxy is None else self.proxy.hex(),
-                "claim": self.claim, "claim_port": self.claim_port}
+                "claim": self.claim, "claim_port": self.claim_port, "decoys": list(self.decoys)}
 
 
 def battery(topology: Topology) -> tuple[Attack, ...]:
@@ -87,17 +89,18 @@ def battery(topology: Topology) -> tuple[Attack, ...]:
     attacks = [
         Attack("xff-one", "xff", "X-Forwarded-For: one forged address", headers=((xff, c),)),
         Attack("xff-several", "xff", "X-Forwarded-For: a forged address, then another",
-               headers=((xff, f"{c}, 192.0.2.1"),)),
+               headers=((xff, f"{c}, 192.0.2.1"),), decoys=("192.0.2.1",)),
         Attack("xff-trusted-tail", "xff", "X-Forwarded-For: a forged address followed by the "
                "trusted proxies' own addresses", headers=((xff, f"{c}, {proxies}"),)),
         Attack("xff-loopback", "xff", "X-Forwarded-For: 127.0.0.1 (the article's forgery)",
                headers=((xff, "127.0.0.1"),), claim="127.0.0.1"),
         Attack("xff-100", "xff", "X-Forwarded-For: 100 entries, the forged one first",
-               headers=((xff, ", ".join([c, *(f"192.0.2.{i}" for i in range(1, 100))])),)),
+               headers=((xff, ", ".join([c, *(f"192.0.2.{i}" for i in range(1, 100))])),),
+               decoys=tuple(f"192.0.2.{i}" for i in range(1, 100))),
         Attack("xff-two-lines", "xff", "two X-Forwarded-For lines, the forged one last",
-               headers=((xff, "192.0.2.1"), (xff, c))),
+               headers=((xff, "192.0.2.1"), (xff, c)), decoys=("192.0.2.1",)),
         Attack("xff-two-lines-first", "xff", "two X-Forwarded-For lines, the forged one first",
-               headers=((xff, c), (xff, "192.0.2.1"))),
+               headers=((xff, c), (xff, "192.0.2.1")), decoys=("192.0.2.1",)),
         Attack("xff-lower-case", "xff", "x-forwarded-for in lower case",
                headers=(("x-forwarded-for", c),)),
         Attack("xff-upper-case", "xff", "X-FORWARDED-FOR in upper case",
@@ -414,9 +417,10 @@ def _judge(trace: Trace, attack: Attack | None, attacker: Attacker
     if trace.peername is None:
         return "REFUSED", None, trace.failure or "refused"
     host, port = _split(trace.peername)
-    if attack is not None and attack.claim is not None and _norm(host) == _norm(attack.claim):
-        who = _believed(trace, attack)
-        return "SPOOFED", who, (f"the broker records the forged {attack.claim}: {who} took it "
+    forged = {_norm(a) for a in (attack.claim, *attack.decoys) if a} if attack else set()
+    if attack is not None and _norm(host) in forged:
+        who = _believed(trace, replace(attack, claim=host))
+        return "SPOOFED", who, (f"the broker records the forged {host}: {who} took it "
                                 "from what the attacker sent")
     if attack is not None and attack.claim_port is not None and port == attack.claim_port:
         who = _believed(trace, attack)

@@ -46,9 +46,9 @@ def test_every_verdict_agrees_with_its_trace(path: Path) -> None:
             assert rec is not None and _host(rec) == attacker
         elif row.verdict == "SPOOFED":
             assert rec is not None
-            claimed = row.attack.claim
-            assert (claimed is not None and _host(rec).split("%")[0] in
-                    (claimed, f"::ffff:{claimed}")) or \
+            forged = {row.attack.claim, *row.attack.decoys}
+            forged |= {f"::ffff:{a}" for a in forged}
+            assert _host(rec).split("%")[0] in forged or \
                 rec.endswith(f":{row.attack.claim_port}")
             assert row.culprit in [v.name for v in row.trace.views]
         elif row.verdict == "LOST":
@@ -69,7 +69,8 @@ def test_every_printed_fix_closes_its_row_and_keeps_honest_clients(path: Path) -
         for f in row.fix.fixes:
             fixed = _with(fixed, f)
         after = _run(fixed, row.attack, row.position)
-        assert after.peername is None or BATTERY_CLAIM not in after.peername
+        assert after.peername is None or _host(after.peername) not in \
+            {BATTERY_CLAIM, *row.attack.decoys}
         if honest is not None and _host(honest) == report.attacker.addr:
             assert simulate(fixed).peername == honest
         assert row.fix.words and row.fix.diff
@@ -118,3 +119,79 @@ def test_cli_exit_status_table_and_json() -> None:
     assert {r["verdict"] for r in doc["rows"]} <= {"SAFE", "SPOOFED", "REFUSED", "DOWN", "LOST"}
     missing = _cli("no-such-scenario")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# The user's own files: nginx.conf / haproxy.cfg via the importers, the broker from its own
+# configuration (EMQX's HOCON, mosquitto.conf)
+
+LB_APPENDS = """http {
+  server { listen 8083;
+    location /mqtt { proxy_pass http://10.0.0.2:8083; proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } } }
+"""
+EMQX_WS = """listeners.ws.default {
+  bind = "0.0.0.0:8083"
+  websocket.proxy_address_header = "X-Forwarded-For"
+  websocket { proxy_port_header = "" }
+  max_connections = 1000
+}
+"""
+
+
+def test_audit_of_the_users_own_files(tmp_path: Path) -> None:
+    (tmp_path / "lb.conf").write_text(LB_APPENDS)
+    (tmp_path / "emqx.conf").write_text(EMQX_WS)
+    done = _cli("--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                "--broker-conf", str(tmp_path / "emqx.conf"), "--client", "203.0.113.7:50000",
+                "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["honest"].startswith("203.0.113.7:")
+    row = next(r for r in doc["rows"] if r["attack"]["name"] == "xff-one")
+    assert row["verdict"] == "SPOOFED"
+    assert row["fix"]["changes"][0]["words"] == "proxy_set_header X-Forwarded-For $remote_addr;"
+    # the fixed file, as the diff says, is SAFE against the same battery
+    fixed = LB_APPENDS.replace("$proxy_add_x_forwarded_for", "$remote_addr")
+    (tmp_path / "lb.conf").write_text(fixed)
+    again = _cli("--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                 "--broker-conf", str(tmp_path / "emqx.conf"))
+    assert again.returncode == 0, again.stdout
+
+
+def test_config_input_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "lb.conf").write_text(LB_APPENDS)
+    (tmp_path / "bad.conf").write_text("listeners.ws.default { proxy_protocol = maybe }\n")
+    for args in (["--config", str(tmp_path / "lb.conf")],  # no @ADDR for the first proxy
+                 ["--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                  "--broker-conf", str(tmp_path / "bad.conf")],
+                 ["--config", f"{tmp_path / 'missing.conf'}@10.0.0.1"],
+                 []):
+        done = _cli(*args)
+        assert done.returncode == 2, (args, done.stdout)
+        assert "Traceback" not in done.stderr and done.stderr.startswith("realip audit: ")
+
+
+def test_emqx_hocon_and_mosquitto_conf_readers() -> None:
+    from realip import ConfigurationError
+    from realip.programs import broker_from_config
+
+    settings, warnings = broker_from_config("emqx", EMQX_WS, listener="ws")
+    assert settings["port"] == 8083 and settings["proxy_address_header"] == "X-Forwarded-For"
+    assert settings["proxy_port_header"] == "" and settings["listener"] == "ws"
+    assert any("max_connections" not in w for w in warnings) or warnings == ()
+    tcp, _ = broker_from_config("emqx", "listeners.tcp.default { proxy_protocol = true\n"
+                                "proxy_protocol_timeout = 5s\n"
+                                'access_rules = ["allow 10.0.0.0/8", "deny all"] }',
+                                listener="tcp")
+    assert tcp["proxy_protocol"] is True and tcp["proxy_protocol_timeout"] == 5.0
+    assert tcp["access_rules"] == ("allow 10.0.0.0/8", "deny all")
+    with pytest.raises(ConfigurationError, match=r"listeners\.tcp\.default"):
+        broker_from_config("emqx", "listeners.ws.default { }", listener="tcp")
+    with pytest.raises(ConfigurationError, match="allow or deny"):
+        broker_from_config("emqx", 'listeners.tcp.default { access_rules = ["permit all"] }')
+    mq, _ = broker_from_config("mosquitto", "listener 1883\nenable_proxy_protocol 2\n")
+    assert mq["enable_proxy_protocol"] == 2 and mq["port"] == 1883
+    with pytest.raises(ConfigurationError, match=r"mosquitto\.conf:1"):
+        broker_from_config("mosquitto", "enable_proxy_protocol 2\n")

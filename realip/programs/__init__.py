@@ -44,6 +44,7 @@ from .base import (
     VersionRule,
 )
 from .emqx import broker as emqx_broker
+from .emqx import config as emqx_config
 from .emqx import esockd, ranch
 from .emqx import fixes as emqx_fixes
 from .haproxy import fixes as haproxy_fixes
@@ -51,6 +52,7 @@ from .haproxy import hops as haproxy_hops
 from .haproxy import receive as haproxy_receive
 from .haproxy.hops import HAProxy
 from .mosquitto import broker as mosquitto_broker
+from .mosquitto import config as mosquitto_config
 from .mosquitto import fixes as mosquitto_fixes
 from .mosquitto import receive as mosquitto_receive
 from .nginx import fixes as nginx_fixes
@@ -81,6 +83,7 @@ __all__ = [
     "TrustDecision",
     "VersionRule",
     "admits",
+    "broker_from_config",
     "fixes",
     "hop_kind",
     "reads_proxy_header",
@@ -138,6 +141,8 @@ class BrokerKind:
     step: Step
     trust: Callable[[Any, str], TrustDecision]
     admits: Callable[[Any, Endpoint], bool]
+    #: reads the program's own configuration file into Broker settings (+ warnings)
+    read_config: Callable[..., tuple[dict[str, Any], tuple[str, ...]]] | None = None
     #: configuration changes that may close a forgery (the audit tries them on the simulator)
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
 
@@ -165,9 +170,11 @@ HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
 #: Broker kinds by ``Broker.kind``.
 BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for k in (
     BrokerKind("emqx", "emqx", "EMQX", emqx_broker.step, emqx_broker.trust,
-               emqx_broker.admits, fixes=emqx_fixes.fixes),
+               emqx_broker.admits, read_config=emqx_config.from_emqx_conf,
+               fixes=emqx_fixes.fixes),
     BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
-               mosquitto_broker.trust, lambda node, peer: True, fixes=mosquitto_fixes.fixes),
+               mosquitto_broker.trust, lambda node, peer: True,
+               read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes),
 )})
 
 #: Any hop's settings.
@@ -235,3 +242,15 @@ def fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
     """The configuration changes *node*'s room proposes against a forgery (candidates: the audit
     keeps only those the simulator shows to work)."""
     return hop_kind(node).fixes(node, ctx)
+
+
+def broker_from_config(kind: str, text: str, **options: Any
+                       ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Broker settings read from broker *kind*'s own configuration file (EMQX's HOCON,
+    ``mosquitto.conf``) and the warnings; *options* pick the listener (see each room)."""
+    entry = BROKER_KINDS.get(kind)
+    if entry is None or entry.read_config is None:
+        readable = sorted(k for k, e in BROKER_KINDS.items() if e.read_config is not None)
+        raise ConfigurationError(f"no configuration reader for broker kind {kind!r} "
+                                 f"(readable: {', '.join(readable)})")
+    return entry.read_config(text, **options)
