@@ -9,7 +9,6 @@ hard-coded where a computation exists.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,24 +41,19 @@ __all__ = [
 
 
 def data_dir() -> Path:
-    """The repository's ``data/`` folder (``$REALIP_DATA`` overrides it)."""
-    env = os.environ.get("REALIP_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
-    if not (path / "topologies").is_dir():
-        raise ConfigurationError(f"no scenarios under {path}: run from a checkout of the "
-                                 "repository (pip install -e .) or set REALIP_DATA")
-    return path
+    """The scenarios' and configurations' folder (:func:`realip.topology.data_dir`: the
+    package's own data, or ``$REALIP_DATA``)."""
+    from .topology import data_dir as folder
+
+    return folder()
 
 
 def scenario(name: str) -> Topology:
-    """The scenario ``data/topologies/<name>.yaml``."""
-    from .topology import load
+    """The scenario called *name* (or a path to a YAML file):
+    :func:`realip.topology.load_scenario`."""
+    from .topology import load_scenario
 
-    path = data_dir() / "topologies" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise ConfigurationError(f"no scenario {name!r}; known: {known}")
-    return load(str(path))
+    return load_scenario(name)
 
 
 class Code:
