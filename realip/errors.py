@@ -121,7 +121,7 @@ class ScenarioProblem:
 
     @property
     def where(self) -> str:
-        """``file:line:column`` (as much of it as is known)."""
+        """``file:line:column`` (as much of it as is known; ``<scenario>`` for a dict)."""
         parts = [self.file or "<scenario>"]
         if self.line is not None:
             parts.append(str(self.line))
@@ -130,7 +130,9 @@ class ScenarioProblem:
         return ":".join(parts)
 
     def __str__(self) -> str:
-        head = f"{self.where}: {'warning: ' if self.severity == 'warning' else ''}"
+        # a dict or a copy has no file: the path alone says where
+        where = f"{self.where}: " if self.file or self.line is not None else ""
+        head = f"{where}{'warning: ' if self.severity == 'warning' else ''}"
         text = f"{head}{self.path}: {self.message}" if self.path else f"{head}{self.message}"
         return text + (f" (allowed: {self.allowed})" if self.allowed else "")
 

@@ -403,8 +403,7 @@ def validate(doc: Any, *, marks: Marks | None = None) -> Validated:
                 hops.append(got)
     broker_doc = doc.get("broker") if isinstance(doc, Mapping) else None
     broker = validate_broker(broker_doc, c) if broker_doc is not None else None
-    if client is not None and broker is not None and len(hops) == len(raw_hops):
-        _unique_names(client, hops, broker, c)
+    _unique_names(doc, c)
     c.raise_if_any()
     assert top is not None and client is not None and broker is not None
     return Validated(getattr(top, "name", None), getattr(top, "title", ""),
@@ -467,13 +466,28 @@ def validate_client(values: Any, collector: _Collector | None = None,
     return None if obj is None else obj.model_dump()
 
 
-def _unique_names(client: Mapping[str, Any], hops: Sequence[tuple[str, Mapping[str, Any]]],
-                  broker: Mapping[str, Any], c: _Collector) -> None:
-    seen: dict[str, Path] = {client["name"]: ("client",)}
-    entries: list[tuple[Path, str]] = [(("hops", i), h["name"]) for i, (_, h) in
-                                       enumerate(hops)]
-    entries.append((("broker",), broker["name"]))
+def _unique_names(doc: Any, c: _Collector) -> None:
+    """Every host label once (read off the document, so it is checked even when a hop has
+    other problems)."""
+    if not isinstance(doc, Mapping):
+        return
+    entries: list[tuple[Path, Any]] = []
+    client, broker, hops = doc.get("client"), doc.get("broker"), doc.get("hops")
+    if isinstance(client, Mapping):
+        entries.append((("client",), client.get("name", ClientSettings.model_fields["name"]
+                                                 .default)))
+    if isinstance(hops, list):
+        entries += [(("hops", i), h.get("name")) for i, h in enumerate(hops)
+                    if isinstance(h, Mapping)]
+    if isinstance(broker, Mapping):
+        kind = broker.get("kind", _default_broker_kind())
+        default = (broker_model(kind).model_fields["name"].default if kind in BROKER_KINDS
+                   else None)
+        entries.append((("broker",), broker.get("name", default)))
+    seen: dict[str, Path] = {}
     for path, name in entries:
+        if not isinstance(name, str):
+            continue
         if name in seen:
             c.add((*path, "name"), f"the name {name!r} is already {_format(seen[name])}'s: "
                   "every host needs its own name (traces and the live lab tell them apart by it)")
@@ -485,17 +499,19 @@ def _unique_names(client: Mapping[str, Any], hops: Sequence[tuple[str, Mapping[s
 # The reference, generated
 
 
-def _default_text(info: Any) -> str:
+def _default_text(info: Any, allowed: str) -> str:
     if info.is_required():
         return "required"
     value = info.default
     if value is None:
         return "null"
+    if isinstance(value, bool) and allowed == "on | off":  # nginx's words
+        return "`on`" if value else "`off`"
     if isinstance(value, bool):
-        return str(value).lower()
+        return f"`{str(value).lower()}`"
     if value == ():
         return "[]"
-    return f"`{value}`" if not isinstance(value, str) else (f"`{value}`" if value else '""')
+    return f"`{value}`" if value != "" else '""'
 
 
 def _table(model: type[BaseModel], skip: Sequence[str] = ()) -> list[str]:
@@ -503,9 +519,10 @@ def _table(model: type[BaseModel], skip: Sequence[str] = ()) -> list[str]:
     for name, info in model.model_fields.items():
         if name in skip:
             continue
-        allowed = (_allowed_of(model, name) or "").replace("|", "\\|")
+        allowed = _allowed_of(model, name) or ""
+        default = _default_text(info, allowed)
         what = (info.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {allowed} | {_default_text(info)} | {what} |")
+        rows.append(f"| `{name}` | {allowed.replace('|', chr(92) + '|')} | {default} | {what} |")
     return rows
 
 
@@ -518,20 +535,42 @@ def markdown() -> str:
            "A scenario is a YAML file (or a Python dict) with the keys below. Unknown keys are "
            "errors at every level, host names must be unique, and every error names the file, "
            "line and column, the setting's path (such as `hops[1].real_ip_recursive`) and what "
-           "is allowed. A list written as one string is that one item. "
-           "`python -m realip simulate NAME|FILE` checks `expect`.", "",
+           "is allowed.", "",
+           "- A list written as one string is that one item (`set_real_ip_from: 10.0.1.0/24`)"
+           " — never split into characters.",
+           "- Header lines (`headers`, `proxy_set_header`) are `[name, value]` pairs, `{name: "
+           "value}` items, or one `{name: value, …}` mapping (its order is kept); values are "
+           "text, so quote numbers.",
+           "- Flags take the program's words: nginx `on`/`off`, EMQX's HOCON `true`/`false`; "
+           "a quoted `\"off\"` is off and a quoted `\"false\"` false; anything else is "
+           "refused.",
+           "- Versions are quoted (`version: \"2.10\"`: unquoted YAML reads 2.10 as 2.1).",
+           "- A YAML key given twice is an error (YAML alone would keep the last).",
+           "- What a program only warns about is a warning (nginx: `low address bits of "
+           "10.0.1.1/24 are meaningless`), printed by `simulate` and kept in "
+           "`Topology.warnings`.",
+           "", "`python -m realip simulate NAME|FILE` plays a scenario and checks its `expect` "
+           "(✗ with both values and exit status 1 when it does not hold; a scenario that does "
+           "not validate exits 2). `python -m realip scenarios` lists the bundled names; "
+           "`REALIP_DATA=/some/folder` (holding `topologies/`, `nginx/`, `haproxy/`) is used "
+           "instead of the bundled data. In Python: `realip.topology.load_scenario(name or "
+           "path)`, `scenarios()`, `from_dict(dict)`, `check_expect(topology)`; "
+           "`Topology.with_hop(name, **settings)`, `with_broker`, `with_client` are checked "
+           "the same way.", "",
            "## Top level", "", *_table(ScenarioSettings), "",
            "## `client`", "", *_table(ClientSettings), ""]
     out += ["## Hops", "", "Each item of `hops` has a `kind`: "
             + ", ".join(f"`{k}`" for k in HOP_KINDS) + ".", ""]
     for kind in HOP_KINDS:
         model = hop_model(kind)
-        out += [f"### `kind: {kind}`", "", (model.__doc__ or "").strip().splitlines()[0], "",
-                *_table(model), ""]
+        out += [f"### `kind: {kind}`", "", _first_line(model), "", *_table(model), ""]
     out += ["## `broker`", "", f"`kind` is one of {', '.join(f'`{k}`' for k in BROKER_KINDS)} "
             f"(default `{_default_broker_kind()}`).", ""]
     for kind in BROKER_KINDS:
         model = broker_model(kind)
-        out += [f"### `kind: {kind}`", "", (model.__doc__ or "").strip().splitlines()[0], "",
-                *_table(model), ""]
+        out += [f"### `kind: {kind}`", "", _first_line(model), "", *_table(model), ""]
     return "\n".join(out)
+
+
+def _first_line(model: type[BaseModel]) -> str:
+    return (model.__doc__ or "").strip().splitlines()[0].replace("``", "`")

@@ -453,6 +453,6 @@ def load_scenario(name: str | os.PathLike[str]) -> Topology:
         known = scenarios()
         close = difflib.get_close_matches(text, known, n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
-        raise ScenarioError([ScenarioProblem("", f"no scenario {text!r}{hint}",
-                                             ", ".join(known))])
+        raise ScenarioError([ScenarioProblem("", f"no scenario {text!r}{hint}; known: "
+                                             f"{', '.join(known)}")])
     return load(path)

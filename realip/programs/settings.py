@@ -85,9 +85,10 @@ class Settings(BaseModel):
 # Shared types
 
 
-def bool_words(true: tuple[str, ...], false: tuple[str, ...], program: str
+def bool_words(true: tuple[str, ...], false: tuple[str, ...], what: str
                ) -> Callable[[Any], bool]:
-    """A flag in *program*'s words: YAML booleans, or exactly these words (any case).
+    """A flag in a program's words (*what*: "an nginx flag"): YAML booleans, or exactly these
+    words (any case).
 
     A quoted ``"off"`` is off, a quoted ``"false"`` false; anything else is refused — never a
     truth value guessed from a non-empty string."""
@@ -100,8 +101,7 @@ def bool_words(true: tuple[str, ...], false: tuple[str, ...], program: str
                 return True
             if word in false:
                 return False
-        allowed = " | ".join((*true, *false))
-        raise error("flag", f"{value!r} is not a {program} flag ({allowed})")
+        raise error("flag", f"{value!r} is not {what}")
     return parse
 
 

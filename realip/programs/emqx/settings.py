@@ -13,6 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from ...errors import ConfigurationError
 from ...trust import Trust
@@ -30,7 +31,7 @@ from ..settings import (
 __all__ = ["EmqxSettings"]
 
 #: HOCON's booleans (a quoted "false" is false, as HOCON converts it).
-Boolean = Annotated[bool, BeforeValidator(bool_words(("true",), ("false",), "HOCON boolean")),
+Boolean = Annotated[bool, BeforeValidator(bool_words(("true",), ("false",), "a HOCON boolean")),
                     Allowed("true | false")]
 
 
@@ -65,7 +66,10 @@ def _rules(value: Any) -> tuple[str, ...]:
             raise error("access_rules", f"rule {i}: {rule!r} is not \"allow CIDR\", \"deny "
                         "CIDR\" or \"allow all\"")
         if target.strip() != "all":
-            _cidr(target)
+            try:
+                _cidr(target)
+            except PydanticCustomError as exc:
+                raise error("access_rules", f"rule {i}: {exc.message()}") from None
     return tuple(value)
 
 

@@ -27,7 +27,7 @@ from ..settings import (
 
 __all__ = ["HAProxySettings"]
 
-_flag = bool_words(("true",), ("false",), "boolean")
+_flag = bool_words(("true",), ("false",), "a boolean")
 
 #: A keyword that is present (true) or absent (false).
 Keyword = Annotated[bool, BeforeValidator(_flag), Allowed("true | false")]
@@ -43,8 +43,7 @@ def _send_proxy(value: Any) -> str:
     words = {"off": "off", "v1": "v1", "send-proxy": "v1", "v2": "v2", "send-proxy-v2": "v2"}
     if isinstance(value, str) and value.strip().lower() in words:
         return words[value.strip().lower()]
-    raise error("send_proxy", f"{value!r} is not a PROXY version HAProxy sends (off, v1 = "
-                "send-proxy, v2 = send-proxy-v2)")
+    raise error("send_proxy", f"{value!r} is not a PROXY version HAProxy sends")
 
 
 def _network(value: Any) -> str:

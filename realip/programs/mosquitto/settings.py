@@ -23,8 +23,7 @@ def _pp(value: Any) -> int | None:
         return int(value)
     if value in ("1", "2"):
         return int(value)
-    raise error("enable_proxy_protocol", f"{value!r}: mosquitto's enable_proxy_protocol is 1 "
-                "or 2")
+    raise error("enable_proxy_protocol", f"{value!r} is not a PROXY version mosquitto reads")
 
 
 def _listener(value: Any) -> Any:

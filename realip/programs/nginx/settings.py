@@ -30,7 +30,7 @@ from . import grammar
 
 __all__ = ["NginxHttpSettings", "NginxStreamSettings"]
 
-_flag = bool_words(("on",), ("off",), "nginx")
+_flag = bool_words(("on",), ("off",), "an nginx flag")
 
 #: ``on`` / ``off`` (nginx's ``ngx_conf_set_flag_slot``; it compares without case).
 Flag = Annotated[bool, BeforeValidator(_flag), Allowed("on | off")]
@@ -67,7 +67,7 @@ def _proxy_protocol(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, str) and value.strip().lower() in ("on", "off", "v2"):
         return value.strip().lower()
-    raise error("proxy_protocol", f"{value!r} is not on, off or v2")
+    raise error("proxy_protocol", f"{value!r} is not a proxy_protocol value")
 
 
 def _http_version(value: Any) -> str:
@@ -75,7 +75,7 @@ def _http_version(value: Any) -> str:
         return f"{value:.1f}"
     if value in ("1.0", "1.1"):
         return str(value)
-    raise error("proxy_http_version", f"{value!r}: nginx's proxy_http_version is 1.0 or 1.1")
+    raise error("proxy_http_version", f"{value!r} is not an HTTP version nginx sends")
 
 
 def _location(value: Any) -> str:
