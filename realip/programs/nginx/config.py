@@ -18,7 +18,7 @@ from typing import Any
 from ...errors import ConfigurationError
 from ..base import Imported
 from ..relay import Relay
-from .grammar import parse_version
+from .grammar import parse_addr, parse_version
 from .hops import NginxHttp, NginxStream
 
 Hop = NginxStream | NginxHttp
@@ -206,6 +206,25 @@ def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
                         f"(ignored) in the {kind} simulation")
 
 
+def _direct_upstream(target: str, kind: str, server: dict[str, Any]) -> str:
+    """``proxy_pass`` to an address rather than an ``upstream`` block: what ``nginx -t`` says
+    of a name no block defines (it would look it up in DNS, which a sans-IO model cannot) and
+    of a stream target without a port (http's default is 80)."""
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or host.endswith(":"):  # no port (or a bare IPv6)
+        host, port = target, ""
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if parse_addr(bare.encode("latin-1", "replace")) is None:
+        raise ConfigurationError(
+            f'line {server["line"]}: host not found in upstream "{target}" (no upstream block '
+            "of that name; name an upstream defined in this file, or give address:port)")
+    if not port:
+        if kind == "stream":
+            raise ConfigurationError(f'line {server["line"]}: no port in upstream "{target}"')
+        port = "80"
+    return f"{host}:{port}"
+
+
 def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, public: str | None,
                   source_port: int, version: str, pools: dict[str, str],
                   outer: dict[str, Any], warnings: list[str]) -> tuple[Hop | None, str]:
@@ -249,7 +268,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
         warnings.append(f"line {server['line']}: server without proxy_pass (skipped)")
         return None, ""
     target = re.sub(r"^https?://", "", target).rstrip("/")
-    upstream = pools.get(target, target)
+    upstream = pools.get(target) or _direct_upstream(target, kind, server)
     if merged.get("proxy_bind"):
         warnings.append(f"proxy_bind {merged['proxy_bind']}: the simulation uses the host's "
                         "address as the source")
