@@ -433,7 +433,7 @@ def validate_hop(kind: str, values: Mapping[str, Any], prefix: Path = ("hop",),
     obj = c.model(hop_model(kind), values, prefix, kind)
     if collector is None:
         c.raise_if_any()
-    return None if obj is None else obj.model_dump()
+    return None if obj is None else dict(obj)
 
 
 def validate_broker(values: Any, collector: _Collector | None = None,
@@ -450,7 +450,7 @@ def validate_broker(values: Any, collector: _Collector | None = None,
             c.add((*prefix, "kind"), f"broker kind {kind!r} is unknown", " | ".join(BROKER_KINDS))
         else:
             obj = c.model(broker_model(kind), values, prefix, f"{kind} broker")
-            out = None if obj is None else {**obj.model_dump(), "kind": kind}
+            out = None if obj is None else {**dict(obj), "kind": kind}
     if collector is None:
         c.raise_if_any()
     return out
@@ -463,7 +463,7 @@ def validate_client(values: Any, collector: _Collector | None = None,
     obj = c.model(ClientSettings, values, prefix, "client")
     if collector is None:
         c.raise_if_any()
-    return None if obj is None else obj.model_dump()
+    return None if obj is None else dict(obj)
 
 
 def _unique_names(doc: Any, c: _Collector) -> None:

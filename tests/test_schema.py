@@ -413,21 +413,3 @@ def test_the_scenario_language_doc_is_current() -> None:
     for kind in (*HOP_KINDS, *BROKER_KINDS):
         assert f"`kind: {kind}`" in doc
 
-
-# -- the nginx importer: proxy_pass to an upstream no block defines -----------------------------
-
-
-def test_undefined_upstream_names_are_refused_in_nginx_s_words() -> None:
-    """The messages are Debian nginx 1.22.1's ``nginx -t`` (recorded on this project's CI
-    image): ``host not found in upstream "backend"``, ``no port in upstream "10.0.0.5"``."""
-    from realip.importers import from_nginx_conf
-
-    with pytest.raises(ConfigurationError, match='host not found in upstream "backend"'):
-        from_nginx_conf("http { server { listen 8083; location /mqtt { proxy_pass "
-                        "http://backend; } } }", addr="10.0.0.1")
-    with pytest.raises(ConfigurationError, match=r'no port in upstream "10\.0\.0\.5"'):
-        from_nginx_conf("stream { server { listen 1883; proxy_pass 10.0.0.5; } }",
-                        addr="10.0.0.1")
-    http = from_nginx_conf("http { server { listen 8083; location /mqtt { proxy_pass "
-                           "http://10.0.0.5; } } }", addr="10.0.0.1")
-    assert http.upstreams == ("10.0.0.5:80",)

@@ -72,7 +72,8 @@ class Warn:
 
 def error(code: str, message: str, **context: Any) -> PydanticCustomError:
     """A validation error with our own words (no "Value error," prefix)."""
-    return PydanticCustomError(code, message.replace("{", "{{").replace("}", "}}"), context)
+    # pydantic fills {name} only for names in *context*: other braces stay as written
+    return PydanticCustomError(code, message, context)
 
 
 class Settings(BaseModel):

@@ -27,6 +27,8 @@ from ..settings import (
     one_or_many,
 )
 from . import grammar
+from .hops import NginxMap, _as_map
+from .variables import check_variables
 
 __all__ = ["NginxHttpSettings", "NginxStreamSettings"]
 
@@ -84,6 +86,23 @@ def _location(value: Any) -> str:
     return value
 
 
+def _maps(value: Any) -> tuple[NginxMap, ...]:
+    value = one_or_many(value)
+    if not isinstance(value, (list, tuple)):
+        raise error("maps", f"{value!r} is not a list of maps")
+    out = []
+    for i, m in enumerate(value):
+        try:
+            out.append(_as_map(m, f"map {i}"))
+        except ConfigurationError as exc:
+            raise error("maps", str(exc)) from None
+        try:
+            check_variables(out[-1].source, [x.target for x in out], where=f"map {i}")
+        except ConfigurationError as exc:
+            raise error("maps", str(exc)) from None
+    return tuple(out)
+
+
 class _Nginx(HostSettings):
     listen_proxy_protocol: Flag = Field(False, description="`listen … proxy_protocol`: read "
                                         "a PROXY header from every peer")
@@ -126,5 +145,24 @@ class NginxHttpSettings(_Nginx):
     proxy_http_version: Annotated[str, BeforeValidator(_http_version),
                                   Allowed("1.0 | 1.1")] = Field(
         "1.0", description="HTTP version upstream (1.1 for WebSocket)")
+    maps: Annotated[tuple[Any, ...], BeforeValidator(_maps),
+                    Allowed("connection_upgrade, or {source: $var, target: name, entries: "
+                            "{key: value}, default: value}")] = Field(
+        (), description="`map` blocks (http level) whose variables the values use")
     proxy_set_header: HeaderLines = Field((), description="`proxy_set_header name value;` in "
                                           "order (values may use nginx variables)")
+
+    @field_validator("proxy_set_header")
+    @classmethod
+    def _known_variables(cls, value: tuple[tuple[str, str], ...], info: ValidationInfo
+                         ) -> tuple[tuple[str, str], ...]:
+        # nginx -t refuses a value naming a variable nobody defines (unknown "…" variable)
+        if "maps" not in info.data:  # the maps themselves are wrong (reported there)
+            return value
+        defined = [m.target for m in info.data["maps"]]
+        for name, text in value:
+            try:
+                check_variables(text, defined, where=f"proxy_set_header {name}")
+            except ConfigurationError as exc:
+                raise error("variable", str(exc)) from None
+        return value
