@@ -342,7 +342,8 @@ class _Collector:
         if kind == "extra_forbidden":
             known = sorted(model.model_fields)
             close = difflib.get_close_matches(name, known, n=1)
-            text = f"{name!r} is not a {what} setting"
+            article = "an" if what[:1] in "aeiou" else "a"
+            text = f"unsupported setting {name!r}: not {article} {what} setting"
             if name in hint:
                 text += f" ({hint[name]})"
             elif close:

@@ -219,14 +219,20 @@ def explore(configs: str | Sequence[str], *, client: str = "1.94.170.163:50412",
     if http:
         settings.update(proxy_address_header="X-Forwarded-For",
                         proxy_port_header="X-Forwarded-Port")
-    settings.update(broker or {})
-    known = {f.name for f in fields(Broker)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigurationError(f"broker: unsupported setting(s) {', '.join(unknown)}")
+    from .programs import BROKER_KINDS
+    from .schema import broker_model, validate_broker
+
+    given = dict(broker or {})
+    kind = given.get("kind", Broker.kind)
+    if kind in BROKER_KINDS:  # our defaults only where that kind has the setting
+        own = broker_model(kind).model_fields
+        settings = {k: v for k, v in settings.items() if k in own}
+    settings.update(given)
+    checked = validate_broker(settings)  # the scenario language's checks (ScenarioError)
+    assert checked is not None
     topo = chain(Client(addr=host, port=port, transport=transport,
                         headers=tuple(client_headers)),
-                 imported, Broker(**settings), name="pasted")
+                 imported, Broker(**checked), name="pasted").checked()
     trace = simulate(topo, forge_xff=forge_xff or None, forge_proxy=forge_proxy or None)
     warnings = tuple(f"{hops[k].name}: {w}" for k, i in enumerate(imported) for w in i.warnings)
     return Exploration(topo, trace, warnings)

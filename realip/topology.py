@@ -166,6 +166,26 @@ class Topology:
         assert values is not None
         return replace(self, broker=Broker(**values))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as the document :func:`from_dict` reads (every setting spelled out;
+        ``from_dict(t.to_dict()) == t``)."""
+        from .programs import hop_kind
+
+        doc: dict[str, Any] = {"name": self.name, "title": self.title,
+                               "description": self.description}
+        if self.expect is not None or self.expect_given:
+            doc["expect"] = self.expect
+        doc["client"] = _settings(self.client)
+        doc["hops"] = [{"kind": hop_kind(h).kind, **_settings(h)} for h in self.hops]
+        doc["broker"] = _settings(self.broker)
+        return doc
+
+    def checked(self) -> Topology:
+        """This topology with every part checked as a scenario file is (what a topology built
+        in Python or by an importer gets): the same topology, its ``warnings`` filled in, or a
+        :class:`~realip.ScenarioError` naming the setting and what is allowed."""
+        return from_dict(self.to_dict(), self.name)
+
     def labels(self) -> dict[str, str]:
         """Host label → address (the map the live lab replaces with loopback addresses)."""
         out = {self.client.name: self.client.addr}
@@ -178,14 +198,15 @@ class Topology:
 
 
 def _settings(obj: Any) -> dict[str, Any]:
-    """A settings dataclass as the dict a scenario would give (its kind's keys only: a
-    broker's other kinds' fields at their defaults are left out)."""
+    """A settings dataclass as the dict a scenario would give: a broker's fields that belong
+    to other broker kinds are left out while at their defaults (set, they are reported)."""
     out = {f.name: getattr(obj, f.name) for f in fields(obj)}
     if isinstance(obj, Broker):
         from .schema import broker_model
 
         known = set(broker_model(obj.kind).model_fields) | {"kind"}
-        out = {k: v for k, v in out.items() if k in known}
+        defaults = {f.name: f.default for f in fields(Broker)}
+        out = {k: v for k, v in out.items() if k in known or v != defaults.get(k)}
     return out
 
 

@@ -413,3 +413,34 @@ def test_the_scenario_language_doc_is_current() -> None:
     for kind in (*HOP_KINDS, *BROKER_KINDS):
         assert f"`kind: {kind}`" in doc
 
+
+
+# -- a topology built in Python or by an importer is checked the same way ----------------------
+
+
+@pytest.mark.parametrize("name", scenarios())
+def test_to_dict_round_trips(name: str) -> None:
+    topo = load_scenario(name)
+    assert from_dict(topo.to_dict(), name) == topo
+    assert topo.checked() == topo
+
+
+def test_checked_reports_what_a_hand_built_topology_got_wrong() -> None:
+    topo = load_scenario("tcp-single-tier")
+    bad = dataclasses.replace(topo, hops=(dataclasses.replace(topo.hops[0], port=99999),))
+    with pytest.raises(ScenarioError) as info:
+        bad.checked()
+    assert info.value.path == "hops[0].port"
+    mosq = dataclasses.replace(topo, broker=Broker(kind="mosquitto", addr="10.0.0.2",
+                                                   access_rules=("allow all",)))
+    with pytest.raises(ScenarioError, match="not a mosquitto broker setting"):
+        mosq.checked()
+
+
+def test_explore_checks_the_broker_settings() -> None:
+    from realip.teaching import explore
+
+    conf = "stream { server { listen 1883; proxy_pass 172.16.0.71:1883; } }"
+    with pytest.raises(ScenarioError, match=r"broker\.listener"):
+        explore(conf, broker={"listener": "websocket"})
+    assert explore(conf, broker={"kind": "mosquitto", "version": "2.0.11"}).trace.connected
