@@ -232,6 +232,12 @@ class Trace:
             return None
         return self.peername.rsplit(":", 1)[0]
 
+    @property
+    def expectation(self) -> Expectation | None:
+        """The scenario's ``expect`` checked against this trace (✓/✗ in a notebook), or None
+        when the scenario states none."""
+        return check_expect(self)
+
     def view(self, name: str) -> HopView:
         """The view of hop (or broker) *name*."""
         for v in self.views:

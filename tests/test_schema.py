@@ -402,6 +402,7 @@ def test_expect_mismatch_shows_both_values() -> None:
     assert closed is not None and "but got a closed connection (emqx:" in str(closed)
     assert check_expect(dataclasses.replace(topo, expect=None, expect_given=False)) is None
     assert simulate(wrong).to_dict()["expect"]["ok"] is False
+    assert simulate(wrong).expectation == check
 
 
 # -- the reference ---------------------------------------------------------------------------------
