@@ -134,6 +134,17 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+    from .topology import load_scenario
+
+    # a bundled name or a path; a scenario that does not validate is reported by main()
+    report = audit(load_scenario(args.scenario), reach_inner=args.reach_inner,
+                   fix=not args.no_fix)
+    print(report.to_json() if args.json else report.table(), end="" if not args.json else "\n")
+    return 0 if report.ok else 1
+
+
 def _cmd_lab_run(args: argparse.Namespace) -> int:
     from .errors import RealIPError
     from .lab import Lab
@@ -218,6 +229,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     lst = sub.add_parser("scenarios", help="list the bundled scenarios (or $REALIP_DATA's)")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=_cmd_scenarios)
+    aud = sub.add_parser("audit", help="can a client choose the address the broker records? "
+                         "every known forgery against a topology, with the fix (exit 1 when "
+                         "anything is SPOOFED or DOWN)")
+    aud.add_argument("scenario", help="a topology YAML file or a scenario name")
+    aud.add_argument("--reach-inner", action="store_true", help="the attacker can also reach "
+                     "every inner tier and the broker directly")
+    aud.add_argument("--no-fix", action="store_true", help="verdicts only, no fix search")
+    aud.add_argument("--json", action="store_true", help="the report as JSON")
+    aud.set_defaults(func=_cmd_audit)
     lab = sub.add_parser("lab", help="run a topology on real sockets (loopback addresses)")
     labsub = lab.add_subparsers(dest="lab_command", required=True)
     run = labsub.add_parser("run", help="start a topology, connect a paho-mqtt client from the "
