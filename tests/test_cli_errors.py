@@ -81,6 +81,11 @@ def test_missing_files_and_unknown_names(tmp_path: Path) -> None:
     assert out.returncode == 2 and "did you mean 'ws-multi-recursive'" in out.stderr
     out = _run("lab", "run", str(tmp_path / "nope.yaml"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("port: 50412", "port: 99999"))
+    out = _run("audit", str(bad))
+    assert out.returncode == 2 and "client.port" in out.stderr and "Traceback" not in out.stderr
+    assert _run("audit", "tcp-single-tier", "--no-fix", cwd=tmp_path).returncode in (0, 1)
 
 
 def test_lab_run_refuses_a_broken_scenario_before_starting_anything(tmp_path: Path) -> None:
