@@ -9,7 +9,6 @@ hard-coded where a computation exists.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,24 +41,19 @@ __all__ = [
 
 
 def data_dir() -> Path:
-    """The repository's ``data/`` folder (``$REALIP_DATA`` overrides it)."""
-    env = os.environ.get("REALIP_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
-    if not (path / "topologies").is_dir():
-        raise ConfigurationError(f"no scenarios under {path}: run from a checkout of the "
-                                 "repository (pip install -e .) or set REALIP_DATA")
-    return path
+    """The scenarios' and configurations' folder (:func:`realip.topology.data_dir`: the
+    package's own data, or ``$REALIP_DATA``)."""
+    from .topology import data_dir as folder
+
+    return folder()
 
 
 def scenario(name: str) -> Topology:
-    """The scenario ``data/topologies/<name>.yaml``."""
-    from .topology import load
+    """The scenario called *name* (or a path to a YAML file):
+    :func:`realip.topology.load_scenario`."""
+    from .topology import load_scenario
 
-    path = data_dir() / "topologies" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise ConfigurationError(f"no scenario {name!r}; known: {known}")
-    return load(str(path))
+    return load_scenario(name)
 
 
 class Code:
@@ -225,14 +219,20 @@ def explore(configs: str | Sequence[str], *, client: str = "1.94.170.163:50412",
     if http:
         settings.update(proxy_address_header="X-Forwarded-For",
                         proxy_port_header="X-Forwarded-Port")
-    settings.update(broker or {})
-    known = {f.name for f in fields(Broker)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigurationError(f"broker: unsupported setting(s) {', '.join(unknown)}")
+    from .programs import BROKER_KINDS
+    from .schema import broker_model, validate_broker
+
+    given = dict(broker or {})
+    kind = given.get("kind", Broker.kind)
+    if kind in BROKER_KINDS:  # our defaults only where that kind has the setting
+        own = broker_model(kind).model_fields
+        settings = {k: v for k, v in settings.items() if k in own}
+    settings.update(given)
+    checked = validate_broker(settings)  # the scenario language's checks (ScenarioError)
+    assert checked is not None
     topo = chain(Client(addr=host, port=port, transport=transport,
                         headers=tuple(client_headers)),
-                 imported, Broker(**settings), name="pasted")
+                 imported, Broker(**checked), name="pasted").checked()
     trace = simulate(topo, forge_xff=forge_xff or None, forge_proxy=forge_proxy or None)
     warnings = tuple(f"{hops[k].name}: {w}" for k, i in enumerate(imported) for w in i.warnings)
     return Exploration(topo, trace, warnings)

@@ -127,6 +127,9 @@ class HopKind:
     networks: tuple[str, ...] = ()
     #: configuration changes that may close a forgery (the audit tries them on the simulator)
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
+    #: the settings a scenario may give this kind (a pydantic model of the room's
+    #: ``settings.py``, loaded only when a scenario is validated; see :mod:`realip.schema`)
+    schema: Callable[[], type] | None = None
 
 
 @dataclass(frozen=True)
@@ -145,36 +148,73 @@ class BrokerKind:
     read_config: Callable[..., tuple[dict[str, Any], tuple[str, ...]]] | None = None
     #: configuration changes that may close a forgery (the audit tries them on the simulator)
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
+    #: the settings a scenario may give this kind (see :attr:`HopKind.schema`)
+    schema: Callable[[], type] | None = None
 
 
 def _never(node: Any, peer: Endpoint) -> bool:
     return False
 
 
+# The rooms' settings declarations, imported lazily: building pydantic models is only needed
+# when a scenario is validated, never for ``import realip``.
+def _nginx_stream_settings() -> type:
+    from .nginx.settings import NginxStreamSettings
+    return NginxStreamSettings
+
+
+def _nginx_http_settings() -> type:
+    from .nginx.settings import NginxHttpSettings
+    return NginxHttpSettings
+
+
+def _haproxy_settings() -> type:
+    from .haproxy.settings import HAProxySettings
+    return HAProxySettings
+
+
+def _relay_settings() -> type:
+    from .settings import RelaySettings
+    return RelaySettings
+
+
+def _emqx_settings() -> type:
+    from .emqx.settings import EmqxSettings
+    return EmqxSettings
+
+
+def _mosquitto_settings() -> type:
+    from .mosquitto.settings import MosquittoSettings
+    return MosquittoSettings
+
+
 #: Hop kinds by YAML ``kind``.
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
-            lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream),
+            lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream,
+            schema=_nginx_stream_settings),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
-            cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http),
+            cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http,
+            schema=_nginx_http_settings),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
             cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",),
-            fixes=haproxy_fixes.fixes),
+            fixes=haproxy_fixes.fixes, schema=_haproxy_settings),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
-            lambda n: False),
+            lambda n: False, schema=_relay_settings),
 )})
 
 #: Broker kinds by ``Broker.kind``.
 BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for k in (
     BrokerKind("emqx", "emqx", "EMQX", emqx_broker.step, emqx_broker.trust,
                emqx_broker.admits, read_config=emqx_config.from_emqx_conf,
-               fixes=emqx_fixes.fixes),
+               fixes=emqx_fixes.fixes, schema=_emqx_settings),
     BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
                mosquitto_broker.trust, lambda node, peer: True,
-               read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes),
+               read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
+               schema=_mosquitto_settings),
 )})
 
 #: Any hop's settings.
