@@ -216,7 +216,10 @@ def test_stepper_is_driven_by_nginx_realip() -> None:
     assert s.resolution == _recursive()
     s.set(recursive=False)
     assert s.resolution == _recursive(recursive=False)
-    assert s.resolution.addr == "172.16.0.116" and s.cursor == s.total - 1
+    assert s.resolution.addr == "172.16.0.116" and s.cursor == 0  # the learner's place kept
+    s.goto(-1).set(recursive=True)
+    assert s.cursor == 1  # the last step of the shorter walk, kept on the longer one
+    s.set(recursive=False)
     s.set(recursive=True, set_real_ip_from="0.0.0.0/0")
     assert s.resolution.addr == "127.0.0.1"
     s.set(forged="")
