@@ -41,7 +41,8 @@ draw_topology(passthrough)
 
 # %% [markdown]
 # Captured on LB 2, in and out: the same header on both links (the article's check that
-# pass-through works).
+# pass-through works). That is why the drawing's *trusted zone* starts at LB 1: EMQX believes
+# a header LB 1 wrote, and LB 2 only carried it.
 
 # %%
 tcpdump(passthrough, "lb2")
@@ -135,7 +136,7 @@ hex_view(stacked.links[2].data)
 # stops there; none of them looks for a second one. What comes next is the application's: for
 # EMQX the second header is the start of the MQTT stream, which is not a CONNECT, so EMQX
 # closes the connection, as the drawing above shows. "accepts" in this table is the header,
-# not the connection.
+# not the connection. (The receivers' labels: [the glossary](00-start-here.ipynb#Glossary).)
 
 # %%
 acceptance_table(stacked.links[2].data)

@@ -152,7 +152,10 @@ def _node_lines(node: Any, is_client: bool) -> list[str]:
 def _wrap(lines: list[str], width: int) -> str:
     out: list[str] = []
     for line in lines:
-        out += textwrap.wrap(line, width, break_long_words=True) or [""]
+        # "(35 B)" stays on one line: a no-break space while wrapping
+        kept = line.replace(" B)", "\u00a0B)")
+        out += [w.replace("\u00a0", " ") for w in
+                textwrap.wrap(kept, width, break_long_words=True)] or [""]
     return "\n".join(out)
 
 
@@ -315,16 +318,23 @@ def sequence_view(trace_or_topology: Trace | Topology, *, max_lines: int = 4) ->
     topo = trace.topology
     names = [topo.client.name, *(h.name for h in topo.hops), topo.broker.name]
     n = len(names)
-    # coordinates are inches (natural size)
-    gap, line, chars = 2.7, 0.135, 40
+    # inches, at most MAX_WIDTH wide (shown 1:1 in a notebook); every text block sits on an
+    # opaque box starting at its arrow, so no lifeline runs through a label
+    gap = min(2.7, (MAX_WIDTH - 2.4) / max(n - 1, 1))
+    width = gap * (n - 1) + 2.4
+    char = 0.6 * SMALL / 72
+    line = SMALL * 1.3 / 72
     blocks = []
     for i, link in enumerate(trace.links):
+        room = width - 1.0 - (gap * i + 0.1) - 0.2  # from the arrow's start to the right edge
+        chars = max(24, int(room / char))
         sent = _wrap(carried(link, request_line=True)[:max_lines], chars).split("\n")
-        said = [d for d in _wrap(_decisions(trace, i), chars + 12).split("\n") if d]
+        room_said = gap * (i + 1) - 0.1 + 1.0 - 0.1  # from the left edge to the arrow's end
+        said = [d for d in _wrap(_decisions(trace, i), max(24, int(room_said / (char * 0.95)))
+                                 ).split("\n") if d]
         blocks.append((sent, said))
-    heights = [(len(s) + len(d)) * line + 0.55 for s, d in blocks]
+    heights = [(len(s) + len(d)) * line + 0.6 for s, d in blocks]
     top, bottom = 0.35, -(sum(heights) + 0.75)
-    width = gap * (n - 1) + 2.4
     fig = new_figure(width, top - bottom)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(-1.0, gap * (n - 1) + 1.4)
@@ -333,25 +343,29 @@ def sequence_view(trace_or_topology: Trace | Topology, *, max_lines: int = 4) ->
     for i, name in enumerate(names):
         x = gap * i
         put_text(ax, x, 0.15, host_label(name), ha="center", va="center", fontsize=10,
-                weight="bold", bbox={"boxstyle": "round,pad=0.3", "facecolor": "#f5f5f5",
-                                     "edgecolor": "#616161"})
+                 weight="bold", bbox={"boxstyle": "round,pad=0.3", "facecolor": "#f5f5f5",
+                                      "edgecolor": "#616161"})
         ax.plot([x, x], [-0.05, bottom + 0.45], color="#bdbdbd", linewidth=1, zorder=0)
     y = -0.25
+    plate = {"boxstyle": "square,pad=0.15", "facecolor": "#ffffff", "edgecolor": "none",
+             "alpha": 0.95}
     for i, (sent, said) in enumerate(blocks):
         x0, x1 = gap * i, gap * (i + 1)
-        put_text(ax, x0 + 0.1, y, "\n".join(sent), fontsize=7.8, family="monospace", va="top",
-                linespacing=1.2)
-        y_arrow = y - len(sent) * line - 0.08
+        put_text(ax, x0 + 0.1, y, "\n".join(sent), fontsize=SMALL, family="monospace",
+                 va="top", linespacing=1.3, bbox=plate, zorder=3)
+        y_arrow = y - len(sent) * line - 0.12
         ok = i >= len(trace.views) or trace.views[i].accepted
         ax.add_patch(FancyArrowPatch((x0, y_arrow), (x1, y_arrow), arrowstyle="-|>",
                                      mutation_scale=13, color="#424242" if ok else "#c62828",
-                                     linewidth=1.3))
+                                     linewidth=1.3, zorder=2))
         if said:
-            put_text(ax, x1 - 0.1, y_arrow - 0.07, "\n".join(said), fontsize=7.5, va="top",
-                    ha="right", color="#1a237e" if ok else "#c62828", linespacing=1.2)
+            put_text(ax, x1 - 0.1, y_arrow - 0.1, "\n".join(said), fontsize=SMALL, va="top",
+                     ha="right", color="#1a237e" if ok else "#c62828", linespacing=1.3,
+                     bbox=plate, zorder=3)
         y -= heights[i]
     outcome = _outcome(trace)
     good = trace.connected and trace.client_addr == topo.client.addr
-    put_text(ax, gap * (n - 1) + 1.3, bottom + 0.1, outcome, ha="right", va="bottom", fontsize=9,
-            weight="bold", color="#2e7d32" if good else "#c62828")
+    put_text(ax, gap * (n - 1) + 1.3, bottom + 0.1, _wrap([outcome], int(width / 0.085)),
+             ha="right", va="bottom", fontsize=9, weight="bold",
+             color="#2e7d32" if good else "#c62828")
     return Drawing(fig, trace.table())
