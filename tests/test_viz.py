@@ -361,3 +361,14 @@ def test_websocket_captures_are_http_lines_with_the_hex_folded() -> None:
     html = dump._repr_html_() or ""
     lines_at = html.index("X-Forwarded-For: 115.236.21.86")
     assert lines_at < html.index("<details") < html.index("0x0000:")
+
+
+def test_stepper_with_nothing_to_walk_says_why_not_step_1_of_0() -> None:
+    pytest.importorskip("ipywidgets")
+    s = Stepper("1.2.3.4", "5.6.7.8")  # no set_real_ip_from: realip does nothing
+    s.widget()
+    ui = s._ui
+    assert ui is not None and s.total == 0
+    assert "of 0" not in ui["position"].value
+    assert "no set_real_ip_from applies" in ui["position"].value
+    assert ui["trusted"].placeholder and ui["trusted"].continuous_update

@@ -260,8 +260,8 @@ class Stepper:
         ui["next"].disabled = self.cursor >= self.total - 1
         ui["position"].value = (
             f'<span style="margin-left:8px">step {self.cursor + 1} of {self.total}</span>'
-            if self.total else '<span style="margin-left:8px">no steps: nginx has nothing '
-            "to walk (no header, or realip does not apply)</span>")
+            if self.total else '<span style="margin-left:8px">nothing to step through: '
+            f"{esc(self.resolution.reason)}</span>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle: dict[str, Any] = dict(self.widget()._repr_mimebundle_())
