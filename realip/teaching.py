@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._text import NO_MATH
+from ._text import esc_math as _md
 from .errors import ConfigurationError, RealIPError
 
 if TYPE_CHECKING:
@@ -203,6 +205,19 @@ def _trace_why(trace: Trace, only: str | None = None) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _port_why(trace: Trace) -> tuple[str, ...]:
+    """Where the peername's port came from when it is the broker's TCP peer's, not the
+    client's (no port header was read): a line the broker's own decisions leave implicit."""
+    if not trace.peername or not trace.views or not trace.links:
+        return ()
+    broker, link = trace.views[-1], trace.links[-1]
+    port = trace.peername.rsplit(":", 1)[1]
+    if port == str(broker.peer.port) and trace.client_addr != str(broker.peer.host):
+        return (f"{broker.name}: the port {port} is its TCP peer's — {link.sender}'s own "
+                "source port — because no header gave the client's port",)
+    return ()
+
+
 def _bytes_why(data: bytes) -> tuple[str, ...]:
     from .proxy_protocol import annotate
 
@@ -312,10 +327,10 @@ class Prediction:
 
     def answer_html(self) -> str:
         """The answer and the trace that explains it (the body of the reveal)."""
-        from ._text import esc
 
-        why = "".join(f"<li>{esc(w)}</li>" for w in self.why)
-        return (f'<div class="realip-answer"><b>Answer:</b> <code>{esc(self.answer)}</code>'
+        why = "".join(f"<li>{_md(w)}</li>" for w in self.why)
+        return (f'<div class="realip-answer {NO_MATH}"><b>Answer:</b> '
+                f"<code>{_md(self.answer)}</code>"
                 f'<div style="margin-top:4px">Why (the library\'s trace):</div>'
                 f'<ul style="margin:2px 0;font-size:90%">{why}</ul></div>')
 
@@ -325,7 +340,8 @@ class Prediction:
 
         options = ("<div>Options: " + " · ".join(esc(c) for c in self.choices) + "</div>"
                    if self.choices else "")
-        return (f'<div class="realip-predict-static"><b>Predict</b> — {esc(self.question)}'
+        return (f'<div class="realip-predict-static {NO_MATH}"><b>Predict</b> — '
+                f"{_md(self.question)}"
                 f"{options}<details class=\"realip-reveal\"><summary style=\"cursor:pointer;"
                 f'color:#1565c0">Reveal the answer (write your prediction down first)</summary>'
                 f"{self.answer_html()}</details></div>")
@@ -366,7 +382,8 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
         names = _names(subject)
         if what == "peername":
             answer = subject.peername or f"connection closed ({subject.failure})"
-            return Prediction(question, answer, _trace_why(subject), "peername", names=names)
+            return Prediction(question, answer, _trace_why(subject) + _port_why(subject),
+                              "peername", names=names)
         if what == "address":
             answer = subject.client_addr or f"connection closed ({subject.failure})"
             return Prediction(question, answer, _trace_why(subject), "address", names=names)
@@ -511,12 +528,6 @@ class Row:
     detail: str = ""
 
 
-def _md(text: str) -> str:
-    """*text* safe inside Markdown/HTML output: ``$`` would start LaTeX in JupyterLab
-    (``$remote_addr`` rendered as maths), so it becomes the ``&#36;`` entity."""
-    from ._text import esc
-
-    return esc(text).replace("$", "&#36;")
 
 
 @dataclass(frozen=True)
@@ -572,7 +583,7 @@ class CheckResult:
     def _repr_html_(self) -> str:
         from ._text import esc
 
-        head = (f'<div class="realip-check"><b>Exercise {esc(self.exercise)}: '
+        head = (f'<div class="realip-check {NO_MATH}"><b>Exercise {esc(self.exercise)}: '
                 f"{_md(self.title)}</b>")
         if not self.answered:
             return (head + '<div style="color:#555">… not answered yet: replace '
@@ -1151,7 +1162,7 @@ def exercise(exercise_id: str) -> Any:
         # chain's text as its plain-text face
         return draw_topology(scenario(ex.scenario), outcome=False,
                              title=f"{ex.scenario} (outcome hidden)")
-    return Rendered("\n".join(parts), "".join(html))
+    return Rendered("\n".join(parts), f'<div class="{NO_MATH}">{"".join(html)}</div>')
 
 
 def check(exercise_id: str, answer: Any) -> CheckResult:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._display import esc
+from .._text import NO_MATH
+from .._text import esc_math as _md
 
 if TYPE_CHECKING:
     from ..teaching import Prediction
@@ -23,7 +24,7 @@ def prediction_widget(p: Prediction) -> Any:
     ``realip-reveal-button``, ``realip-predict-result``)."""
     import ipywidgets as w  # type: ignore[import-untyped]
 
-    question = w.HTML(value=f"<b>Predict</b> — {esc(p.question)}")
+    question = w.HTML(value=f'<span class="{NO_MATH}"><b>Predict</b> — {_md(p.question)}</span>')
     if p.choices:
         field = w.RadioButtons(options=list(p.choices), value=None,
                                layout=w.Layout(width="auto"))
@@ -48,8 +49,8 @@ def prediction_widget(p: Prediction) -> Any:
         field.disabled = True
         button.disabled = True
         colour = "#2e7d32" if ok else "#c62828"
-        result.value = (f'<div style="color:{colour};font-weight:bold">{esc(verdict)}</div>'
-                        + p.answer_html())
+        result.value = (f'<div class="{NO_MATH}" style="color:{colour};font-weight:bold">'
+                        f"{_md(verdict)}</div>" + p.answer_html())
 
     field.observe(changed, "value")
     button.on_click(reveal)

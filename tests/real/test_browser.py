@@ -268,6 +268,9 @@ def test_predict_then_reveal_in_chromium(lab: str, tmp_path: Path) -> None:
             expect(result).to_contain_text("it is 1.94.170.163")
             expect(result).to_contain_text("step 3: 1.94.170.163 is not trusted")
             expect(field).to_be_disabled()  # committed
+            # nginx variables ($http_x_forwarded_for, $realip_remote_addr …) stay text
+            expect(box.locator("mjx-container, .MathJax")).to_have_count(0)
+            expect(result).to_contain_text("$realip_remote_addr")
             box.screenshot(path=str(tmp_path / "predict.png"))
         finally:
             browser.close()
@@ -308,6 +311,12 @@ def test_student_exercise_wrong_then_right_in_chromium(lab: str, tmp_path: Path)
             out = _answer(page, call, 'peername = "172.16.0.116:41316"\n' + call)
             expect(out).to_contain_text("Solved: 2 of 2 checks pass.", timeout=60_000)
             expect(out).not_to_contain_text("✗")
+            # exercise 7's checker output, whose rows quote $remote_addr, is no LaTeX
+            call7 = 'check("ws-fix-edge", lb1_headers)'
+            out7 = _answer(page, call7, 'lb1_headers = {"X-Forwarded-For": "$remote_addr", '
+                           '"X-Forwarded-Port": "$http_x_forwarded_port"}\n' + call7)
+            expect(out7).to_contain_text("Hint 1:", timeout=60_000)
+            expect(out7.locator("mjx-container, .MathJax")).to_have_count(0)
             page.screenshot(path=str(tmp_path / "right.png"))
         finally:
             browser.close()
