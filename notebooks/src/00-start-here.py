@@ -115,7 +115,9 @@ draw_topology(scenario("ws-single-tier"))
 #   * `spec auto` — the PROXY protocol specification itself (HAProxy's `proxy-protocol.txt`),
 #     reading v1 or v2, whichever the bytes are;
 #   * `nginx 1.22.1`, `haproxy 2.6.12` — the versions CI checks against;
-#   * `emqx-tcp gen_tcp` — EMQX's MQTT/TCP listener (esockd), on Erlang's `gen_tcp` sockets;
+#   * `emqx-tcp 5.17 gen_tcp` — EMQX's MQTT/TCP listener: its socket library esockd 5.17 (the
+#     one EMQX 5.7 ships), reading with Erlang's `gen_tcp` sockets (the other backend is
+#     `socket`);
 #   * `emqx-ws 2.2` — EMQX's WebSocket listener, whose PROXY parser is ranch's (cowboy's
 #     socket library), version 2.2;
 #   * `mosquitto auto:1` — Mosquitto 2.1's `enable_proxy_protocol`. A Mosquitto listener

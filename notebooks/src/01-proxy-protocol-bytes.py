@@ -140,7 +140,7 @@ hex_view(bytes(damaged))
 acceptance_table(bytes(damaged))
 
 # %% [markdown]
-# (`spec auto`, `emqx-tcp gen_tcp`, `emqx-ws 2.2`, `mosquitto auto:1`: the receivers and the
+# (`spec auto`, `emqx-tcp 5.17 gen_tcp`, `emqx-ws 2.2`, `mosquitto auto:1`: the receivers and the
 # version or option modelled — see [00's glossary](00-start-here.ipynb#Glossary).)
 
 # %% [markdown]
