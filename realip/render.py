@@ -62,12 +62,15 @@ from .topology import Broker, Hop, Topology
 
 __all__ = [
     "NGINX_STREAM_MODULE",
+    "config_file",
     "haproxy_cfg",
     "haproxy_main",
     "haproxy_sections",
     "host_labels",
     "loopback_plan",
     "map_cidrs",
+    "needs_netns",
+    "netns_plan",
     "nginx_conf",
     "nginx_main",
     "nginx_server",
@@ -116,6 +119,32 @@ def loopback_plan(topology: Topology) -> dict[str, str]:
         if hop.public:
             put(f"{hop.name}.public", plan[hop.name])
     put(topology.broker.name, place(topology.broker.name, topology.broker.addr))
+    return plan
+
+
+def needs_netns(topology: Topology) -> bool:
+    """Whether *topology* has an IPv6 host (not v4-mapped): loopback cannot hold it, a private
+    network namespace can (:func:`netns_plan`)."""
+    for addr in host_labels(topology).values():
+        ip = ip_address(addr)
+        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is None:
+            return True
+    return False
+
+
+def netns_plan(topology: Topology) -> dict[str, str]:
+    """Label → the host's own address, for a run inside a private network namespace whose
+    ``lo`` holds every labelled address (``unshare -n``; see :func:`realip.lab.netns_setup`):
+    nothing is mapped, so IPv6 scenarios run with their own addresses, and nothing can leave
+    the namespace (it has no other interface and no route)."""
+    plan = {}
+    for label, addr in host_labels(topology).items():
+        if label in plan:
+            raise ConfigurationError(f"topology {topology.name}: two hosts are called {label!r}")
+        plan[label] = addr
+    for hop in topology.hops:
+        if hop.public:
+            plan[f"{hop.name}.public"] = hop.addr
     return plan
 
 
@@ -371,3 +400,18 @@ def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str],
     ``haproxy -db -f PREFIX/haproxy.cfg``)."""
     return haproxy_main(prefix, [haproxy_sections(topology, hop_name, addresses, ports,
                                                   source_ports=source_ports)])
+
+
+def config_file(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
+                prefix: str) -> str | None:
+    """The whole configuration file realip writes for hop *hop_name* (``nginx.conf``,
+    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker)."""
+    node = next((h for h in topology.hops if h.name == hop_name), None)
+    if node is None:
+        return None
+    program = HOP_KINDS_BY_TYPE[type(node)].program
+    if program == "nginx":
+        return nginx_conf(topology, hop_name, addresses, prefix=prefix)
+    if program == "haproxy":
+        return haproxy_cfg(topology, hop_name, addresses, prefix=prefix)
+    return None

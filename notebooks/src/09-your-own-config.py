@@ -10,7 +10,7 @@
 # **Time** — 20 minutes, then as long as you like.
 
 # %%
-from realip.teaching import config, explore, reveal
+from realip.teaching import config, explore, predict
 from realip.viz import ConfigForm, draw_topology, sequence_view, tcpdump
 
 # %% [markdown]
@@ -65,10 +65,20 @@ mine.warnings
 
 # %% [markdown]
 # **Predict** — this file appends to `X-Forwarded-For`, and the client forges `10.0.0.1`. Which
-# peername does EMQX (leftmost rule) record?
+# address does EMQX (leftmost rule) record?
 
 # %%
-reveal(mine.trace.peername)
+predict("Which address does EMQX record?", mine.trace, "address")
+
+# %% [markdown]
+# And the port? This file sends no `X-Forwarded-Port`, so EMQX falls back to its TCP peer's
+# port: LB 1's own source port. `explore` places LB 1 at `172.16.0.116` and, since a pasted file
+# cannot say which source port the kernel will pick, gives it `41316` (as in the other
+# notebooks) — the port in the peername below is that invented one, not anything your file
+# decides.
+
+# %%
+mine.trace.peername
 
 # %%
 sequence_view(mine.trace)
@@ -97,4 +107,4 @@ ConfigForm("\n# --- next hop ---\n".join(method2), client="1.94.170.163:50412",
 #   simulates it; `warnings` lists what it did not model.
 # * The first LB is placed at `172.16.0.116` (public `121.36.192.227`); every other address comes
 #   from your files.
-# * For the real programs on your machine, see the live lab (07) when it is present.
+# * For the real programs on your machine, see [07 · the live lab](07-live-lab.ipynb).

@@ -287,3 +287,33 @@ class Imported:
     hops: tuple[Any, ...]
     upstreams: tuple[str, ...]
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FixContext:
+    """Where a hop or broker stands when its room proposes fixes: the address of what sends to
+    it in the honest chain (the client for the first hop), and the attacker's own address."""
+
+    index: int
+    sender_addr: str
+    attacker_addr: str
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One configuration change a program's room proposes: ``setting`` of hop (or broker)
+    ``node`` becomes ``value``; ``words`` say it in the program's own configuration language
+    (``real_ip_recursive on;``, ``http-request del-header X-Forwarded-For``,
+    ``websocket.proxy_address_header = ""``).  The audit applies it and re-simulates: a fix is
+    kept only when the attack stops and honest clients are still named right."""
+
+    node: str
+    setting: str
+    value: Any
+    words: str
+
+    def apply(self, target: Any) -> Any:
+        """*target* (the hop or broker called :attr:`node`) with the change made."""
+        from dataclasses import replace
+
+        return replace(target, **{self.setting: self.value})
