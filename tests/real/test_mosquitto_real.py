@@ -32,7 +32,8 @@ from .conftest import REQUIRE
 
 pytestmark = pytest.mark.real
 
-SCENARIO = Path(__file__).parents[2] / "data" / "topologies" / "tcp-mosquitto-20-no-proxy.yaml"
+SCENARIO = (Path(__file__).parents[2] / "realip" / "data" / "topologies"
+            / "tcp-mosquitto-20-no-proxy.yaml")
 BROKER_ADDR = "127.0.42.10"
 CLIENT_ADDR = "127.0.42.11"  # plays the nginx hop
 
