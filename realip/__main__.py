@@ -185,6 +185,31 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_live(report: Any, args: argparse.Namespace) -> int:
+    from .lab.live_audit import live_audit
+
+    rows = list(live_audit(report, proxies=args.proxies))
+    out = []
+    for lr in rows:
+        r = lr.row
+        live = lr.live_verdict or "—"
+        mark = {True: "✓", False: "✗ DIFFER", None: " "}[lr.agree]
+        out.append(f"{r.position.name:<32} {r.attack.name:<22} simulated {r.verdict:<8} "
+                   f"live {live:<8} {mark} {lr.note}".rstrip())
+    if args.json:
+        print(json.dumps([{"position": lr.row.position.name, "attack": lr.row.attack.name,
+                           "simulated": lr.row.verdict, "live": lr.live_verdict,
+                           "live_recorded": lr.live_recorded, "agree": lr.agree,
+                           "note": lr.note} for lr in rows], indent=2))
+    else:
+        print(f"audit of {report.topology.name}, live ({args.proxies}) beside simulated:")
+        print("\n".join(out))
+    differ = [lr for lr in rows if lr.agree is False]
+    if differ:
+        return 4
+    return 0 if report.ok else 1
+
+
 def _cmd_audit(args: argparse.Namespace) -> int:
     from .audit import audit
 
@@ -193,6 +218,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     report = audit(topology, reach_inner=args.reach_inner, fix=not args.no_fix)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if args.live:
+        return _audit_live(report, args)
     print(report.to_json() if args.json else report.table(), end="" if not args.json else "\n")
     return 0 if report.ok else 1
 
@@ -302,6 +329,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "every inner tier and the broker directly")
     aud.add_argument("--no-fix", action="store_true", help="verdicts only, no fix search")
     aud.add_argument("--json", action="store_true", help="the report as JSON")
+    aud.add_argument("--live", action="store_true", help="also run every row through the live "
+                     "lab on loopback and print the live verdict beside the simulated one "
+                     "(exit 4 when they differ)")
+    aud.add_argument("--proxies", default="real", choices=("python", "nginx", "haproxy", "real",
+                                                          "auto"),
+                     help="what runs the hops with --live (default: the real programs)")
     aud.set_defaults(func=_cmd_audit)
     lab = sub.add_parser("lab", help="run a topology on real sockets (loopback addresses)")
     labsub = lab.add_subparsers(dest="lab_command", required=True)

@@ -43,7 +43,7 @@ from .proxy_protocol import Endpoint, build
 from .topology import Topology, Trace, simulate
 
 __all__ = ["BATTERY_CLAIM", "Attack", "Attacker", "Position", "Report", "Row", "audit",
-           "battery"]
+           "battery", "judge_recorded"]
 
 Verdict = Literal["SAFE", "SPOOFED", "REFUSED", "DOWN", "LOST"]
 
@@ -345,6 +345,8 @@ def _norm(addr: str | None) -> IPv4Address | IPv6Address | str | None:
     if addr is None:
         return None
     text = addr.strip().strip("[]").split("%", 1)[0]
+    if text.count(":") == 1 and "." in text:  # an IPv4 address with a port (taken verbatim)
+        text = text.split(":", 1)[0]
     try:
         ip = ip_address(text)
     except ValueError:
@@ -416,20 +418,34 @@ def _judge(trace: Trace, attack: Attack | None, attacker: Attacker
                               f"({trace.failure or 'crash'})")
     if trace.peername is None:
         return "REFUSED", None, trace.failure or "refused"
-    host, port = _split(trace.peername)
-    forged = {_norm(a) for a in (attack.claim, *attack.decoys) if a} if attack else set()
-    if attack is not None and _norm(host) in forged:
+    verdict, why = judge_recorded(trace.peername, attack, attacker.addr)
+    if verdict != "SPOOFED" or attack is None:
+        return verdict, None, why
+    host, _ = _split(trace.peername)
+    if _norm(host) in {_norm(a) for a in (attack.claim, *attack.decoys) if a}:
         who = _believed(trace, replace(attack, claim=host))
         return "SPOOFED", who, (f"the broker records the forged {host}: {who} took it "
                                 "from what the attacker sent")
-    if attack is not None and attack.claim_port is not None and port == attack.claim_port:
-        who = _believed(trace, attack)
-        return "SPOOFED", who, (f"the broker records the forged port {attack.claim_port}: "
-                                f"{who} took it from what the attacker sent")
-    if _norm(host) == _norm(attacker.addr):
-        return "SAFE", None, "the broker records the attacker's real address"
-    return "LOST", None, (f"not spoofed, but the broker records {trace.peername} (a proxy), "
-                          "not the client")
+    who = _believed(trace, attack)
+    return "SPOOFED", who, (f"the broker records the forged port {attack.claim_port}: "
+                            f"{who} took it from what the attacker sent")
+
+
+def judge_recorded(peername: str | None, attack: Attack | None, attacker_addr: str
+                   ) -> tuple[Verdict, str]:
+    """The verdict for what a broker recorded (*peername*, None = refused) after *attack* from
+    *attacker_addr* — the same rule for the simulator and for a live run."""
+    if peername is None:
+        return "REFUSED", "refused"
+    host, port = _split(peername)
+    forged = {_norm(a) for a in (attack.claim, *attack.decoys) if a} if attack else set()
+    if attack is not None and (_norm(host) in forged or
+                               (attack.claim_port is not None and port == attack.claim_port)):
+        return "SPOOFED", f"the broker records the forged {peername}"
+    if _norm(host) == _norm(attacker_addr):
+        return "SAFE", "the broker records the attacker's real address"
+    return "LOST", (f"not spoofed, but the broker records {peername} (a proxy), not the "
+                    "client")
 
 
 def _applies(attack: Attack, topology: Topology, position: Position) -> bool:

@@ -195,3 +195,18 @@ def test_emqx_hocon_and_mosquitto_conf_readers() -> None:
     assert mq["enable_proxy_protocol"] == 2 and mq["port"] == 1883
     with pytest.raises(ConfigurationError, match=r"mosquitto\.conf:1"):
         broker_from_config("mosquitto", "enable_proxy_protocol 2\n")
+
+
+def test_judge_recorded_is_the_rule_for_live_runs_too() -> None:
+    from realip.audit import judge_recorded
+
+    attack = next(a for a in battery(load(str(ROOT / "data" / "topologies" /
+                                               "ws-single-tier.yaml")))
+                  if a.name == "xff-several")
+    assert judge_recorded(None, attack, "1.2.3.4")[0] == "REFUSED"
+    assert judge_recorded("1.2.3.4:5", attack, "1.2.3.4")[0] == "SAFE"
+    assert judge_recorded(f"{BATTERY_CLAIM}:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded("192.0.2.1:5", attack, "1.2.3.4")[0] == "SPOOFED"  # a decoy
+    assert judge_recorded(f"{BATTERY_CLAIM}:31337:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded(f"::ffff:{BATTERY_CLAIM}:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded("10.0.0.9:5", attack, "1.2.3.4")[0] == "LOST"
