@@ -134,6 +134,10 @@ Step = Callable[[Any, Inbound], Outbound]
 #: A receiver's parser: the first read, the normalised version and the parser settings.
 Parser = Callable[[bytes, str, Mapping[str, Any]], Acceptance]
 
+#: A receiver's parser for a connection whose bytes arrive in two reads: the first read, what a
+#: later read returns, the normalised version and the parser settings.
+LaterParser = Callable[[bytes, bytes, str, Mapping[str, Any]], Acceptance]
+
 
 @dataclass(frozen=True)
 class VersionRule:
@@ -154,7 +158,9 @@ class ReceiverModel:
     ``versions`` are the version strings with distinct behaviour; ``choices`` when set are the
     only strings accepted as a version (others are an error naming them, e.g. esockd's backend
     names) — otherwise a version is read as numbers and ``version_rules`` apply in order;
-    ``select`` maps a choice to the settings it implies."""
+    ``select`` maps a choice to the settings it implies.  ``parse_later``, when set, models
+    bytes that arrive in a later read (:meth:`accepts` ``later=``); a receiver without it
+    decides on its first read alone."""
 
     name: str
     parse: Parser
@@ -167,6 +173,7 @@ class ReceiverModel:
     choices: tuple[str, ...] | None = None
     choice_error: str = ""
     select: Callable[[str], Mapping[str, Any]] | None = None
+    parse_later: LaterParser | None = None
 
     def settings(self, version: str | None = None) -> tuple[str, Mapping[str, Any]]:
         """The normalised version and the parser settings it implies; :class:`ValueError`
@@ -187,9 +194,14 @@ class ReceiverModel:
                     knobs[rule.knob] = rule.value
         return ver, MappingProxyType(knobs)
 
-    def accepts(self, data: bytes, version: str | None = None) -> Acceptance:
-        """What this receiver does when its first read returns *data*."""
+    def accepts(self, data: bytes, version: str | None = None, *,
+                later: bytes | None = None) -> Acceptance:
+        """What this receiver does when its first read returns *data* and, when *later* is
+        given, a later read returns *later* (None: everything arrived in the first read).
+        Receivers that do not model a later read (``parse_later`` unset) ignore it."""
         ver, knobs = self.settings(version)
+        if later is not None and self.parse_later is not None:
+            return self.parse_later(bytes(data), bytes(later), ver, knobs)
         return self.parse(bytes(data), ver, knobs)
 
 
