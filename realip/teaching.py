@@ -1035,6 +1035,15 @@ def _check_unspoofable(answer: Any) -> list[Row]:
     rows.append(Row(ok, "a client at 203.0.113.9 dialling EMQX directly with X-Forwarded-For: "
                     "127.0.0.1 is refused or recorded as itself",
                     "" if ok else f"EMQX records {_who(trace)}"))
+    # the capstone: realip's whole battery of forgeries from the edge (python -m realip audit)
+    from .audit import audit
+
+    report = audit(honest, fix=False)
+    bad = [r.attack.name for r in report.rows if r.verdict in ("SPOOFED", "DOWN")]
+    rows.append(Row(not bad, f"the audit's {len(report.rows)} forgeries from the edge: nothing "
+                    "spoofed",
+                    "" if not bad else f"still spoofed by: {', '.join(bad[:4])}"
+                    + (" …" if len(bad) > 4 else "")))
     return rows
 
 

@@ -101,10 +101,29 @@ ConfigForm("\n# --- next hop ---\n".join(method2), client="1.94.170.163:50412",
            forge_xff="127.0.0.1", address_header="X-Real-IP")
 
 # %% [markdown]
+# ## Can it be spoofed? The audit
+#
+# `audit` sends every forgery realip knows (forged X-Forwarded-For in a dozen forms, X-Real-IP,
+# `Forwarded`, X-Forwarded-Port, forged PROXY headers) and says, for each, whether EMQX records
+# the attacker's real address (SAFE), the one it chose (SPOOFED), or refuses it — and for every
+# SPOOFED row the smallest change that closes it, checked on the simulator. Here it audits the
+# mistake from [05](05-websocket-multi-tier.ipynb): an edge that *appends* to
+# X-Forwarded-For. Open a row to see its trace. From a terminal: `python -m realip audit
+# ws-edge-appends` (add `--config your.conf@ADDR` for your own files).
+
+# %%
+from realip.audit import audit
+from realip.topology import load_scenario
+
+audit(load_scenario("ws-edge-appends"))
+
+# %% [markdown]
 # ## Recap
 #
 # * `explore(files, client=…, forge_xff=…)` builds a topology from real configuration files and
 #   simulates it; `warnings` lists what it did not model.
 # * The first LB is placed at `172.16.0.116` (public `121.36.192.227`); every other address comes
 #   from your files.
+# * `audit(topology)` (or `python -m realip audit`) tries every known forgery and computes
+#   the fix for each one that works.
 # * For the real programs on your machine, see [07 · the live lab](07-live-lab.ipynb).
