@@ -75,6 +75,10 @@ def v2_tlv_offsets(header: bytes) -> list[tuple[int, int, int]]:
     """(type, value offset, value length) of each TLV of a well-formed v2 header."""
     family = header[13] >> 4
     length = struct.unpack(">H", header[14:16])[0]
+    local = header[12] & 0xF == 0
+    if local and (family > 3 or header[13] & 0xF > 2 or (family == 0) != (header[13] & 0xF == 0)
+                  or 0 < length < ADDRESS_BLOCK[family]):
+        return []  # spec §2.2: a LOCAL header's family and body are ignored, TLVs included
     block = ADDRESS_BLOCK[family]
     pos = 16 + (block if length >= block else 0)
     out = []
@@ -123,6 +127,7 @@ def expected_header(vec: dict[str, Any]) -> ProxyHeader:
         tuple(TLV(t, bytes.fromhex(v)) for t, v in e["tlvs"]),
         size=e["size"],
         skipped=bytes.fromhex(e.get("skipped", "")),
+        raw_family_transport=e.get("raw_family_transport"),
     )
 
 
@@ -264,6 +269,7 @@ def test_valid_whole(vec: dict[str, Any]) -> None:
     assert all(isinstance(t, TLV) and type(t.value) is bytes for t in h.tlvs)
     assert h.size == e["size"] == len(data)
     assert h.skipped == bytes.fromhex(e.get("skipped", ""))
+    assert h.raw_family_transport == e.get("raw_family_transport")
     assert h == expected_header(vec)
     for name, want in e.get("props", {}).items():
         if name.startswith("tlvs_of."):

@@ -8,7 +8,6 @@ the cheapest immutable objects CPython builds; the public constructors validate,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from ipaddress import IPv4Address, IPv6Address
 from typing import Any, NamedTuple
 
 from ._spec import (
@@ -24,40 +23,7 @@ from ._spec import (
 
 __all__ = ["TLV", "Endpoint", "ProxyHeader", "SSLInfo"]
 
-Host = IPv4Address | IPv6Address | str
-
-
-class Endpoint(NamedTuple):
-    """One side of a connection: ``host`` is an ``ipaddress`` object (or a ``str`` UNIX path),
-    ``port`` an int (``None`` for UNIX sockets).  It unpacks like a socket address tuple."""
-
-    host: Host
-    port: int | None
-
-    def __str__(self) -> str:
-        from .._addr import format_ip
-
-        if isinstance(self.host, str):
-            return self.host
-        text = format_ip(self.host)
-        if isinstance(self.host, IPv6Address):
-            text = f"[{text}]"
-        return text if self.port is None else f"{text}:{self.port}"
-
-
-class TLV(NamedTuple):
-    """One type-length-value record of a v2 header, kept raw and in wire order."""
-
-    type: int
-    value: bytes
-
-    @property
-    def name(self) -> str:
-        """The registered name of the type (``"CRC32C"``), or its hex code (``"0xF1"``)."""
-        try:
-            return TLVType(self.type).name
-        except ValueError:
-            return f"0x{self.type:02X}"
+from ._values import TLV, Endpoint
 
 
 class SSLInfo(NamedTuple):
@@ -142,6 +108,10 @@ class _Fields(NamedTuple):
     skipped: bytes = b""
     #: the v1 address texts as received (kept to re-encode the line exactly); not compared
     v1_text: tuple[str, str] | None = None
+    #: a v2 LOCAL header's family/transport byte as received when it was ignored with the whole
+    #: address block (spec §2.2: an undefined value, or a block shorter than the family's); the
+    #: header then reads ``UNSPEC``/``UNSPEC`` and ``skipped`` holds the whole ignored body
+    raw_family_transport: int | None = None
 
 
 _tuple_new = tuple.__new__
@@ -172,11 +142,13 @@ class ProxyHeader(_Fields):
         size: int = 0,
         skipped: bytes = b"",
         v1_text: tuple[str, str] | None = None,
+        raw_family_transport: int | None = None,
     ) -> ProxyHeader:
         from ._validate import validate_fields
 
         fields = validate_fields(
-            version, command, family, transport, source, destination, tlvs, size, skipped, v1_text
+            version, command, family, transport, source, destination, tlvs, size, skipped, v1_text,
+            raw_family_transport,
         )
         return _tuple_new(cls, fields)
 
@@ -187,7 +159,7 @@ class ProxyHeader(_Fields):
             # The checksum is derived from the other fields (encode() fills it in), so it carries
             # no information of its own: a header built with a placeholder equals its decoding.
             tlvs = tuple(TLV(3, b"") if t.type == TLVType.CRC32C else t for t in tlvs)
-        return (*self[:6], tlvs, self[8])
+        return (*self[:6], tlvs, self[8], self[10])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProxyHeader):

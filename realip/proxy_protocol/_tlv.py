@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..errors import InvalidProxyHeader, Reason
 from ._crc32c import crc32c
-from ._model import TLV
 from ._spec import SSL_ASCII_SUBTYPES, UNIQUE_ID_MAX, SSLSubType, TLVType
+from ._values import TLV
 
 _tuple_new = tuple.__new__
 

@@ -7,8 +7,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from ..errors import EncodeError
-from ._model import TLV, Endpoint
 from ._spec import ADDRESS_BLOCK, UNIX_PATH_LEN, Command, Family, Transport
+from ._values import TLV, Endpoint
 
 _tuple_new = tuple.__new__
 
@@ -54,6 +54,7 @@ def validate_fields(
     size: int,
     skipped: bytes,
     v1_text: tuple[str, str] | None,
+    raw_family_transport: int | None = None,
 ) -> tuple[Any, ...]:
     """Check and normalise the fields of a ProxyHeader; raise :class:`EncodeError`."""
     if version not in (1, 2):
@@ -107,6 +108,18 @@ def validate_fields(
         dst = _endpoint(destination, family, "destination")
     if skipped and command is not Command.LOCAL:
         raise EncodeError("only LOCAL headers have an ignored address block")
+    if raw_family_transport is not None:
+        # a LOCAL header whose family and address block were ignored as a whole (spec §2.2)
+        if version != 2 or command is not Command.LOCAL or family is not Family.UNSPEC or \
+                transport is not Transport.UNSPEC or tlv_list:
+            raise EncodeError("raw_family_transport belongs to a v2 LOCAL UNSPEC header without "
+                              "TLVs (its whole body is in 'skipped')")
+        if not isinstance(raw_family_transport, int) or not 0 <= raw_family_transport <= 255:
+            raise EncodeError(f"raw_family_transport is a byte, not {raw_family_transport!r}")
+        if not isinstance(size, int) or size < 0:
+            raise EncodeError(f"size must be a non-negative int, not {size!r}")
+        return (version, command, family, transport, None, None, (), size, bytes(skipped),
+                v1_text, raw_family_transport)
     block = ADDRESS_BLOCK[family]
     if skipped and len(skipped) != block:
         raise EncodeError(
@@ -118,4 +131,5 @@ def validate_fields(
         raise EncodeError(f"a LOCAL {family.name} header with TLVs needs its {block}-byte block")
     if not isinstance(size, int) or size < 0:
         raise EncodeError(f"size must be a non-negative int, not {size!r}")
-    return (version, command, family, transport, src, dst, tuple(tlv_list), size, skipped, v1_text)
+    return (version, command, family, transport, src, dst, tuple(tlv_list), size, skipped, v1_text,
+            None)
