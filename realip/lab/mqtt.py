@@ -36,6 +36,7 @@ __all__ = [
     "encode_suback",
     "encode_unsuback",
     "parse",
+    "set_packet_id",
     "topic_matches",
     "valid_filter",
     "valid_topic",
@@ -65,7 +66,19 @@ class PacketType(enum.IntEnum):
 #: Reason codes used here (MQTT 5 §2.4).
 MALFORMED = 0x81
 PROTOCOL_ERROR = 0x82
+NOT_AUTHORIZED = 0x87
+KEEP_ALIVE_TIMEOUT = 0x8D
+SESSION_TAKEN_OVER = 0x8E
+TOPIC_FILTER_INVALID = 0x8F
+TOPIC_NAME_INVALID = 0x90
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
+TOPIC_ALIAS_INVALID = 0x94
 PACKET_TOO_LARGE = 0x95
+QUOTA_EXCEEDED = 0x97
+SHARED_NOT_SUPPORTED = 0x9E
+SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
+#: The largest packet MQTT can frame: a 4-byte remaining length of 268 435 455, and 5 bytes
+MAX_PACKET = 268_435_455 + 5
 
 
 class MalformedPacket(RealIPError):
@@ -102,6 +115,11 @@ SUBSCRIPTION_ID = 0x0B
 ASSIGNED_CLIENT_ID = 0x12
 TOPIC_ALIAS = 0x23
 REASON_STRING = 0x1F
+RECEIVE_MAXIMUM = 0x21
+TOPIC_ALIAS_MAXIMUM = 0x22
+MAXIMUM_PACKET_SIZE = 0x27
+SUBSCRIPTION_IDS_AVAILABLE = 0x29
+SHARED_AVAILABLE = 0x2A
 
 Properties = tuple[tuple[int, Any], ...]
 
@@ -488,6 +506,17 @@ def encode_publish(level: int, p: Publish) -> bytes:
     if level == 5:
         body += encode_properties(p.properties)
     return _packet(first, body + p.payload)
+
+
+def set_packet_id(packet: bytearray, packet_id: int) -> None:
+    """Write *packet_id* into an encoded QoS 1/2 PUBLISH (encoded with a placeholder id, so a
+    queued message gets its identifier only when it is sent)."""
+    i = 1
+    while packet[i] & 0x80:
+        i += 1
+    i += 1
+    i += 2 + int.from_bytes(packet[i : i + 2], "big")
+    packet[i : i + 2] = packet_id.to_bytes(2, "big")
 
 
 def encode_ack(level: int, ptype: PacketType, packet_id: int, reason: int = 0) -> bytes:
