@@ -1061,6 +1061,7 @@ class LabBroker:
                     if self._handle(session, m.parse(first, body, level)):
                         clean_exit = True
                         return
+                packets.feed(b"")  # an error found after those packets, in the same read
         except m.MalformedPacket as exc:
             if not session.closed:
                 self._enforce(session, "disconnect", exc.code, str(exc))

@@ -3,9 +3,11 @@
 :class:`PacketReader` frames a byte stream into packets (any split, a size cap); :func:`parse`
 turns one into a typed value (:class:`Connect`, :class:`Publish`, :class:`Subscribe`,
 :class:`Unsubscribe`, :class:`Ack`, :class:`Disconnect`, :class:`Simple`); the ``encode_*``
-functions build what a broker sends.  Malformed input raises :class:`MalformedPacket` with the
-MQTT 5 reason code (0x81 malformed packet, 0x82 protocol error).  Only what the lab broker needs
-is here: no AUTH exchange, no persistence.
+functions build what a broker sends (and :func:`encode_connect`, :func:`encode_subscribe`,
+:func:`encode_publish`, :func:`encode_ack` what a client sends, for tests and benchmarks).
+Malformed input raises :class:`MalformedPacket` with the MQTT 5 reason code (0x81 malformed
+packet, 0x82 protocol error).  Only what the lab broker needs is here: no AUTH exchange, no
+persistence.
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ __all__ = [
     "Will",
     "encode_ack",
     "encode_connack",
+    "encode_connect",
     "encode_disconnect",
     "encode_publish",
     "encode_suback",
+    "encode_subscribe",
     "encode_unsuback",
     "parse",
     "set_packet_id",
@@ -549,6 +553,37 @@ def encode_disconnect(level: int, reason: int = 0) -> bytes | None:
 
 
 PINGRESP = b"\xd0\x00"
+
+
+# -- encoders (client to server: for tests, benchmarks and hostile clients) --------------------
+
+
+def encode_connect(client_id: str, level: int = 4, *, keepalive: int = 0, clean: bool = True,
+                   properties: Sequence[tuple[int, Any]] = (), will: Will | None = None) -> bytes:
+    """A client's CONNECT (MQTT 3.1.1 when *level* is 4, 5.0 when 5)."""
+    flags = 0x02 if clean else 0
+    payload = _str(client_id)
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        if level == 5:
+            payload += encode_properties(will.properties)
+        payload += _str(will.topic) + _bin(will.payload)
+    body = _str("MQTT") + bytes([level, flags]) + keepalive.to_bytes(2, "big")
+    if level == 5:
+        body += encode_properties(properties)
+    return _packet(0x10, body + payload)
+
+
+def encode_subscribe(level: int, packet_id: int, filters: Sequence[tuple[str, int]],
+                     properties: Sequence[tuple[int, Any]] = ()) -> bytes:
+    """A client's SUBSCRIBE: *filters* are ``(filter, options byte)`` (the QoS in bits 0-1)."""
+    body = bytearray(packet_id.to_bytes(2, "big"))
+    if level == 5:
+        body += encode_properties(properties)
+    for filt, opts in filters:
+        body += _str(filt)
+        body.append(opts)
+    return _packet(0x82, bytes(body))
 
 
 # -- topics ------------------------------------------------------------------------------------
