@@ -449,6 +449,7 @@ class _Session:
         self.next_pid = 0
         self.dropped = 0
         self.peak = 0
+        self.last_packet = 0.0  #: loop time of the last complete packet received
         self._drainer: asyncio.Task[None] | None = None
 
     @property
@@ -575,10 +576,11 @@ class _Session:
             return
         self._pump()
 
-    async def writable(self, timeout: float | None) -> None:
-        """Wait until the transport is below its high-water mark (read back-pressure)."""
+    async def writable(self) -> None:
+        """Wait until the transport is below its high-water mark (read back-pressure; the
+        keep-alive watchdog ends a wait that lasts too long)."""
         if self.wire.full() and not self.closed:
-            await asyncio.wait_for(asyncio.shield(self._start_drain()), timeout)
+            await asyncio.shield(self._start_drain())
 
     def acked(self, pid: int) -> None:
         if self.inflight.pop(pid, None) is not None:
@@ -608,6 +610,17 @@ class _Session:
         self.queue.clear()
         self.queued_bytes = self.queued_qos0 = 0
         # a drainer still waiting wakes when the transport is lost, and finds us closed
+
+
+class _Watchdog:
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class _Listening:
@@ -1044,32 +1057,40 @@ class LabBroker:
         self.history.append(info)
         wire.send(m.encode_connack(level, 0, False, props))
         clean_exit = False
-        keepalive = connect.keepalive * 1.5 if connect.keepalive else None
+        loop = asyncio.get_running_loop()
+        watchdog = self._keepalive(session, connect.keepalive * 1.5) if connect.keepalive \
+            else None
         try:
             for first, body in queued:
                 if self._handle(session, m.parse(first, body, level)):
                     clean_exit = True
                     return
-            packets.feed(b"")  # an error found after the CONNECT, in the same read
+            packets.check()  # an error found after the CONNECT, in the same read
             while not session.closed:
                 # read back-pressure: a client that does not read its acks is not read either
-                await session.writable(keepalive)
-                chunk = await asyncio.wait_for(wire.recv(), keepalive)
+                await session.writable()
+                chunk = await wire.recv()
                 if not chunk:
                     return
-                for first, body in packets.feed(chunk):
+                got = packets.feed(chunk)
+                if got:
+                    session.last_packet = loop.time()
+                for first, body in got:
                     if self._handle(session, m.parse(first, body, level)):
                         clean_exit = True
                         return
-                packets.feed(b"")  # an error found after those packets, in the same read
+                packets.check()  # an error found after those packets, in the same read
+                if got:
+                    # a client whose next bytes are already buffered would be served again
+                    # without a pause: let the other connections' ready work go first
+                    await asyncio.sleep(0)
         except m.MalformedPacket as exc:
             if not session.closed:
                 self._enforce(session, "disconnect", exc.code, str(exc))
             session.close(exc.code)
-        except (TimeoutError, asyncio.TimeoutError):
-            self._enforce(session, "disconnect", m.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
-            session.close(m.KEEP_ALIVE_TIMEOUT)
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if self._sessions.get(client_id) is session:
                 del self._sessions[client_id]
                 self.history.append(_disconnected(info))
@@ -1082,6 +1103,27 @@ class LabBroker:
                 if self._may_publish(session, w.topic, "will"):
                     self._route(will, None)
             session.close()
+
+    def _keepalive(self, s: _Session, limit: float) -> _Watchdog:
+        """Close *s* once no complete packet came for *limit* seconds (1.5 × Keep Alive,
+        [MQTT-3.1.2-22]): a timer, not a timeout per read, so a byte costs no timer and a
+        packet trickled byte by byte does not keep a session alive."""
+        loop = asyncio.get_running_loop()
+        dog = _Watchdog()
+
+        def check() -> None:
+            if s.closed:
+                return
+            idle = loop.time() - s.last_packet
+            if idle >= limit:
+                self._enforce(s, "disconnect", m.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+                s.close(m.KEEP_ALIVE_TIMEOUT)
+                return
+            dog.handle = loop.call_later(limit - idle, check)
+
+        s.last_packet = loop.time()
+        dog.handle = loop.call_later(limit, check)
+        return dog
 
     def _enforce(self, s: _Session, action: Literal["disconnect", "deny-publish",
                                                      "deny-subscribe"],
@@ -1206,6 +1248,8 @@ class LabBroker:
     def _filter_code(self, s: _Session, filt: str, qos: int) -> int:
         """0 when *s* may subscribe to *filt*, else the SUBACK failure code (MQTT 5)."""
         lim = self.limits
+        if len(s.subs) >= lim.max_subscriptions and filt not in s.subs:
+            return m.QUOTA_EXCEEDED  # first: the cheapest answer to a subscription flood
         if qos == 3 or not m.valid_filter(filt) or filt.count("/") >= lim.max_topic_levels:
             return m.TOPIC_FILTER_INVALID
         if filt.startswith("$share/"):
@@ -1216,8 +1260,6 @@ class LabBroker:
                 self._enforce(s, "deny-subscribe", m.NOT_AUTHORIZED,
                               f"{filt[:80]!r}: under {RESERVED}/ only {own[:80]!r}")
                 return m.NOT_AUTHORIZED
-        if filt not in s.subs and len(s.subs) >= lim.max_subscriptions:
-            return m.QUOTA_EXCEEDED
         return 0
 
     def _on_subscribe(self, s: _Session, sub: m.Subscribe) -> None:
