@@ -605,3 +605,40 @@ def test_wildcard_client_ids_cannot_widen_their_own_answer(bg: Background) -> No
         assert bg.run(run(), timeout=10) == b"\x87"
     finally:
         bg.run(broker.close())
+
+
+# -- keep alive ------------------------------------------------------------------------------
+
+
+def test_a_trickled_packet_does_not_keep_a_session_alive(bg: Background) -> None:
+    broker = start(bg)
+    port = broker.endpoint()[1]
+    try:
+        async def run() -> float:
+            reader, writer = await asyncio.open_connection(HOST, port,
+                                                           local_addr=("127.0.40.23", 0))
+            writer.write(mqtt_connect("trickler", keepalive=1))
+            assert await asyncio.wait_for(reader.readexactly(4), 3) == b"\x20\x02\x00\x00"
+            started = time.monotonic()
+            writer.write(b"\x30\x7f")  # a PUBLISH of 127 bytes, sent a byte every 0.1 s
+            try:
+                for _ in range(60):
+                    await asyncio.sleep(0.1)
+                    writer.write(b"x")
+                    if reader.at_eof():
+                        break
+                    try:
+                        if await asyncio.wait_for(reader.read(1), 0.001) == b"":
+                            break
+                    except asyncio.TimeoutError:
+                        pass
+            except ConnectionError:
+                pass
+            writer.close()
+            return time.monotonic() - started
+
+        took = bg.run(run(), timeout=15)
+        assert 1.2 < took < 3.5  # 1.5 × Keep Alive after the last complete packet
+        assert any(e.client_id == "trickler" and e.reason == 0x8D for e in broker.enforced)
+    finally:
+        bg.run(broker.close())
