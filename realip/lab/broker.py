@@ -29,9 +29,18 @@ What an EMQX listener does, reproduced:
 **Who am I?**  Every client can ask the broker which peername it recorded: PUBLISH anything to
 ``$realip/whoami``; the broker answers on ``$realip/whoami/<client id>`` (subscribe to it first)
 — or, with MQTT 5, on the request's Response Topic with its Correlation Data — with the
-peername as UTF-8 text (``"127.0.1.86:39817"``).  From Python: :meth:`LabBroker.peername`,
-:meth:`LabBroker.clients` (like ``emqx ctl clients list``), :attr:`LabBroker.history` and
-:attr:`LabBroker.refused`.
+peername as UTF-8 text (``"127.0.1.86:39817"``).  Only the broker publishes under
+``$realip/``, and a client may subscribe there only to its own answer, so no client can forge
+or read another's.  From Python: :meth:`LabBroker.peername`, :meth:`LabBroker.clients` (like
+``emqx ctl clients list``), :attr:`LabBroker.history` and :attr:`LabBroker.refused`.
+
+**Hostile clients.**  :class:`Limits` bounds what one client may cost, with Mosquitto's and
+EMQX's names and MQTT 5's CONNACK announcements: packet size, topic aliases, the inflight
+window (Receive Maximum), each session's outgoing queue (messages and bytes, the transport's
+buffer included, with a drop-or-disconnect policy), subscriptions, topic levels, connections
+per listener and retained messages; a publish walks a topic trie (:mod:`realip.lab.topics`),
+not every subscription; keep-alive counts complete packets.  :meth:`LabBroker.stats` shows a
+session's accounting, :attr:`LabBroker.enforced` every limit applied.
 
 Why a broker of its own rather than extending amqtt: amqtt (0.12) speaks MQTT 3.1.1 only, pins
 an old ``websockets``, and reads the peer address deep inside its adapters; the lab needs 3.1.1
