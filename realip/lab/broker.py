@@ -174,7 +174,8 @@ class Limits:
         unfinished QoS 2 PUBLISH (no PUBREL yet; QoS 1 is acknowledged at once) gets
         DISCONNECT 0x93 Receive Maximum exceeded — and the broker sends at most this many (or
         the client's own Receive Maximum, if lower) unacknowledged QoS 1/2 messages; the rest
-        wait in the queue.
+        wait in the queue, in order (a QoS 0 message behind them waits too: one FIFO, where
+        EMQX lets QoS 0 overtake).
     ``max_queued_messages`` / ``max_queued_bytes``: Mosquitto ``max_queued_messages`` (1000,
         taken here) and ``max_queued_bytes`` (default no limit; 8 MiB here), EMQX
         ``mqtt.max_mqueue_len`` (1000).  One session's outgoing messages waiting for the
