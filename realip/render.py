@@ -68,6 +68,8 @@ __all__ = [
     "host_labels",
     "loopback_plan",
     "map_cidrs",
+    "needs_netns",
+    "netns_plan",
     "nginx_conf",
     "nginx_main",
     "nginx_server",
@@ -116,6 +118,32 @@ def loopback_plan(topology: Topology) -> dict[str, str]:
         if hop.public:
             put(f"{hop.name}.public", plan[hop.name])
     put(topology.broker.name, place(topology.broker.name, topology.broker.addr))
+    return plan
+
+
+def needs_netns(topology: Topology) -> bool:
+    """Whether *topology* has an IPv6 host (not v4-mapped): loopback cannot hold it, a private
+    network namespace can (:func:`netns_plan`)."""
+    for addr in host_labels(topology).values():
+        ip = ip_address(addr)
+        if isinstance(ip, IPv6Address) and ip.ipv4_mapped is None:
+            return True
+    return False
+
+
+def netns_plan(topology: Topology) -> dict[str, str]:
+    """Label → the host's own address, for a run inside a private network namespace whose
+    ``lo`` holds every labelled address (``unshare -n``; see :func:`realip.lab.netns_setup`):
+    nothing is mapped, so IPv6 scenarios run with their own addresses, and nothing can leave
+    the namespace (it has no other interface and no route)."""
+    plan = {}
+    for label, addr in host_labels(topology).items():
+        if label in plan:
+            raise ConfigurationError(f"topology {topology.name}: two hosts are called {label!r}")
+        plan[label] = addr
+    for hop in topology.hops:
+        if hop.public:
+            plan[f"{hop.name}.public"] = hop.addr
     return plan
 
 

@@ -44,6 +44,7 @@ from .wire import (
     Headers,
     Link,
     endpoint,
+    host_header,
     mqtt_connect,
     printable,
     split_parts,
@@ -241,7 +242,8 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
     first = topology.hops[0] if topology.hops else topology.broker
     dial_host = getattr(first, "public", None) or first.addr
     if client.transport == "ws":
-        app = ws_upgrade_request(f"{dial_host}:{first.port}", client.path, client.headers)
+        app = ws_upgrade_request(host_header(dial_host, first.port), client.path,
+                                 client.headers)
         app_kind = "http"
     else:
         app = mqtt_connect(client.client_id)

@@ -15,6 +15,7 @@ __all__ = [
     "Headers",
     "Link",
     "endpoint",
+    "host_header",
     "mqtt_connect",
     "parse_http",
     "printable",
@@ -132,6 +133,12 @@ def parse_http(raw: bytes) -> tuple[str, Headers, bytes] | None:
     return request, headers, body
 
 
+
+
+def host_header(host: str, port: int) -> str:
+    """A ``Host`` header value for *host* and *port*: an IPv6 address in brackets (RFC 9110
+    §7.2 / RFC 3986 — without them ``$host`` would end at the first colon)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def endpoint(addr: str, port: int | None) -> Endpoint:

@@ -84,3 +84,99 @@ def test_unsupported_directives_are_named() -> None:
         from_nginx_conf("stream { server { listen 1883; ", addr="10.0.0.9")
     with pytest.raises(ConfigurationError):
         from_nginx_conf("events {}", addr="10.0.0.9")
+
+
+# ----------------------------------------------------------------------------------------------
+# The corpus of broken and tricky configurations (tests/vectors/import_corpus.yaml): the verdict
+# and the words, without the real programs (tests/real/test_import_verdicts_real.py checks the
+# verdicts against nginx -t and haproxy -c).
+
+import yaml  # noqa: E402
+
+CORPUS = yaml.safe_load((Path(__file__).parent / "vectors" / "import_corpus.yaml").read_text())
+
+
+def _import(program: str, case: dict) -> object:  # type: ignore[type-arg]
+    if program == "nginx":
+        return from_nginx_conf(case["text"], files=case.get("files"), addr="10.0.0.9")
+    return from_haproxy_cfg(case["text"], addr="10.0.0.9")
+
+
+@pytest.mark.parametrize(("program", "case"),
+                         [(p, c) for p in ("nginx", "haproxy") for c in CORPUS[p]],
+                         ids=[f"{p}-{c['id']}" for p in ("nginx", "haproxy") for c in CORPUS[p]])
+def test_corpus_verdict_and_words(program: str, case: dict) -> None:  # type: ignore[type-arg]
+    if case["verdict"] == "ok":
+        imported = _import(program, case)
+        assert imported.hops  # type: ignore[attr-defined]
+    else:
+        with pytest.raises(ConfigurationError) as err:
+            _import(program, case)
+        assert case["error"] in str(err.value)
+        assert "/tmp" not in str(err.value)  # the user's file names, not the temporary copy
+
+
+def test_include_and_map_reach_the_hop() -> None:
+    by_id = {c["id"]: c for c in CORPUS["nginx"]}
+    hop = _import("nginx", by_id["include-relative"]).hops[0]  # type: ignore[attr-defined]
+    assert hop.set_real_ip_from == ("10.0.0.0/8",) and hop.real_ip_header == "X-Forwarded-For"
+    hop = _import("nginx", by_id["ws-upgrade-map"]).hops[0]  # type: ignore[attr-defined]
+    assert [m.target for m in hop.maps] == ["connection_upgrade"]
+    ports = [(h.port, h.listen_proxy_protocol)
+             for h in _import("nginx", by_id["several-listens"]).hops]  # type: ignore[attr-defined]
+    assert ports == [(1883, False), (1884, True)]
+
+
+def test_named_acls_and_binds() -> None:
+    by_id = {c["id"]: c for c in CORPUS["haproxy"]}
+    hop = _import("haproxy", by_id["named-acl"]).hops[0]  # type: ignore[attr-defined]
+    assert hop.expect_proxy_from == ("10.0.0.0/8", "192.168.0.0/16") and not hop.accept_proxy
+    assert [h.port for h in _import("haproxy", by_id["two-binds"]).hops] == [8083, 8084]  # type: ignore[attr-defined]
+    # a condition realip cannot evaluate exactly is refused, never guessed as "always"
+    for cond in ("!a", "a b", "{ hdr(host) x }"):
+        text = by_id["acl-or"]["text"].replace("if a || b", f"if {cond}")
+        with pytest.raises(ConfigurationError, match=r"not modelled|will not guess"):
+            from_haproxy_cfg(text, addr="10.0.0.9")
+
+
+def _ws_chain(lb: str) -> object:
+    client = Client(addr="115.236.21.86", port=50412, transport="ws")
+    imported = from_nginx_conf(lb, addr="172.16.0.116")
+    return simulate(chain(client, [imported], Broker(addr="", listener="ws", port=8083)))
+
+
+def test_a_lost_upgrade_is_refused_as_emqx_refuses_it() -> None:
+    base = CORPUS["nginx"][0]["text"]
+    # the upgrade arrives (the map gives "upgrade"); no forwarded header: EMQX sees the LB
+    assert _ws_chain(base).peername == "172.16.0.116:40000"  # type: ignore[attr-defined]
+    # the commonest mistake: no Upgrade/Connection lines (nginx sends "Connection: close")
+    lost = ("http { server { listen 8083; location /mqtt { proxy_pass http://10.0.0.2:8083;"
+            " proxy_http_version 1.1; } } }")
+    trace = _ws_chain(lost)
+    assert trace.peername is None  # type: ignore[attr-defined]
+    assert "426 Upgrade Required" in trace.views[-1].log  # type: ignore[attr-defined]
+    # nginx's default proxy_http_version 1.0: cowboy answers 400 (426 is for HTTP/1.1 only)
+    trace = _ws_chain(base.replace("proxy_http_version 1.1;", ""))
+    assert trace.peername is None  # type: ignore[attr-defined]
+    assert "400 Bad Request" in trace.views[-1].log  # type: ignore[attr-defined]
+
+
+def test_chain_follows_every_hop_or_refuses_to_guess() -> None:
+    two = ("stream { server { listen 1883; proxy_pass 127.0.0.1:1884; }\n"
+           "server { listen 1884; proxy_pass 10.0.0.2:1883; proxy_protocol on; } }")
+    imported = from_nginx_conf(two, addr="10.0.0.9")
+    topo = chain(Client(addr="203.0.113.7", port=40001), [imported],
+                 Broker(addr="", proxy_protocol=True))
+    assert [h.port for h in topo.hops] == [1883, 1884] and topo.broker.addr == "10.0.0.2"
+    # the first server is a plain relay: the second one's header names the first as client
+    assert simulate(topo).peername == "10.0.0.9:40000"
+    parallel = ("stream { server { listen 1883; proxy_pass 10.0.0.2:1883; }\n"
+                "server { listen 1884; proxy_pass 10.0.0.2:1883; proxy_protocol on; } }")
+    with pytest.raises(ConfigurationError, match="ports=") as err:
+        chain(Client(addr="203.0.113.7", port=40001), [from_nginx_conf(parallel, addr="10.0.0.9")],
+              Broker(addr=""))
+    assert "1883, 1884" in str(err.value)
+    topo = chain(Client(addr="203.0.113.7", port=40001),
+                 [from_nginx_conf(parallel, addr="10.0.0.9")],
+                 Broker(addr="", proxy_protocol=True), ports=[1884])
+    assert simulate(topo).peername == "203.0.113.7:40001"

@@ -27,11 +27,14 @@ from realip.__main__ import main
 from realip.errors import ConfigurationError
 from realip.lab import Lab, LoopbackUnavailable, Probe, ProgramMissing, Progress, drivers
 from realip.lab.drivers import parse_netstat, tcp_sockets
-from realip.render import loopback_plan
+from realip.render import loopback_plan, needs_netns
 from realip.topology import load
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "data" / "topologies").glob("*.yaml"))
+# IPv6 scenarios cannot be placed on loopback: tests/real/test_ipv6_lab_real.py runs them (python
+# relays and the real programs) inside a private network namespace with their own addresses
+SCENARIOS = [p for p in sorted((ROOT / "data" / "topologies").glob("*.yaml"))
+             if not needs_netns(load(str(p)))]
 
 
 # ==============================================================================================

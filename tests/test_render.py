@@ -22,6 +22,8 @@ from realip.render import (
     host_labels,
     loopback_plan,
     map_cidrs,
+    needs_netns,
+    netns_plan,
     nginx_conf,
     nginx_main,
     nginx_server,
@@ -162,7 +164,9 @@ def test_topology_on_replaces_addresses_ports_and_source_ports() -> None:
 @pytest.mark.parametrize("path", sorted(TOPOLOGIES.glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_scenario_maps_and_renders(path: Path) -> None:
     topo = load(str(path))
-    plan = loopback_plan(topo)
+    # IPv6 hosts cannot be placed on loopback: they run with their own addresses in a private
+    # network namespace (tests/real/test_ipv6_lab_real.py)
+    plan = netns_plan(topo) if needs_netns(topo) else loopback_plan(topo)
     mapped = topology_on(topo, plan)
     assert simulate(mapped).connected == simulate(topo).connected
     for hop in topo.hops:

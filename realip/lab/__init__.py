@@ -25,7 +25,7 @@ cell) while paho-mqtt clients run in their threads; scripts and tests use :class
 from __future__ import annotations
 
 from .drivers import ProgramError, ProgramMissing, find_haproxy, find_nginx
-from .lab import Lab, LoopbackUnavailable, Probe, Progress, missing_loopback
+from .lab import Lab, LoopbackUnavailable, Probe, Progress, missing_loopback, netns_setup
 from .loopback import Background, check_loopback, free_port
 
 __all__ = ["Background", "check_loopback", "free_port"]
@@ -39,4 +39,5 @@ __all__ += [
     "find_haproxy",
     "find_nginx",
     "missing_loopback",
+    "netns_setup",
 ]

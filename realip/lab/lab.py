@@ -82,7 +82,7 @@ from .drivers import (
     require,
     tcp_sockets,
 )
-from .loopback import Background, check_loopback
+from .loopback import Background, check_loopback, private_netns
 
 if TYPE_CHECKING:
     from .broker import ClientInfo, LabBroker, Limits
@@ -96,6 +96,7 @@ __all__ = [
     "alias_commands",
     "can_bind",
     "missing_loopback",
+    "netns_setup",
 ]
 
 Proxies = Literal["python", "nginx", "haproxy", "real", "auto"]
@@ -444,6 +445,8 @@ class Lab:
 
     *topology* is a :class:`~realip.topology.Topology`, a YAML path, or a scenario name of
     ``data/topologies``.  *ports* pins listening ports by label (others are free ports);
+    *addresses* replaces the loopback plan (label → address, e.g. :func:`realip.render.netns_plan`
+    inside a namespace prepared by :func:`netns_setup`);
     *progress* is a :class:`Progress` mode; *workdir* holds the programs' directories (a
     temporary directory by default, removed at close unless *keep_files*).  *limits* is what
     one client may cost the lab broker (a :class:`realip.lab.broker.Limits`: packet size,
@@ -456,6 +459,7 @@ class Lab:
                  progress_stream: IO[str] | None = None, ports: Mapping[str, int] | None = None,
                  workdir: str | os.PathLike[str] | None = None, keep_files: bool = False,
                  start_timeout: float = 15.0, connect_timeout: float = 5.0,
+                 addresses: Mapping[str, str] | None = None,
                  limits: Limits | None = None) -> None:
         if limits is not None:
             from .broker import Limits as _Limits  # the broker module loads only when used
@@ -469,7 +473,10 @@ class Lab:
                                      f"{proxies!r}")
         self.topology = _as_topology(topology)
         self.proxies = str(proxies)
-        self.addresses: dict[str, str] = loopback_plan(self.topology)
+        # label → address; inside a private network namespace holding the scenario's own
+        # addresses (render.netns_plan, netns_setup) nothing needs mapping, IPv6 included
+        self.addresses: dict[str, str] = dict(addresses) if addresses is not None \
+            else loopback_plan(self.topology)
         self.progress = progress if isinstance(progress, Progress) else \
             Progress(progress, stream=progress_stream)
         self.start_timeout = start_timeout
@@ -1233,3 +1240,27 @@ def _ws_frame(payload: bytes, mask: bytes = b"\x5a\x17\xc3\x2e") -> bytes:
     else:
         head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def netns_setup(topology: Topology) -> dict[str, str]:
+    """Prepare the private network namespace this process runs in (``unshare -n``, as root) for
+    *topology*: bring ``lo`` up and put every labelled address on it; return the plan for
+    :class:`Lab`'s *addresses*.  Refuses to run outside a fresh namespace — one with any
+    interface besides ``lo`` — so the host's real network is never touched."""
+    import subprocess
+
+    from ..render import netns_plan
+
+    if not private_netns():
+        raise ConfigurationError("netns_setup runs only inside a private network namespace "
+                                 "(unshare -n: lo and nothing else)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    plan = netns_plan(topology)
+    for addr in sorted(set(plan.values())):
+        if addr in ("127.0.0.1", "::1"):
+            continue
+        bits = 128 if ":" in addr else 32
+        subprocess.run(["ip", "addr", "add", f"{addr}/{bits}", "dev", "lo", "nodad"]
+                       if bits == 128 else ["ip", "addr", "add", f"{addr}/{bits}", "dev", "lo"],
+                       check=True)
+    return plan

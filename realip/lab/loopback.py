@@ -12,20 +12,33 @@ from typing import Any, TypeVar
 
 from ..errors import ConfigurationError
 
-__all__ = ["Background", "check_loopback", "free_port"]
+__all__ = ["Background", "check_loopback", "free_port", "private_netns"]
 
 T = TypeVar("T")
 
 
+def private_netns() -> bool:
+    """Whether this process runs in a network namespace whose only interface is ``lo`` (one
+    made with ``unshare -n``): nothing sent there can reach any other machine."""
+    try:  # /proc/self/net is this process's namespace (/sys/class/net is the mount's)
+        with open("/proc/self/net/dev", encoding="ascii") as f:
+            names = [ln.split(":")[0].strip() for ln in f.read().splitlines()[2:]]
+    except OSError:
+        return False
+    return names == ["lo"]
+
+
 def check_loopback(addr: str) -> str:
-    """*addr* if it is a loopback address; :class:`~realip.ConfigurationError` otherwise (the
+    """*addr* if it is a loopback address — or, inside a private network namespace
+    (:func:`private_netns`), any address; :class:`~realip.ConfigurationError` otherwise (the
     lab never listens on or dials anything else)."""
     try:
         ip = ip_address(addr)
     except ValueError:
         raise ConfigurationError(f"the lab needs a loopback address, not {addr!r}") from None
     mapped = getattr(ip, "ipv4_mapped", None)
-    if not (ip.is_loopback or (mapped is not None and mapped.is_loopback)):
+    if not (ip.is_loopback or (mapped is not None and mapped.is_loopback)) and \
+            not private_netns():
         raise ConfigurationError(f"the lab only uses loopback addresses (127.x.y.z, ::1), not "
                                  f"{addr}: map the topology first (realip.render.loopback_plan)")
     return addr

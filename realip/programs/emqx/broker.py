@@ -26,6 +26,13 @@ def peername(ip: IP | str, port: int | None) -> str:
     return f"{text}:{port}"
 
 
+def _v6_note(name: str) -> str:
+    # the trace writes endpoints as [v6]:port; EMQX's own text has no brackets — say so once
+    # where both appear, so a learner does not read two different clients
+    return " (EMQX prints an IPv6 peer as inet:ntoa gives it, without brackets)" \
+        if name.count(":") > 1 else ""
+
+
 def admits(node: Broker, peer: Endpoint) -> bool:
     """``access_rules`` on the raw TCP peer, before a byte is read (a UNIX peer is admitted)."""
     if not node.access_rules or isinstance(peer.host, str):
@@ -78,14 +85,18 @@ def step(node: Broker, conn: Inbound) -> Outbound:
             decisions.append(f"first bytes {data[:8]!r} are not an MQTT CONNECT")
             return closed("frame_error: malformed packet")
         name = peername(src.host, src.port)
-        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}")
+        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}{_v6_note(name)}")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
                                 tuple(decisions), peername=name))
     parsed = parse_http(data)
     if parsed is None:
         decisions.append("not an HTTP upgrade request: 400")
         return closed("400 Bad Request")
-    _, headers, _ = parsed
+    request, headers, _ = parsed
+    refused = _cowboy_not_upgrade(request, headers)
+    if refused is not None:
+        decisions.append(refused)
+        return closed(refused.split(": ", 1)[1])
     defaults = ("", "") if node.version.startswith("6.3") else ("x-forwarded-for",
                                                                  "x-forwarded-port")
     addr_header = node.proxy_address_header if node.proxy_address_header is not None \
@@ -100,10 +111,36 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     shown = addr_header or '""'
     decisions.append(f"websocket.proxy_address_header={shown}: {res.reason}")
     name = f"{res.addr}:{res.port}"
-    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}")
+    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}"
+                     f"{_v6_note(name)}")
     variables.update(proxy_address_header=addr_header, proxy_port_header=port_header)
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
                             resolution=res, peername=name))
+
+
+def _tokens(headers: list[tuple[str, str]], name: str) -> set[str]:
+    return {t.strip().lower() for k, v in headers if k.lower() == name for t in v.split(",")}
+
+
+def _cowboy_not_upgrade(request: str, headers: list[tuple[str, str]]) -> str | None:
+    """cowboy_websocket:upgrade/5 (the listener EMQX's ws runs on): a request that is not a
+    WebSocket upgrade — not ``GET … HTTP/1.1`` with ``upgrade`` among the Connection tokens and
+    ``websocket`` among the Upgrade ones (is_upgrade_request/1) — is answered ``426 Upgrade
+    Required`` on HTTP/1.1 and ``400 Bad Request`` on any other version (nginx's default
+    ``proxy_http_version 1.0``), and the MQTT connection never starts."""
+    method, _, rest = request.partition(" ")
+    version = rest.rpartition(" ")[2]
+    if method == "GET" and version == "HTTP/1.1" and "upgrade" in _tokens(headers, "connection") \
+            and "websocket" in _tokens(headers, "upgrade"):
+        return None
+    missing = [h for h, tok in (("Connection: upgrade", "connection"), ("Upgrade: websocket",
+                                                                        "upgrade"))
+               if (tok == "connection" and "upgrade" not in _tokens(headers, "connection"))
+               or (tok == "upgrade" and "websocket" not in _tokens(headers, "upgrade"))]
+    why = f"{version} request" + (f" without {' and '.join(missing)}" if missing else "")
+    if version == "HTTP/1.1":
+        return f"not a WebSocket upgrade ({why}): 426 Upgrade Required"
+    return f"not a WebSocket upgrade ({why}; cowboy sends 426 only on HTTP/1.1): 400 Bad Request"
 
 
 def trust(node: Broker, sender_addr: str) -> TrustDecision:

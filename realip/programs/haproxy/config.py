@@ -98,89 +98,194 @@ def main(prefix: str, sections: Sequence[str]) -> str:
 
 # ==============================================================================================
 # Reading a real haproxy.cfg
+#
+# What ``haproxy -c`` refuses is refused here in HAProxy's words (checked against the real
+# HAProxy 2.6.12 in tests/real/test_import_verdicts_real.py); what it accepts but the simulator
+# does not model is named in the warnings, and a condition the simulator cannot evaluate is
+# refused rather than guessed.
 
 
 _HAP_HARMLESS = frozenset({"timeout", "log", "maxconn", "balance", "retries", "daemon",
-                           "stats", "user", "group", "chroot", "pidfile", "nbthread"})
+                           "stats", "user", "group", "chroot", "pidfile", "nbthread",
+                           "option tcplog", "option httplog", "option dontlognull"})
+
+_MODES = ("tcp", "http")
 
 
 def from_haproxy_cfg(text: str, *, name: str = "lb", addr: str, public: str | None = None,
-                     source_port: int = 40000, version: str = "2.6.12") -> Imported:
-    """The hops of a ``haproxy.cfg`` — one per ``frontend`` (with its ``default_backend``) or
-    ``listen`` section."""
-    sections: list[tuple[str, str, list[tuple[int, list[str]]]]] = []
+                     source_port: int = 40000, version: str = "2.6.12",
+                     filename: str = "haproxy.cfg") -> Imported:
+    """The hops of a ``haproxy.cfg`` — one per ``bind`` line of each ``frontend`` (with its
+    ``default_backend``) or ``listen`` section.  Named ACLs on ``src`` (``acl NAME src CIDR…``,
+    declared before use, as HAProxy requires) and anonymous ``{ src … }`` ones work in
+    ``tcp-request connection expect-proxy layer4 if …``; a frontend whose mode differs from its
+    backend's, an unknown ``mode``, a missing backend or ACL raise
+    :class:`~realip.errors.ConfigurationError` with ``haproxy -c``'s words and the line."""
+    sections: list[tuple[str, str, int, list[tuple[int, list[str]]]]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         try:
             words = shlex.split(raw, comments=True)
         except ValueError as exc:
-            raise ConfigurationError(f"haproxy.cfg line {lineno}: {exc}") from None
+            raise ConfigurationError(f"{filename}:{lineno}: {exc}") from None
         if not words:
             continue
         if words[0] in ("global", "defaults", "frontend", "backend", "listen") and \
                 not raw[:1].isspace():
-            sections.append((words[0], words[1] if len(words) > 1 else "", []))
+            sections.append((words[0], words[1] if len(words) > 1 else "", lineno, []))
         elif sections:
-            sections[-1][2].append((lineno, words))
+            sections[-1][3].append((lineno, words))
+        else:
+            raise ConfigurationError(f"{filename}:{lineno}: unknown keyword '{words[0]}' out "
+                                     "of section")
     warnings: list[str] = []
     defaults: dict[str, Any] = {}
     backends: dict[str, dict[str, Any]] = {}
     fronts: list[dict[str, Any]] = []
-    for kind, sname, lines in sections:
-        conf = dict(defaults) if kind != "global" else {}
-        conf.setdefault("http_request", [])
-        conf["http_request"] = list(conf["http_request"])
+    for kind, sname, at, lines in sections:
+        conf: dict[str, Any] = dict(defaults) if kind != "global" else {}
+        conf.update(http_request=list(conf.get("http_request", [])), acls={}, binds=[],
+                    section=f"{kind} '{sname}'", at=f"{filename}:{at}")
         for lineno, words in lines:
-            _hap_line(lineno, words, conf, warnings, kind)
+            _hap_line(f"{filename}:{lineno}", words, conf, warnings, kind)
         if kind == "defaults":
             defaults = {k: v for k, v in conf.items() if k in ("mode", "forwardfor")}
         elif kind == "backend":
             backends[sname] = conf
-        elif kind in ("frontend", "listen"):
-            conf["section"] = f"{kind} {sname}"
+        conf["name"] = sname
+        if kind in ("frontend", "listen"):
             fronts.append(conf)
     hops: list[HAProxy] = []
     upstreams: list[str] = []
     for front in fronts:
-        back = backends.get(front.get("default_backend", ""), {}) if "server" not in front \
-            else front
+        if "server" in front:
+            back = front
+        elif "default_backend" in front:
+            bname = front["default_backend"]
+            if bname not in backends:
+                raise ConfigurationError(f"{front['at']}: Proxy '{front['name']}': unable to "
+                                         f"find required default_backend: '{bname}'.")
+            back = backends[bname]
+        else:
+            warnings.append(f"{front['at']}: {front['section']} has no default_backend or "
+                            "server (skipped)")
+            continue
         if "server" not in back:
-            warnings.append(f"{front['section']}: no server to send to (skipped)")
+            warnings.append(f"{back['at']}: {back['section']}: no server to send to (skipped)")
+            continue
+        fmode, bmode = front.get("mode", "tcp"), back.get("mode", "tcp")
+        if back is not front and fmode != bmode:
+            raise ConfigurationError(
+                f"{front['at']}: {fmode} frontend '{front['name']}' tries to use incompatible "
+                f"{bmode} backend '{back['name']}' ({back['at']}) as its default backend "
+                "(see 'mode').")
+        if not front["binds"]:
+            warnings.append(f"{front['at']}: {front['section']} has no bind (skipped)")
             continue
         server = back["server"]
-        mode = back.get("mode", front.get("mode", "tcp"))
         send: Literal["off", "v1", "v2"] = "v2" if "send-proxy-v2" in server["options"] else (
             "v1" if "send-proxy" in server["options"] else "off")
         ff = front.get("forwardfor") or back.get("forwardfor")
-        hops.append(HAProxy(
-            name=name if not hops else f"{name}-{len(hops) + 1}", addr=addr, public=public,
-            port=front.get("port", 80), source_port=source_port, mode=mode,
-            accept_proxy=front.get("accept_proxy", False),
-            expect_proxy_from=tuple(front.get("expect_proxy_from", ())),
-            send_proxy=send, proxy_v2_options=tuple(server.get("v2_options", ())),
-            forwardfor=ff is not None, forwardfor_except=(ff or {}).get("except"),
-            forwardfor_if_none=bool((ff or {}).get("if-none")),
-            forwardfor_header=(ff or {}).get("header", "X-Forwarded-For"),
-            http_request=tuple(front["http_request"] + (back.get("http_request", [])
-                                                        if back is not front else [])),
-            version=version))
-        upstreams.append(server["address"])
+        for port, accept_proxy in front["binds"]:
+            hops.append(HAProxy(
+                name=name if not hops else f"{name}-{len(hops) + 1}", addr=addr, public=public,
+                port=port, source_port=source_port, mode=fmode,
+                accept_proxy=accept_proxy or front.get("expect_always", False),
+                expect_proxy_from=tuple(front.get("expect_proxy_from", ())),
+                send_proxy=send, proxy_v2_options=tuple(server.get("v2_options", ())),
+                forwardfor=ff is not None, forwardfor_except=(ff or {}).get("except"),
+                forwardfor_if_none=bool((ff or {}).get("if-none")),
+                forwardfor_header=(ff or {}).get("header", "X-Forwarded-For"),
+                http_request=tuple(front["http_request"] + (back.get("http_request", [])
+                                                            if back is not front else [])),
+                version=version))
+            upstreams.append(server["address"])
     if not hops:
-        raise ConfigurationError("no frontend/listen section with a server in this haproxy.cfg")
+        raise ConfigurationError(f"{filename}: no frontend/listen section with a bind and a "
+                                 "server to send to")
     return Imported(tuple(hops), tuple(upstreams), tuple(warnings))
 
 
-def _hap_line(lineno: int, words: list[str], conf: dict[str, Any], warnings: list[str],
+def _hap_acl_values(where: str, name: str, values: list[str]) -> list[str]:
+    import ipaddress
+
+    for v in values:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"{where}: error detected while parsing ACL '{name}' : "
+                                     f"'{v}' is not a valid IPv4 or IPv6 address.") from None
+    return values
+
+
+def _hap_condition(where: str, words: list[str], acls: dict[str, list[str] | None]
+                   ) -> list[str] | None:
+    """The sources an ``if``/``unless`` condition of ``expect-proxy`` matches, as CIDRs — or
+    None when it always matches.  Only what the simulator can evaluate exactly is accepted:
+    ``if`` with src ACLs (named or ``{ src … }``) joined by ``or``/``||``."""
+    if not words:
+        return None
+    what = " ".join(words)
+    if words[0] != "if":
+        raise ConfigurationError(f"{where}: expect-proxy {what}: only 'if' conditions on src "
+                                 "ACLs are modelled ('unless' is not) — realip will not guess")
+    cidrs: list[str] = []
+    tokens = re.findall(r"\{[^}]*\}|\S+", " ".join(words[1:]))
+    groups: list[list[str]] = [[]]
+    for tok in tokens:
+        if tok in ("or", "||"):
+            groups.append([])
+        else:
+            groups[-1].append(tok)
+    for group in groups:
+        if len(group) != 1:
+            raise ConfigurationError(f"{where}: expect-proxy {what}: ACLs joined by AND are not "
+                                     "modelled — realip will not guess")
+        term = group[0]
+        if term.startswith("{"):
+            inner = term[1:-1].split()
+            if not inner or inner[0] != "src":
+                raise ConfigurationError(f"{where}: expect-proxy {what}: only src ACLs are "
+                                         "modelled — realip will not guess")
+            cidrs += _hap_acl_values(where, "anonymous", inner[1:])
+            continue
+        if term.startswith("!"):
+            raise ConfigurationError(f"{where}: expect-proxy {what}: a negated ACL ({term}) is "
+                                     "not modelled — realip will not guess")
+        if term not in acls:
+            raise ConfigurationError(
+                f"{where}: 'tcp-request connection expect-proxy' : error detected while parsing "
+                f"'if' condition : no such ACL : '{term}' (ACLs are declared before use)")
+        values = acls[term]
+        if values is None:
+            raise ConfigurationError(f"{where}: expect-proxy {what}: ACL '{term}' tests "
+                                     "something other than src (not modelled)")
+        cidrs += values
+    return cidrs
+
+
+def _hap_line(where: str, words: list[str], conf: dict[str, Any], warnings: list[str],
               section: str) -> None:
     key = words[0]
-    where = f"line {lineno}"
     if key == "mode":
+        if len(words) < 2 or words[1] not in _MODES:
+            raise ConfigurationError(f"{where}: unknown proxy mode '{words[1:2] and words[1]}'."
+                                     " (allowed: tcp, http)")
         conf["mode"] = words[1]
     elif key == "bind":
-        conf["port"] = int(words[1].rsplit(":", 1)[-1])
-        conf["accept_proxy"] = "accept-proxy" in words[2:]
+        tail = words[1].rsplit(":", 1)[-1] if len(words) > 1 else ""
+        if not tail.isdigit():
+            raise ConfigurationError(f"{where}: bind {' '.join(words[1:])}: missing port")
+        conf["binds"].append((int(tail), "accept-proxy" in words[2:]))
         other = [w for w in words[2:] if w != "accept-proxy"]
         if other:
             warnings.append(f"{where}: bind options {other} are not modelled")
+    elif key == "acl" and len(words) >= 3:
+        if words[2] == "src":
+            prev = conf["acls"].get(words[1], [])
+            conf["acls"][words[1]] = None if prev is None else \
+                prev + _hap_acl_values(where, words[1], words[3:])
+        else:
+            conf["acls"][words[1]] = None
     elif key == "default_backend" or key == "use_backend":
         conf["default_backend"] = words[1]
         if key == "use_backend":
@@ -212,14 +317,12 @@ def _hap_line(lineno: int, words: list[str], conf: dict[str, Any], warnings: lis
         if len(words) > (4 if words[1] == "set-header" else 3):
             warnings.append(f"{where}: conditions on http-request rules are not evaluated")
     elif key == "tcp-request" and words[1:4] == ["connection", "expect-proxy", "layer4"]:
-        m = re.search(r"\{\s*src\s+([^}]*)\}", " ".join(words))
-        if m is None:
-            warnings.append(f"{where}: expect-proxy without 'if {{ src … }}' is treated as "
-                            "always expecting a header")
-            conf["accept_proxy"] = True
+        cidrs = _hap_condition(where, words[4:], conf["acls"])
+        if cidrs is None:
+            conf["expect_always"] = True
         else:
-            conf["expect_proxy_from"] = m.group(1).split()
-    elif key in _HAP_HARMLESS:
+            conf["expect_proxy_from"] = cidrs
+    elif key in _HAP_HARMLESS or " ".join(words[:2]) in _HAP_HARMLESS:
         pass
     elif section != "global":
         warnings.append(f"{where}: '{' '.join(words)}' is not modelled (ignored)")

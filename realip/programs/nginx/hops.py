@@ -24,9 +24,11 @@ from .http_realip import (
     nginx_realip,
 )
 from .receive import RECEIVER, read_http_listener
+from .variables import check_variables
 
 __all__ = [
     "NginxHttp",
+    "NginxMap",
     "NginxStream",
     "reads_proxy_header",
     "step_http",
@@ -53,6 +55,53 @@ class NginxStream(Host):
     version: str = "1.22.1"
 
 
+@dataclass(frozen=True)
+class NginxMap:
+    """``map SOURCE $target { default D; KEY VALUE; … }`` (ngx_http_map_module): *target* is
+    *source* (a value with variables, e.g. ``$http_upgrade``) looked up in *entries* — plain keys
+    compared case-insensitively, ``~regex`` / ``~*regex`` tried in order after them — else
+    *default*.  The idiom every WebSocket proxy needs is :meth:`connection_upgrade`."""
+
+    source: str
+    target: str
+    entries: tuple[tuple[str, str], ...] = ()
+    default: str = ""
+
+    @classmethod
+    def connection_upgrade(cls) -> NginxMap:
+        """``map $http_upgrade $connection_upgrade { default upgrade; '' close; }``."""
+        return cls("$http_upgrade", "connection_upgrade", (("", "close"),), "upgrade")
+
+    def lookup(self, value: str) -> str:
+        """The template *value* maps to (it may itself name variables)."""
+        low = value.lower()
+        for key, out in self.entries:
+            if not key.startswith("~") and key.lower() == low:
+                return out
+        for key, out in self.entries:
+            if key.startswith("~*") and re.search(key[2:], value, re.IGNORECASE):
+                return out
+            if key.startswith("~") and not key.startswith("~*") and re.search(key[1:], value):
+                return out
+        return self.default
+
+
+def _as_map(value: Any, hop: str) -> NginxMap:
+    if isinstance(value, NginxMap):
+        return value
+    if value == "connection_upgrade":
+        return NginxMap.connection_upgrade()
+    if isinstance(value, Mapping) and {"source", "target"} <= set(value) <= {
+            "source", "target", "entries", "default"}:
+        entries = value.get("entries", {})
+        pairs = tuple(entries.items()) if isinstance(entries, Mapping) else tuple(
+            tuple(e) for e in entries)
+        return NginxMap(str(value["source"]), str(value["target"]).lstrip("$"),
+                        pairs, str(value.get("default", "")))
+    raise ConfigurationError(f"{hop}: maps: {value!r}: give 'connection_upgrade' or "
+                             "{source: $var, target: name, entries: {key: value}, default: …}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NginxHttp(Host):
     """nginx ``http { server { listen … [proxy_protocol]; set_real_ip_from …; real_ip_header …;
@@ -72,7 +121,21 @@ class NginxHttp(Host):
     location: str = "/mqtt"
     proxy_http_version: str = "1.0"
     proxy_set_header: tuple[tuple[str, str], ...] = ()
+    #: the ``map`` blocks (``http`` level) whose variables the values above use
+    maps: tuple[NginxMap, ...] = ()
     version: str = "1.22.1"
+
+    def __post_init__(self) -> None:
+        # scenario files name the idiom (``maps: [connection_upgrade]``) or give a mapping
+        maps = tuple(_as_map(m, self.name) for m in self.maps)
+        object.__setattr__(self, "maps", maps)
+        # nginx -t refuses a value naming a variable nobody defines ("unknown ... variable");
+        # a simulator that expanded it to "" would predict a chain that never starts
+        defined = [m.target for m in self.maps]
+        for k, v in self.proxy_set_header:
+            check_variables(v, defined, where=f"{self.name}: proxy_set_header {k}")
+        for m in self.maps:
+            check_variables(m.source, defined, where=f"{self.name}: map {m.source}")
 
 
 
@@ -211,6 +274,18 @@ class _Chain(Mapping[str, str]):
 _NGX_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
+def _ngx_host(value: str) -> str:
+    """``$host`` from a Host header (ngx_http_validate_host): lower case, without the port —
+    an IPv6 literal keeps its brackets — and without a trailing dot."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        host = value[: end + 1] if end >= 0 else value
+    else:
+        host = value.split(":", 1)[0]
+    return host.rstrip(".") if host != "." else host
+
+
 def _ngx_proxy_host(upstream: Endpoint | None) -> str:
     """``$proxy_host``: the host and port of ``proxy_pass http://…`` (the port only when it is
     not 80)."""
@@ -267,12 +342,15 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     host_header = next((v for k, v in headers if k.lower() == "host"), "")
     local_ip: IP = conn.local.host  # type: ignore[assignment]
     extra = {
-        "host": host_header.split(":")[0].lower() if host_header else ngx.format_addr(local_ip),
+        "host": _ngx_host(host_header) if host_header else ngx.format_addr(local_ip),
         "server_addr": ngx.format_addr(local_ip), "server_port": str(conn.local.port),
         "request_uri": request.split(" ")[1], "proxy_host": _ngx_proxy_host(conn.upstream),
     }
 
     allvars = _Chain(extra, r.variables)
+    for m in node.maps:  # http-level maps, evaluated (lazily in nginx) against this request
+        extra[m.target] = nginx_interpolate(m.lookup(nginx_interpolate(m.source, allvars)),
+                                            allvars)
     variables.update(extra)
     # proxy_set_header entries first (configuration order), then nginx's defaults that were
     # not overridden, then the client's headers nobody set.

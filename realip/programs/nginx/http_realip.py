@@ -83,7 +83,9 @@ _NGX_VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 def nginx_interpolate(template: str, variables: Mapping[str, str]) -> str:
     """Expand ``$name`` / ``${name}`` in an nginx directive value (``proxy_set_header``); an
     unknown or empty variable expands to the empty string, as nginx does for ``$http_*``."""
-    return _NGX_VAR.sub(lambda m: variables.get(m.group(1) or m.group(2), ""), template)
+    # variable names are case-insensitive in nginx ($Host is $host)
+    return _NGX_VAR.sub(lambda m: variables.get((m.group(1) or m.group(2)).lower(), ""),
+                        template)
 
 
 class _NginxVariables(Mapping[str, str]):
