@@ -1279,7 +1279,13 @@ class LabBroker:
         codes = []
         fresh: list[tuple[str, int, bool]] = []
         refused = 0
+        subs = s.subs
+        full = 0x80 if s.level != 5 else m.QUOTA_EXCEEDED
         for filt, opts in sub.topics:
+            if filt not in subs and len(subs) >= self.limits.max_subscriptions:
+                codes.append(full)  # a flood past the quota: one dict look-up per filter
+                refused += 1
+                continue
             qos = opts & 3
             code = self._filter_code(s, filt, qos)
             if code:
