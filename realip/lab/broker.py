@@ -29,9 +29,18 @@ What an EMQX listener does, reproduced:
 **Who am I?**  Every client can ask the broker which peername it recorded: PUBLISH anything to
 ``$realip/whoami``; the broker answers on ``$realip/whoami/<client id>`` (subscribe to it first)
 — or, with MQTT 5, on the request's Response Topic with its Correlation Data — with the
-peername as UTF-8 text (``"127.0.1.86:39817"``).  From Python: :meth:`LabBroker.peername`,
-:meth:`LabBroker.clients` (like ``emqx ctl clients list``), :attr:`LabBroker.history` and
-:attr:`LabBroker.refused`.
+peername as UTF-8 text (``"127.0.1.86:39817"``).  Only the broker publishes under
+``$realip/``, and a client may subscribe there only to its own answer, so no client can forge
+or read another's.  From Python: :meth:`LabBroker.peername`, :meth:`LabBroker.clients` (like
+``emqx ctl clients list``), :attr:`LabBroker.history` and :attr:`LabBroker.refused`.
+
+**Hostile clients.**  :class:`Limits` bounds what one client may cost, with Mosquitto's and
+EMQX's names and MQTT 5's CONNACK announcements: packet size, topic aliases, the inflight
+window (Receive Maximum), each session's outgoing queue (messages and bytes, the transport's
+buffer included, with a drop-or-disconnect policy), subscriptions, topic levels, connections
+per listener and retained messages; a publish walks a topic trie (:mod:`realip.lab.topics`),
+not every subscription; keep-alive counts complete packets.  :meth:`LabBroker.stats` shows a
+session's accounting, :attr:`LabBroker.enforced` every limit applied.
 
 Why a broker of its own rather than extending amqtt: amqtt (0.12) speaks MQTT 3.1.1 only, pins
 an old ``websockets``, and reads the peer address deep inside its adapters; the lab needs 3.1.1
@@ -47,7 +56,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -66,13 +75,18 @@ from ..receivers import Acceptance, accepts
 from ..resolve import ClientIP
 from . import mqtt as m
 from .loopback import check_loopback
+from .topics import TopicTree
 
 __all__ = [
+    "RESERVED",
     "WHOAMI",
     "ClientInfo",
+    "Enforcement",
     "LabBroker",
+    "Limits",
     "Refusal",
     "SafeListener",
+    "SessionStats",
     "listener_decision",
 ]
 
@@ -80,6 +94,8 @@ log = logging.getLogger("realip.lab.broker")
 
 #: The topic a client publishes to to learn its peername (answered on ``WHOAMI + "/<id>"``).
 WHOAMI = "$realip/whoami"
+#: The first topic level only the broker publishes under (see :class:`LabBroker`)
+RESERVED = "$realip"
 
 #: cowboy reads the PROXY header of a ws/wss listener with a hard-coded 1000 ms timeout
 _RANCH_TIMEOUT = 1.0
@@ -134,6 +150,143 @@ class SafeListener:
 Listener = Broker | SafeListener
 
 
+QueuePolicy = Literal["drop", "disconnect"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What one client may cost the lab broker, named after the Mosquitto 2.0 (``mosquitto.conf``)
+    and EMQX 5 (``mqtt.*``, ``listeners.*``) settings they copy.  Every limit MQTT 5 has a
+    CONNACK property for is announced to MQTT 5 clients, and all are enforced for every
+    protocol version.
+
+    ``max_packet_size`` (bytes, the whole packet): Mosquitto ``max_packet_size`` (default no
+        limit), EMQX ``mqtt.max_packet_size`` (1 MB, taken here).  Announced as *Maximum Packet
+        Size*; a bigger packet ends the connection (MQTT 5: DISCONNECT 0x95 Packet too large).
+        The WebSocket listener caps a frame's message at the same size.
+    ``max_topic_alias``: Mosquitto ``max_topic_alias`` (10, taken here), EMQX
+        ``mqtt.max_topic_alias`` (65535).  Announced as *Topic Alias Maximum* (omitted when 0,
+        which MQTT 5 reads as "no aliases"); an alias of 0 or above it is DISCONNECT 0x94 Topic
+        Alias invalid, an unknown alias with an empty topic DISCONNECT 0x82 Protocol Error.
+        Bounds the alias table to ``max_topic_alias`` topics per connection.
+    ``max_inflight``: Mosquitto ``max_inflight_messages`` (20), EMQX ``mqtt.max_inflight``
+        (32, taken here).  Both directions: announced as *Receive Maximum* — a client with more
+        unfinished QoS 2 PUBLISH (no PUBREL yet; QoS 1 is acknowledged at once) gets
+        DISCONNECT 0x93 Receive Maximum exceeded — and the broker sends at most this many (or
+        the client's own Receive Maximum, if lower) unacknowledged QoS 1/2 messages; the rest
+        wait in the queue, in order (a QoS 0 message behind them waits too: one FIFO, where
+        EMQX lets QoS 0 overtake).
+    ``max_queued_messages`` / ``max_queued_bytes``: Mosquitto ``max_queued_messages`` (1000,
+        taken here) and ``max_queued_bytes`` (default no limit; 8 MiB here), EMQX
+        ``mqtt.max_mqueue_len`` (1000).  One session's outgoing messages waiting for the
+        client: the queue's messages and bytes, *plus the bytes its transport still holds*
+        (the broker writes to a client only while the transport is below its high-water mark,
+        ``pause_writing``/``drain``), so a subscriber that never reads costs at most
+        ``max_queued_bytes`` (and the few control packets — PUBACK, PINGRESP — read back-pressure
+        allows: the broker stops reading from a client whose transport is full).
+    ``queue_policy``: what a full queue does with a new message.  ``"drop"`` (EMQX's
+        ``mqueue``): QoS 0 messages go first, oldest first (the new one too, when it is QoS 0),
+        then the oldest QoS 1/2 message, until the new one fits; MQTT lets a server drop QoS 0
+        at will, and a full QoS 1/2 queue is the session's loss, as in both brokers.
+        ``"disconnect"``: the session is closed at once (MQTT 5: DISCONNECT 0x97 Quota
+        exceeded; the transport is aborted, so its buffer is freed) — EMQX's
+        ``force_shutdown`` idea for a client that cannot keep up.
+    ``max_subscriptions`` (per session): EMQX ``mqtt.max_subscriptions`` (default infinity;
+        Mosquitto has no such limit); 1000 here.  A filter past it gets SUBACK 0x97 Quota
+        exceeded (3.1.1: 0x80).
+    ``max_topic_levels``: EMQX ``mqtt.max_topic_levels`` (128, taken here).  A filter with more
+        levels gets SUBACK 0x8F, a topic name with more DISCONNECT 0x90 Topic Name invalid.
+    ``max_connections`` (per listener): Mosquitto's listener ``max_connections`` (default
+        unlimited), EMQX ``listeners.<type>.<name>.max_connections``; 1000 here.  One more is
+        closed at accept, before a byte is read, and recorded in :attr:`LabBroker.refused`.
+    ``max_retained_messages`` / ``max_retained_bytes``: EMQX ``retainer.max_retained_messages``
+        (0 = unlimited); 1000 messages and 16 MiB here.  A retained message that does not fit
+        is still delivered to the subscribers present, but not kept.
+    """
+
+    max_packet_size: int = 1 << 20
+    max_topic_alias: int = 10
+    max_inflight: int = 32
+    max_queued_messages: int = 1000
+    max_queued_bytes: int = 8 << 20
+    queue_policy: QueuePolicy = "drop"
+    max_subscriptions: int = 1000
+    max_topic_levels: int = 128
+    max_connections: int = 1000
+    max_retained_messages: int = 1000
+    max_retained_bytes: int = 16 << 20
+
+    def __post_init__(self) -> None:
+        ranges = {
+            "max_packet_size": (2, m.MAX_PACKET),
+            "max_topic_alias": (0, 65535),
+            "max_inflight": (1, 65535),
+            "max_queued_messages": (1, None),
+            "max_queued_bytes": (1, None),
+            "max_subscriptions": (1, None),
+            "max_topic_levels": (1, 65535),
+            "max_connections": (1, None),
+            "max_retained_messages": (0, None),
+            "max_retained_bytes": (0, None),
+        }
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigurationError(f"Limits.{name} must be an integer, not {value!r}")
+            if value < low or (high is not None and value > high):
+                allowed = f"{low}..{high}" if high is not None else f">= {low}"
+                raise ConfigurationError(f"Limits.{name}={value} is out of range: allowed "
+                                         f"{allowed}")
+        if self.queue_policy not in ("drop", "disconnect"):
+            raise ConfigurationError(f"Limits.queue_policy must be 'drop' or 'disconnect', not "
+                                     f"{self.queue_policy!r}")
+        if self.max_queued_bytes < self.max_packet_size:
+            # a message of the largest size the broker accepts must fit an empty queue
+            raise ConfigurationError(f"Limits.max_queued_bytes={self.max_queued_bytes} is "
+                                     f"below max_packet_size={self.max_packet_size}: allowed "
+                                     f">= max_packet_size")
+
+    def connack_properties(self) -> list[tuple[int, Any]]:
+        """The CONNACK properties that announce these limits to an MQTT 5 client."""
+        props: list[tuple[int, Any]] = []
+        if self.max_inflight != 65535:  # 65535 is what an absent Receive Maximum means
+            props.append((m.RECEIVE_MAXIMUM, self.max_inflight))
+        if self.max_topic_alias:  # absent means 0: no aliases
+            props.append((m.TOPIC_ALIAS_MAXIMUM, self.max_topic_alias))
+        if self.max_packet_size < m.MAX_PACKET:
+            props.append((m.MAXIMUM_PACKET_SIZE, self.max_packet_size))
+        props.append((m.SUBSCRIPTION_IDS_AVAILABLE, 0))
+        props.append((m.SHARED_AVAILABLE, 0))
+        return props
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """One session's cost as the broker accounts it (:meth:`LabBroker.stats`)."""
+
+    client_id: str
+    queued_messages: int  #: messages waiting in the session's queue
+    queued_bytes: int  #: their bytes
+    transport_bytes: int  #: bytes written to the transport and not yet sent
+    buffered: int  #: ``queued_bytes + transport_bytes``: what the client costs now
+    peak_buffered: int  #: the most ``buffered`` has been
+    inflight: int  #: QoS 1/2 messages sent and not yet acknowledged
+    awaiting_rel: int  #: QoS 2 messages received, waiting for the client's PUBREL
+    dropped: int  #: messages dropped by the queue policy (or too big for the client)
+    subscriptions: int
+    aliases: int  #: topic aliases the client set
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """A limit or rule the broker enforced on a session (:attr:`LabBroker.enforced`)."""
+
+    client_id: str
+    action: Literal["disconnect", "deny-publish", "deny-subscribe"]
+    reason: int  #: the MQTT 5 reason code (sent to MQTT 5 clients)
+    detail: str
+
+
 @dataclass(frozen=True)
 class ClientInfo:
     """One MQTT session as the broker recorded it (``emqx ctl clients show``)."""
@@ -176,16 +329,36 @@ class _Wire:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.transport = writer.transport
+        #: above this many buffered bytes the transport pauses us (asyncio's high-water mark)
+        self.high_water = self.transport.get_write_buffer_limits()[1]
 
     async def recv(self) -> bytes:
         return await self.reader.read(65536)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         if not self.writer.is_closing():
             self.writer.write(data)
 
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the kernel."""
+        return self.transport.get_write_buffer_size()
+
+    def full(self) -> bool:
+        return self.transport.get_write_buffer_size() > self.high_water
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
     def close(self) -> None:
-        self.writer.close()
+        # a peer that does not read would keep a closing transport (and its buffer) forever
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.writer.close()
+
+    def abort(self) -> None:
+        self.transport.abort()
 
 
 class _WsWire(_Wire):
@@ -237,61 +410,227 @@ class _WsWire(_Wire):
                 self.ended = True
         return self.pending.popleft()
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | bytearray) -> None:
         if self.proto.state.name == "OPEN":
             self.proto.send_binary(data)
             self.flush()
 
     def close(self) -> None:
-        if self.proto.state.name == "OPEN":
+        if self.proto.state.name == "OPEN" and not self.transport.get_write_buffer_size():
             self.proto.send_close(1000)
             self.flush()
-        self.writer.close()
+        super().close()
 
 
 # ==============================================================================================
 # Sessions
 
 
-@dataclass
+class _Out:
+    """One message waiting in a session's queue: its encoded PUBLISH (a placeholder packet id
+    for QoS 1/2, set when it is sent)."""
+
+    __slots__ = ("data", "qos")
+
+    def __init__(self, data: bytes | bytearray, qos: int) -> None:
+        self.data = data
+        self.qos = qos
+
+
 class _Session:
-    broker: LabBroker
-    info: ClientInfo
-    level: int
-    wire: _Wire
-    will: m.Will | None
-    subs: dict[str, int] = field(default_factory=dict)
-    aliases: dict[int, str] = field(default_factory=dict)
-    next_pid: int = 0
-    closed: bool = False
+    def __init__(self, broker: LabBroker, info: ClientInfo, level: int, wire: _Wire,
+                 will: m.Will | None, window: int, client_max_packet: int | None) -> None:
+        self.broker = broker
+        self.limits = broker.limits
+        self.info = info
+        self.level = level
+        self.wire = wire
+        self.will = will
+        self.subs: dict[str, int] = {}
+        self.aliases: dict[int, str] = {}
+        self.closed = False
+        self.window = window  #: QoS 1/2 messages the client lets us have unacknowledged
+        self.client_max_packet = client_max_packet
+        self.queue: deque[_Out] = deque()
+        self.queued_bytes = 0
+        self.queued_qos0 = 0
+        self.inflight: dict[int, int] = {}  # packet id -> QoS of a message sent to the client
+        self.awaiting_rel: set[int] = set()  # QoS 2 packet ids received, before their PUBREL
+        self.next_pid = 0
+        self.dropped = 0
+        self.peak = 0
+        self.last_packet = 0.0  #: loop time of the last complete packet received
+        self._drainer: asyncio.Task[None] | None = None
 
     @property
     def client_id(self) -> str:
         return self.info.client_id
 
+    def stats(self) -> SessionStats:
+        transport = self.wire.buffered()
+        return SessionStats(self.client_id, len(self.queue), self.queued_bytes, transport,
+                            self.queued_bytes + transport, self.peak, len(self.inflight),
+                            len(self.awaiting_rel), self.dropped, len(self.subs),
+                            len(self.aliases))
+
     def send(self, data: bytes) -> None:
+        """A control packet (acks, SUBACK, PINGRESP): straight to the transport; read
+        back-pressure (:meth:`writable`) bounds them."""
         if not self.closed:
             self.wire.send(data)
 
+    # -- the outgoing queue --------------------------------------------------------------------
     def deliver(self, pub: m.Publish, qos: int, retain: bool) -> None:
-        pid = None
-        if qos:
-            self.next_pid = self.next_pid % 65535 + 1
-            pid = self.next_pid
+        if self.closed:
+            return
         props = tuple((k, v) for k, v in pub.properties
                       if k not in (m.TOPIC_ALIAS, m.SUBSCRIPTION_ID))
-        out = m.Publish(pub.topic, pub.payload, qos, retain, False, pid, props)
-        self.send(m.encode_publish(self.level, out))
+        out = m.Publish(pub.topic, pub.payload, qos, retain, False, 0 if qos else None, props)
+        data = m.encode_publish(self.level, out)
+        if self.client_max_packet is not None and len(data) > self.client_max_packet:
+            self.dropped += 1  # [MQTT-3.1.2-25]: discarded, as if delivered
+            return
+        self._enqueue(_Out(bytearray(data) if qos else data, qos))
+        self._pump()
 
+    def _over(self, size: int) -> bool:
+        lim = self.limits
+        return (len(self.queue) >= lim.max_queued_messages
+                or self.queued_bytes + self.wire.buffered() + size > lim.max_queued_bytes)
+
+    def _enqueue(self, out: _Out) -> None:
+        size = len(out.data)
+        if self.queue or self.wire.full() or (out.qos and len(self.inflight) >= self.window):
+            # it has to wait: make room by the policy first
+            while self._over(size):
+                if self.limits.queue_policy == "disconnect":
+                    self.broker._enforce(self, "disconnect", m.QUOTA_EXCEEDED,
+                                         f"message queue full ({len(self.queue)} messages, "
+                                         f"{self.queued_bytes + self.wire.buffered()} bytes)")
+                    self.kill(m.QUOTA_EXCEEDED)
+                    return
+                if not self._evict(out):
+                    self.dropped += 1  # the new message itself
+                    return
+        elif self.wire.buffered() + size > self.limits.max_queued_bytes:
+            self.dropped += 1  # the transport alone holds the bound
+            return
+        self.queue.append(out)
+        self.queued_bytes += size
+        self.queued_qos0 += not out.qos
+        self._note()
+
+    def _evict(self, new: _Out) -> bool:
+        """Drop one queued message to make room for *new*; False when *new* is to go."""
+        queue = self.queue
+        victim: _Out | None = None
+        if self.queued_qos0:
+            for i, out in enumerate(queue):
+                if not out.qos:
+                    victim = out
+                    del queue[i]
+                    break
+        elif not new.qos or not queue:
+            return False
+        else:
+            victim = queue.popleft()
+        assert victim is not None
+        self.queued_bytes -= len(victim.data)
+        self.queued_qos0 -= not victim.qos
+        self.dropped += 1
+        return True
+
+    def _note(self) -> None:
+        now = self.queued_bytes + self.wire.buffered()
+        if now > self.peak:
+            self.peak = now
+
+    def _pump(self) -> None:
+        """Write queued messages while the transport takes them (and the client's inflight
+        window allows); else wait for the transport to drain."""
+        queue = self.queue
+        wire = self.wire
+        while queue and not self.closed:
+            if wire.full():
+                self._start_drain()
+                return
+            out = queue[0]
+            if out.qos:
+                if len(self.inflight) >= self.window:
+                    return  # a PUBACK/PUBCOMP will pump again
+                pid = self._new_pid()
+                assert isinstance(out.data, bytearray)
+                m.set_packet_id(out.data, pid)
+                self.inflight[pid] = out.qos
+            queue.popleft()
+            self.queued_bytes -= len(out.data)
+            self.queued_qos0 -= not out.qos
+            wire.send(out.data)
+            self._note()
+
+    def _new_pid(self) -> int:
+        while True:
+            self.next_pid = self.next_pid % 65535 + 1
+            if self.next_pid not in self.inflight:
+                return self.next_pid
+
+    def _start_drain(self) -> asyncio.Task[None]:
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return self._drainer
+
+    async def _drain(self) -> None:
+        try:
+            await self.wire.drain()
+        except (ConnectionError, OSError):
+            return
+        self._pump()
+
+    async def writable(self) -> None:
+        """Wait until the transport is below its high-water mark (read back-pressure; the
+        keep-alive watchdog ends a wait that lasts too long)."""
+        if self.wire.full() and not self.closed:
+            await asyncio.shield(self._start_drain())
+
+    def acked(self, pid: int) -> None:
+        if self.inflight.pop(pid, None) is not None:
+            self._pump()
+
+    # -- ending --------------------------------------------------------------------------------
     def close(self, reason: int = 0) -> None:
         if self.closed:
             return
-        if reason:
+        if reason and not self.wire.buffered():
             packet = m.encode_disconnect(self.level, reason)
             if packet is not None:
                 self.wire.send(packet)
-        self.closed = True
+        self._end()
         self.wire.close()
+
+    def kill(self, reason: int) -> None:
+        """End the session now, freeing what its transport holds (a client that does not
+        read would never get a DISCONNECT anyway)."""
+        if self.closed:
+            return
+        self._end()
+        self.wire.abort()
+
+    def _end(self) -> None:
+        self.closed = True
+        self.queue.clear()
+        self.queued_bytes = self.queued_qos0 = 0
+        # a drainer still waiting wakes when the transport is lost, and finds us closed
+
+
+class _Watchdog:
+    __slots__ = ("handle",)
+
+    def __init__(self) -> None:
+        self.handle: asyncio.TimerHandle | None = None
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
 
 
 class _Listening:
@@ -313,13 +652,33 @@ class LabBroker:
     ``async with LabBroker(Broker(addr="127.0.2.71", port=0, proxy_protocol=True)) as b:``
     starts it (port 0 picks a free port: :attr:`endpoints`); :meth:`close` stops it and closes
     every connection.  *ws_path* is the WebSocket path; *idle_timeout* how long a connection
-    may take to send its CONNECT (EMQX's ``idle_timeout``); *max_packet* the largest packet.
+    may take to send its CONNECT (EMQX's ``idle_timeout``); *limits* what one client may cost
+    (:class:`Limits`: packet size, aliases, inflight window, queues, subscriptions,
+    connections per listener, retained messages); *history* how many records
+    :attr:`history`, :attr:`refused` and :attr:`enforced` keep.
+
+    **Hostile clients.**  Each session's outgoing messages wait in a bounded queue and are
+    written only while the client's transport takes them, so a subscriber that never reads
+    costs at most ``limits.max_queued_bytes`` (:meth:`stats` shows the accounting); a
+    PUBLISH costs the subscriptions that match it (a topic trie, :mod:`realip.lab.topics`);
+    every limit is announced in an MQTT 5 CONNACK where MQTT 5 has a property for it.
+
+    **Reserved topics.**  Only the broker publishes under ``$realip/``: a client's PUBLISH
+    there (other than the request to ``$realip/whoami``), a will or a Response Topic there, is
+    not delivered — an MQTT 5 QoS 1/2 PUBLISH gets PUBACK/PUBREC 0x87 Not authorized, QoS 0
+    and MQTT 3.1.1 are acknowledged as usual and dropped, which is what MQTT 3.1.1 §3.3.5
+    allows [MQTT-3.3.5-2] and what Mosquitto and EMQX do with an ACL denial.  A client may
+    subscribe under ``$realip/`` only to its own answer, ``$realip/whoami/<its client id>``
+    (no wildcard); any other filter there gets SUBACK 0x87 (3.1.1: 0x80).
     """
 
     def __init__(self, *listeners: Listener, ws_path: str = "/mqtt", idle_timeout: float = 15.0,
-                 max_packet: int = 1 << 20, history: int = 1000) -> None:
+                 limits: Limits | None = None, history: int = 1000) -> None:
         if not listeners:
             raise ConfigurationError("a broker needs at least one listener")
+        if limits is not None and not isinstance(limits, Limits):
+            raise ConfigurationError(f"limits must be a realip.lab.broker.Limits, not "
+                                     f"{type(limits).__name__}")
         for lst in listeners:
             check_loopback(lst.addr)
             if lst.listener not in ("tcp", "ws"):
@@ -327,13 +686,17 @@ class LabBroker:
         self.listeners = tuple(listeners)
         self.ws_path = ws_path
         self.idle_timeout = idle_timeout
-        self.max_packet = max_packet
+        self.limits = limits if limits is not None else Limits()
         self.endpoints: list[Endpoint] = []
         self.history: deque[ClientInfo] = deque(maxlen=history)
         self.refused: deque[Refusal] = deque(maxlen=history)
+        #: limits and rules enforced on sessions (disconnections, refused publishes/filters)
+        self.enforced: deque[Enforcement] = deque(maxlen=history)
         self._bound: list[_Listening] = []
         self._sessions: dict[str, _Session] = {}
+        self._subs: TopicTree[_Session, int] = TopicTree()
         self._retained: dict[str, m.Publish] = {}
+        self._retained_bytes = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ids = itertools.count(1)
 
@@ -356,6 +719,17 @@ class LabBroker:
         """The peername recorded for *client_id* (connected, or the last one seen)."""
         info = self.client(client_id)
         return None if info is None else info.peername
+
+    def stats(self, client_id: str) -> SessionStats | None:
+        """What the connected session *client_id* costs now (None when not connected)."""
+        s = self._sessions.get(client_id)
+        return None if s is None else s.stats()
+
+    @property
+    def subscriptions(self) -> TopicTree[Any, int]:
+        """The subscription index (read it; the broker owns it): :attr:`TopicTree.visited`
+        is the cost of the last PUBLISH's match."""
+        return self._subs
 
     def endpoint(self, index: int = 0) -> tuple[str, int]:
         """``(host, port)`` of listener *index* (its real port when it was configured as 0)."""
@@ -395,7 +769,18 @@ class LabBroker:
                 text = "connection refused by access_rules"
             self.refused.append(Refusal(holder[0] if holder else "", peer, text))
 
+        max_connections = self.limits.max_connections
+        open_now = [0]
+
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if open_now[0] >= max_connections:  # Mosquitto/EMQX: closed at accept
+                result: aio.ProxyResult = writer.get_extra_info("proxy_result")
+                assert result.peer is not None
+                self.refused.append(Refusal(holder[0], result.peer, f"max_connections "
+                                            f"({max_connections}) reached on this listener"))
+                writer.transport.abort()
+                return
+            open_now[0] += 1
             task = asyncio.current_task()
             if task is not None:
                 self._tasks.add(task)
@@ -408,14 +793,18 @@ class LabBroker:
             except Exception:
                 log.exception("connection failed")
             finally:
-                writer.close()
+                open_now[0] -= 1
+                if writer.transport.get_write_buffer_size():
+                    writer.transport.abort()  # nobody reads it: free it now
+                else:
+                    writer.close()
                 if task is not None:
                     self._tasks.discard(task)
 
         timeout = lst.proxy_protocol_timeout if isinstance(lst, SafeListener) else 3.0
         server = await aio.start_server(serve, lst.addr, lst.port, policy=policy,
                                         timeout=timeout, on_error=refused, reuse_address=True,
-                                        backlog=1024)
+                                        backlog=1024, max_pending=max_connections)
         sockname = server.sockets[0].getsockname()
         ep = aio.endpoint(sockname)
         holder.append(f"{lst.listener}:{_host_text(ep)}:{ep.port}")
@@ -503,7 +892,7 @@ class LabBroker:
                          refuse: Callable[..., None]) -> None:
         peer, local = result.peer, result.local
         assert peer is not None and local is not None
-        packets = m.PacketReader(self.max_packet)
+        packets = m.PacketReader(self.limits.max_packet_size)
         fed = hdr
         queued: list[tuple[int, bytes]] = []
         while True:
@@ -578,7 +967,7 @@ class LabBroker:
                 refuse(view.log or "refused", view)
                 return
         proto = ServerProtocol(subprotocols=[Subprotocol("mqtt"), Subprotocol("mqttv3.1")],
-                               max_size=self.max_packet)
+                               max_size=self.limits.max_packet_size)
         wire = _WsWire(reader, writer, proto)
         proto.receive_data(head)
         request = next((e for e in proto.events_received() if isinstance(e, Request)), None)
@@ -613,7 +1002,7 @@ class LabBroker:
             return
         if end < len(buf):
             wire.feed(bytes(buf[end:]))
-        packets = m.PacketReader(self.max_packet)
+        packets = m.PacketReader(self.limits.max_packet_size)
         queued: list[tuple[int, bytes]] = []
         while not queued:
             left = deadline - asyncio.get_running_loop().time()
@@ -652,7 +1041,14 @@ class LabBroker:
                        label: str, view: HopView) -> None:
         level = connect.level
         client_id = connect.client_id
-        props: list[tuple[int, Any]] = []
+        lim = self.limits
+        props: list[tuple[int, Any]] = lim.connack_properties() if level == 5 else []
+        receive_max = m.prop(connect.properties, m.RECEIVE_MAXIMUM)
+        client_max_packet = m.prop(connect.properties, m.MAXIMUM_PACKET_SIZE)
+        if receive_max == 0 or client_max_packet == 0:  # MQTT 5 §3.1.2.11.3/4
+            wire.send(m.encode_connack(level, m.PROTOCOL_ERROR))
+            wire.close()
+            return
         if not client_id:
             if level != 5 and not connect.clean:
                 wire.send(m.encode_connack(level, 0x02))  # identifier rejected
@@ -664,41 +1060,86 @@ class LabBroker:
         info = ClientInfo(client_id, peername, sockname, peer, label, level, view)
         old = self._sessions.get(client_id)
         if old is not None:
-            old.close(0x8E)  # session taken over
-        session = _Session(self, info, level, wire, connect.will)
+            old.close(m.SESSION_TAKEN_OVER)
+        window = min(receive_max or 65535, lim.max_inflight)
+        session = _Session(self, info, level, wire, connect.will, window, client_max_packet)
         self._sessions[client_id] = session
         self.history.append(info)
         wire.send(m.encode_connack(level, 0, False, props))
         clean_exit = False
+        loop = asyncio.get_running_loop()
+        watchdog = self._keepalive(session, connect.keepalive * 1.5) if connect.keepalive \
+            else None
         try:
             for first, body in queued:
                 if self._handle(session, m.parse(first, body, level)):
                     clean_exit = True
                     return
-            packets.feed(b"")  # an error found after the CONNECT, in the same read
-            keepalive = connect.keepalive * 1.5 if connect.keepalive else None
+            packets.check()  # an error found after the CONNECT, in the same read
             while not session.closed:
-                chunk = await asyncio.wait_for(wire.recv(), keepalive)
+                # read back-pressure: a client that does not read its acks is not read either
+                await session.writable()
+                chunk = await wire.recv()
                 if not chunk:
                     return
-                for first, body in packets.feed(chunk):
+                got = packets.feed(chunk)
+                if got:
+                    session.last_packet = loop.time()
+                for first, body in got:
                     if self._handle(session, m.parse(first, body, level)):
                         clean_exit = True
                         return
+                packets.check()  # an error found after those packets, in the same read
+                if got:
+                    # a client whose next bytes are already buffered would be served again
+                    # without a pause: let the other connections' ready work go first
+                    await asyncio.sleep(0)
         except m.MalformedPacket as exc:
+            if not session.closed:
+                self._enforce(session, "disconnect", exc.code, str(exc))
             session.close(exc.code)
-        except (TimeoutError, asyncio.TimeoutError):
-            session.close(0x8D)  # keep alive timeout
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if self._sessions.get(client_id) is session:
                 del self._sessions[client_id]
                 self.history.append(_disconnected(info))
+            for filt in session.subs:
+                self._subs.remove(filt, session)
+            session.subs.clear()
             if not clean_exit and session.will is not None:
                 w = session.will
-                self._route(m.Publish(w.topic, w.payload, w.qos, w.retain, properties=w.properties),
-                            None)
-            session.closed = True
-            wire.close()
+                will = m.Publish(w.topic, w.payload, w.qos, w.retain, properties=w.properties)
+                if self._may_publish(session, w.topic, "will"):
+                    self._route(will, None)
+            session.close()
+
+    def _keepalive(self, s: _Session, limit: float) -> _Watchdog:
+        """Close *s* once no complete packet came for *limit* seconds (1.5 × Keep Alive,
+        [MQTT-3.1.2-22]): a timer, not a timeout per read, so a byte costs no timer and a
+        packet trickled byte by byte does not keep a session alive."""
+        loop = asyncio.get_running_loop()
+        dog = _Watchdog()
+
+        def check() -> None:
+            if s.closed:
+                return
+            idle = loop.time() - s.last_packet
+            if idle >= limit:
+                self._enforce(s, "disconnect", m.KEEP_ALIVE_TIMEOUT, "keep alive timeout")
+                s.close(m.KEEP_ALIVE_TIMEOUT)
+                return
+            dog.handle = loop.call_later(limit - idle, check)
+
+        s.last_packet = loop.time()
+        dog.handle = loop.call_later(limit, check)
+        return dog
+
+    def _enforce(self, s: _Session, action: Literal["disconnect", "deny-publish",
+                                                     "deny-subscribe"],
+                 reason: int, detail: str) -> None:
+        self.enforced.append(Enforcement(s.client_id, action, reason, detail))
+        log.info("%s %s: 0x%02X %s", action, s.client_id, reason, detail)
 
     def _handle(self, s: _Session, packet: m.Packet) -> bool:
         """Process one packet; True when the client disconnected cleanly."""
@@ -709,13 +1150,25 @@ class LabBroker:
             self._on_subscribe(s, packet)
         elif isinstance(packet, m.Unsubscribe):
             for f in packet.topics:
-                s.subs.pop(f, None)
+                if s.subs.pop(f, None) is not None:
+                    self._subs.remove(f, s)
             s.send(m.encode_unsuback(level, packet.packet_id, len(packet.topics)))
         elif isinstance(packet, m.Ack):
-            if packet.type == m.PacketType.PUBREC:
-                s.send(m.encode_ack(level, m.PacketType.PUBREL, packet.packet_id))
-            elif packet.type == m.PacketType.PUBREL:
-                s.send(m.encode_ack(level, m.PacketType.PUBCOMP, packet.packet_id))
+            ptype = packet.type
+            if ptype == m.PacketType.PUBACK:
+                s.acked(packet.packet_id)
+            elif ptype == m.PacketType.PUBREC:
+                if packet.reason >= 0x80:  # the client refused it: the flow ends here
+                    s.acked(packet.packet_id)
+                else:
+                    s.send(m.encode_ack(level, m.PacketType.PUBREL, packet.packet_id))
+            elif ptype == m.PacketType.PUBCOMP:
+                s.acked(packet.packet_id)
+            else:  # PUBREL of a QoS 2 message the client sent
+                known = packet.packet_id in s.awaiting_rel
+                s.awaiting_rel.discard(packet.packet_id)
+                s.send(m.encode_ack(level, m.PacketType.PUBCOMP, packet.packet_id,
+                                    0 if known else 0x92))  # 0x92 packet identifier not found
         elif isinstance(packet, m.Disconnect):
             if packet.reason == 0x04:  # disconnect with will message
                 return False
@@ -730,51 +1183,124 @@ class LabBroker:
             raise m.MalformedPacket("a second CONNECT", m.PROTOCOL_ERROR)
         return False
 
+    def _may_publish(self, s: _Session, topic: str, what: str) -> bool:
+        """Whether a client's message may go to *topic*: nothing under ``$realip/`` (the
+        broker's own answers), recorded when refused."""
+        if topic.split("/", 1)[0] != RESERVED:
+            return True
+        self._enforce(s, "deny-publish", m.NOT_AUTHORIZED,
+                      f"{what} to {topic[:80]!r}: only the broker publishes under {RESERVED}/")
+        return False
+
     def _on_publish(self, s: _Session, pub: m.Publish) -> None:
+        lim = self.limits
         topic = pub.topic
         alias = m.prop(pub.properties, m.TOPIC_ALIAS)
         if alias is not None:
+            if alias == 0 or alias > lim.max_topic_alias:
+                raise m.MalformedPacket(
+                    f"topic alias {alias} but the Topic Alias Maximum announced is "
+                    f"{lim.max_topic_alias}", m.TOPIC_ALIAS_INVALID)
             if topic:
-                s.aliases[alias] = topic
+                s.aliases[alias] = topic  # at most max_topic_alias entries
             else:
-                topic = s.aliases.get(alias, "")
+                known = s.aliases.get(alias)
+                if known is None:
+                    raise m.MalformedPacket(f"topic alias {alias} was never set",
+                                            m.PROTOCOL_ERROR)
+                topic = known
         if not m.valid_topic(topic):
-            raise m.MalformedPacket(f"invalid topic name {topic!r}", m.PROTOCOL_ERROR)
-        pub = m.Publish(topic, pub.payload, pub.qos, pub.retain, pub.dup, pub.packet_id,
-                        pub.properties)
-        if pub.qos == 1 and pub.packet_id is not None:
-            s.send(m.encode_ack(s.level, m.PacketType.PUBACK, pub.packet_id))
-        elif pub.qos == 2 and pub.packet_id is not None:
-            s.send(m.encode_ack(s.level, m.PacketType.PUBREC, pub.packet_id))
-        if topic == WHOAMI:
+            raise m.MalformedPacket(f"invalid topic name {topic[:64]!r}", m.PROTOCOL_ERROR)
+        if topic.count("/") >= lim.max_topic_levels:
+            raise m.MalformedPacket(f"topic name of {topic.count('/') + 1} levels (max_topic_"
+                                    f"levels {lim.max_topic_levels})", m.TOPIC_NAME_INVALID)
+        pid = pub.packet_id
+        if pub.qos == 2 and pid is not None and pid in s.awaiting_rel:
+            # a resent QoS 2 PUBLISH (DUP): acknowledged again, delivered once
+            s.send(m.encode_ack(s.level, m.PacketType.PUBREC, pid))
+            return
+        if pub.qos == 2 and len(s.awaiting_rel) >= lim.max_inflight:
+            raise m.MalformedPacket(f"more than {lim.max_inflight} QoS 2 PUBLISH without PUBREL "
+                                    "(Receive Maximum)", m.RECEIVE_MAXIMUM_EXCEEDED)
+        pub = m.Publish(topic, pub.payload, pub.qos, pub.retain, pub.dup, pid, pub.properties)
+        whoami = topic == WHOAMI
+        if whoami:
+            reply_to = _reply_topic(s, pub)
+            allowed = _reserved_ok(s, reply_to) or \
+                self._may_publish(s, reply_to, "whoami Response Topic")
+        else:
+            allowed = self._may_publish(s, topic, "PUBLISH")
+        # MQTT 5 says no with the ack; MQTT 3.1.1 can only acknowledge [MQTT-3.3.5-2]
+        reason = 0 if allowed or s.level != 5 else m.NOT_AUTHORIZED
+        if pub.qos == 1 and pid is not None:
+            s.send(m.encode_ack(s.level, m.PacketType.PUBACK, pid, reason))
+        elif pub.qos == 2 and pid is not None:
+            s.send(m.encode_ack(s.level, m.PacketType.PUBREC, pid, reason))
+            if not reason:
+                s.awaiting_rel.add(pid)
+        if not allowed:
+            return
+        if whoami:
             self._whoami(s, pub)
             return
         self._route(pub, s)
 
     def _whoami(self, s: _Session, request: m.Publish) -> None:
-        reply_to = m.prop(request.properties, m.RESPONSE_TOPIC) if s.level == 5 else None
+        topic = _reply_topic(s, request)
+        if not _reserved_ok(s, topic):
+            return  # another client's answer: refused (and recorded) by _on_publish
         props: tuple[tuple[int, Any], ...] = ()
         correlation = m.prop(request.properties, m.CORRELATION_DATA)
         if correlation is not None and s.level == 5:
             props = ((m.CORRELATION_DATA, correlation),)
-        topic = reply_to if reply_to and m.valid_topic(reply_to) else f"{WHOAMI}/{s.client_id}"
         self._route(m.Publish(topic, s.info.peername.encode("utf-8"), properties=props), None)
 
+    def _filter_code(self, s: _Session, filt: str, qos: int) -> int:
+        """0 when *s* may subscribe to *filt*, else the SUBACK failure code (MQTT 5)."""
+        lim = self.limits
+        if len(s.subs) >= lim.max_subscriptions and filt not in s.subs:
+            return m.QUOTA_EXCEEDED  # first: the cheapest answer to a subscription flood
+        if qos == 3 or not m.valid_filter(filt) or filt.count("/") >= lim.max_topic_levels:
+            return m.TOPIC_FILTER_INVALID
+        if filt.startswith("$share/"):
+            return m.SHARED_NOT_SUPPORTED
+        if filt.split("/", 1)[0] == RESERVED:
+            own = f"{WHOAMI}/{s.client_id}"
+            if filt != own or "+" in filt or "#" in filt:
+                self._enforce(s, "deny-subscribe", m.NOT_AUTHORIZED,
+                              f"{filt[:80]!r}: under {RESERVED}/ only {own[:80]!r}")
+                return m.NOT_AUTHORIZED
+        return 0
+
     def _on_subscribe(self, s: _Session, sub: m.Subscribe) -> None:
+        if m.prop(sub.properties, m.SUBSCRIPTION_ID) is not None:
+            raise m.MalformedPacket("a Subscription Identifier, which the CONNACK said is not "
+                                    "available", m.SUBSCRIPTION_IDS_NOT_SUPPORTED)
         codes = []
         fresh: list[tuple[str, int, bool]] = []
+        refused = 0
+        subs = s.subs
+        full = 0x80 if s.level != 5 else m.QUOTA_EXCEEDED
         for filt, opts in sub.topics:
-            qos = opts & 3
-            if qos == 3 or not m.valid_filter(filt):
-                codes.append(0x80 if s.level != 5 else 0x8F)
+            if filt not in subs and len(subs) >= self.limits.max_subscriptions:
+                codes.append(full)  # a flood past the quota: one dict look-up per filter
+                refused += 1
                 continue
-            if filt.startswith("$share/"):
-                codes.append(0x80 if s.level != 5 else 0x9E)
+            qos = opts & 3
+            code = self._filter_code(s, filt, qos)
+            if code:
+                codes.append(0x80 if s.level != 5 else code)
+                refused += code == m.QUOTA_EXCEEDED
                 continue
             new = filt not in s.subs
             s.subs[filt] = opts if s.level == 5 else qos
+            self._subs.add(filt, s, s.subs[filt])
             codes.append(qos)
             fresh.append((filt, s.subs[filt], new))
+        if refused:
+            self._enforce(s, "deny-subscribe", m.QUOTA_EXCEEDED,
+                          f"{refused} filters over max_subscriptions "
+                          f"({self.limits.max_subscriptions})")
         s.send(m.encode_suback(s.level, sub.packet_id, codes))
         for filt, opts, new in fresh:
             handling = (opts >> 4) & 3
@@ -784,24 +1310,54 @@ class LabBroker:
                 if m.topic_matches(filt, topic):
                     s.deliver(pub, min(pub.qos, opts & 3), True)
 
+    def _retain(self, pub: m.Publish) -> None:
+        lim = self.limits
+        old = self._retained.get(pub.topic)
+        freed = 0 if old is None else len(old.payload) + len(old.topic)
+        if not pub.payload:
+            if old is not None:
+                del self._retained[pub.topic]
+                self._retained_bytes -= freed
+            return
+        size = len(pub.payload) + len(pub.topic)
+        count = len(self._retained) + (old is None)
+        if count > lim.max_retained_messages or \
+                self._retained_bytes - freed + size > lim.max_retained_bytes:
+            log.info("retained message on %r not kept: the retained store is full",
+                     pub.topic[:80])
+            return
+        self._retained[pub.topic] = pub
+        self._retained_bytes += size - freed
+
     def _route(self, pub: m.Publish, sender: _Session | None) -> None:
         if pub.retain:
-            if pub.payload:
-                self._retained[pub.topic] = pub
-            else:
-                self._retained.pop(pub.topic, None)
-        for s in list(self._sessions.values()):
-            best = -1
-            keep_retain = False
-            for filt, opts in s.subs.items():
-                if not m.topic_matches(filt, pub.topic):
-                    continue
-                if opts & 4 and s is sender:  # no local
-                    continue
-                best = max(best, opts & 3)
-                keep_retain = keep_retain or bool(opts & 8)
-            if best >= 0:
-                s.deliver(pub, min(pub.qos, best), pub.retain and keep_retain)
+            self._retain(pub)
+        best: dict[_Session, list[int]] = {}
+        for s, opts in self._subs.match(pub.topic):
+            if opts & 4 and s is sender:  # no local
+                continue
+            got = best.get(s)
+            if got is None:
+                best[s] = [opts & 3, opts & 8]
+            else:  # overlapping filters: one delivery, the highest QoS [MQTT-3.3.4-2]
+                got[0] = max(got[0], opts & 3)
+                got[1] |= opts & 8
+        for s, (qos, keep) in best.items():
+            s.deliver(pub, min(pub.qos, qos), pub.retain and bool(keep))
+
+
+def _reply_topic(s: _Session, request: m.Publish) -> str:
+    """Where a whoami answer goes: the request's Response Topic (MQTT 5), else
+    ``$realip/whoami/<client id>``."""
+    reply_to = m.prop(request.properties, m.RESPONSE_TOPIC) if s.level == 5 else None
+    if reply_to and m.valid_topic(reply_to):
+        return str(reply_to)
+    return f"{WHOAMI}/{s.client_id}"
+
+
+def _reserved_ok(s: _Session, topic: str) -> bool:
+    """Whether the broker may answer *s* on *topic*: outside ``$realip/``, or *s*'s own."""
+    return topic.split("/", 1)[0] != RESERVED or topic == f"{WHOAMI}/{s.client_id}"
 
 
 def _disconnected(info: ClientInfo) -> ClientInfo:

@@ -85,7 +85,7 @@ from .drivers import (
 from .loopback import Background, check_loopback, private_netns
 
 if TYPE_CHECKING:
-    from .broker import ClientInfo, LabBroker
+    from .broker import ClientInfo, LabBroker, Limits
     from .relay import HopRelay
 
 __all__ = [
@@ -448,7 +448,10 @@ class Lab:
     *addresses* replaces the loopback plan (label → address, e.g. :func:`realip.render.netns_plan`
     inside a namespace prepared by :func:`netns_setup`);
     *progress* is a :class:`Progress` mode; *workdir* holds the programs' directories (a
-    temporary directory by default, removed at close unless *keep_files*).
+    temporary directory by default, removed at close unless *keep_files*).  *limits* is what
+    one client may cost the lab broker (a :class:`realip.lab.broker.Limits`: packet size,
+    topic aliases, inflight window, queue bounds and policy, subscriptions, connections);
+    None keeps the defaults, ``Limits()``.
     """
 
     def __init__(self, topology: Topology | str | os.PathLike[str],
@@ -456,7 +459,15 @@ class Lab:
                  progress_stream: IO[str] | None = None, ports: Mapping[str, int] | None = None,
                  workdir: str | os.PathLike[str] | None = None, keep_files: bool = False,
                  start_timeout: float = 15.0, connect_timeout: float = 5.0,
-                 addresses: Mapping[str, str] | None = None) -> None:
+                 addresses: Mapping[str, str] | None = None,
+                 limits: Limits | None = None) -> None:
+        if limits is not None:
+            from .broker import Limits as _Limits  # the broker module loads only when used
+
+            if not isinstance(limits, _Limits):
+                raise ConfigurationError(f"limits must be a realip.lab.broker.Limits, not "
+                                         f"{type(limits).__name__}")
+        self.limits = limits
         if proxies not in PROXIES:
             raise ConfigurationError(f"proxies must be one of {', '.join(PROXIES)}, not "
                                      f"{proxies!r}")
@@ -622,7 +633,7 @@ class Lab:
         self.progress.step(f"broker {b.name}: lab broker with {b.kind} {b.version}'s {b.listener} "
                            f"listener rules on {b.addr}")
         self._res.bg = Background()
-        self.broker = LabBroker(mapped.broker)
+        self.broker = LabBroker(mapped.broker, limits=self.limits)
         self._res.servers.insert(0, self.broker)
         self._res.bg.run(self.broker.start(), timeout=self.start_timeout)
 

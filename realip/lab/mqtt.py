@@ -3,9 +3,11 @@
 :class:`PacketReader` frames a byte stream into packets (any split, a size cap); :func:`parse`
 turns one into a typed value (:class:`Connect`, :class:`Publish`, :class:`Subscribe`,
 :class:`Unsubscribe`, :class:`Ack`, :class:`Disconnect`, :class:`Simple`); the ``encode_*``
-functions build what a broker sends.  Malformed input raises :class:`MalformedPacket` with the
-MQTT 5 reason code (0x81 malformed packet, 0x82 protocol error).  Only what the lab broker needs
-is here: no AUTH exchange, no persistence.
+functions build what a broker sends (and :func:`encode_connect`, :func:`encode_subscribe`,
+:func:`encode_publish`, :func:`encode_ack` what a client sends, for tests and benchmarks).
+Malformed input raises :class:`MalformedPacket` with the MQTT 5 reason code (0x81 malformed
+packet, 0x82 protocol error).  Only what the lab broker needs is here: no AUTH exchange, no
+persistence.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ __all__ = [
     "Will",
     "encode_ack",
     "encode_connack",
+    "encode_connect",
     "encode_disconnect",
     "encode_publish",
     "encode_suback",
+    "encode_subscribe",
     "encode_unsuback",
     "parse",
+    "set_packet_id",
     "topic_matches",
     "valid_filter",
     "valid_topic",
@@ -65,7 +70,19 @@ class PacketType(enum.IntEnum):
 #: Reason codes used here (MQTT 5 §2.4).
 MALFORMED = 0x81
 PROTOCOL_ERROR = 0x82
+NOT_AUTHORIZED = 0x87
+KEEP_ALIVE_TIMEOUT = 0x8D
+SESSION_TAKEN_OVER = 0x8E
+TOPIC_FILTER_INVALID = 0x8F
+TOPIC_NAME_INVALID = 0x90
+RECEIVE_MAXIMUM_EXCEEDED = 0x93
+TOPIC_ALIAS_INVALID = 0x94
 PACKET_TOO_LARGE = 0x95
+QUOTA_EXCEEDED = 0x97
+SHARED_NOT_SUPPORTED = 0x9E
+SUBSCRIPTION_IDS_NOT_SUPPORTED = 0xA1
+#: The largest packet MQTT can frame: a 4-byte remaining length of 268 435 455, and 5 bytes
+MAX_PACKET = 268_435_455 + 5
 
 
 class MalformedPacket(RealIPError):
@@ -102,6 +119,11 @@ SUBSCRIPTION_ID = 0x0B
 ASSIGNED_CLIENT_ID = 0x12
 TOPIC_ALIAS = 0x23
 REASON_STRING = 0x1F
+RECEIVE_MAXIMUM = 0x21
+TOPIC_ALIAS_MAXIMUM = 0x22
+MAXIMUM_PACKET_SIZE = 0x27
+SUBSCRIPTION_IDS_AVAILABLE = 0x29
+SHARED_AVAILABLE = 0x2A
 
 Properties = tuple[tuple[int, Any], ...]
 
@@ -243,7 +265,7 @@ class PacketReader:
     """Frames a byte stream: :meth:`feed` returns the complete packets as ``(first byte, body)``;
     a packet over *max_size* bytes raises :class:`MalformedPacket` (0x95).  An error found after
     complete packets in the same data is raised by the next call (``feed(b"")``), so the packets
-    before it are still processed."""
+    before it are still processed (or by :meth:`check`)."""
 
     def __init__(self, max_size: int = 1 << 20) -> None:
         self.max_size = max_size
@@ -254,6 +276,11 @@ class PacketReader:
     def buffered(self) -> int:
         """Bytes of an incomplete packet held."""
         return len(self._buf)
+
+    def check(self) -> None:
+        """Raise the error found after the packets the last :meth:`feed` returned, if any."""
+        if self._error is not None:
+            raise self._error
 
     def feed(self, data: bytes | bytearray) -> list[tuple[int, bytes]]:
         if self._error is not None:
@@ -414,9 +441,7 @@ def parse(first: int, body: bytes, level: int = 4) -> Packet:
     if ptype == PacketType.SUBSCRIBE:
         pid = cur.u16()
         props = cur.properties() if v5 else ()
-        topics = []
-        while cur.left():
-            topics.append((cur.string(), cur.u8()))
+        topics = _filters(body, cur.pos)
         if not topics:
             raise MalformedPacket("SUBSCRIBE without a topic filter", PROTOCOL_ERROR)
         return Subscribe(pid, tuple(topics), props)
@@ -434,6 +459,29 @@ def parse(first: int, body: bytes, level: int = 4) -> Packet:
         props = cur.properties() if v5 and cur.left() else ()
         return Disconnect(reason, props)
     return Simple(ptype, flags, body)
+
+
+def _filters(body: bytes, pos: int) -> list[tuple[str, int]]:
+    """SUBSCRIBE's (filter, options) list: one tight loop, since a hostile SUBSCRIBE carries
+    tens of thousands of them."""
+    out: list[tuple[str, int]] = []
+    end = len(body)
+    while pos < end:
+        if pos + 2 > end:
+            raise MalformedPacket("packet ends inside a topic filter's length")
+        stop = pos + 2 + ((body[pos] << 8) | body[pos + 1])
+        if stop >= end:  # the options byte must follow
+            raise MalformedPacket(f"packet ends {stop + 1 - end} bytes early")
+        raw = body[pos + 2 : stop]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedPacket(f"not UTF-8: {raw[:32]!r}") from None
+        if "\x00" in text:
+            raise MalformedPacket("U+0000 in a UTF-8 string")
+        out.append((text, body[stop]))
+        pos = stop + 1
+    return out
 
 
 def _connect(cur: _Cursor) -> Connect:
@@ -490,6 +538,17 @@ def encode_publish(level: int, p: Publish) -> bytes:
     return _packet(first, body + p.payload)
 
 
+def set_packet_id(packet: bytearray, packet_id: int) -> None:
+    """Write *packet_id* into an encoded QoS 1/2 PUBLISH (encoded with a placeholder id, so a
+    queued message gets its identifier only when it is sent)."""
+    i = 1
+    while packet[i] & 0x80:
+        i += 1
+    i += 1
+    i += 2 + int.from_bytes(packet[i : i + 2], "big")
+    packet[i : i + 2] = packet_id.to_bytes(2, "big")
+
+
 def encode_ack(level: int, ptype: PacketType, packet_id: int, reason: int = 0) -> bytes:
     first = (ptype << 4) | (2 if ptype == PacketType.PUBREL else 0)
     body = packet_id.to_bytes(2, "big")
@@ -522,6 +581,37 @@ def encode_disconnect(level: int, reason: int = 0) -> bytes | None:
 PINGRESP = b"\xd0\x00"
 
 
+# -- encoders (client to server: for tests, benchmarks and hostile clients) --------------------
+
+
+def encode_connect(client_id: str, level: int = 4, *, keepalive: int = 0, clean: bool = True,
+                   properties: Sequence[tuple[int, Any]] = (), will: Will | None = None) -> bytes:
+    """A client's CONNECT (MQTT 3.1.1 when *level* is 4, 5.0 when 5)."""
+    flags = 0x02 if clean else 0
+    payload = _str(client_id)
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        if level == 5:
+            payload += encode_properties(will.properties)
+        payload += _str(will.topic) + _bin(will.payload)
+    body = _str("MQTT") + bytes([level, flags]) + keepalive.to_bytes(2, "big")
+    if level == 5:
+        body += encode_properties(properties)
+    return _packet(0x10, body + payload)
+
+
+def encode_subscribe(level: int, packet_id: int, filters: Sequence[tuple[str, int]],
+                     properties: Sequence[tuple[int, Any]] = ()) -> bytes:
+    """A client's SUBSCRIBE: *filters* are ``(filter, options byte)`` (the QoS in bits 0-1)."""
+    body = bytearray(packet_id.to_bytes(2, "big"))
+    if level == 5:
+        body += encode_properties(properties)
+    for filt, opts in filters:
+        body += _str(filt)
+        body.append(opts)
+    return _packet(0x82, bytes(body))
+
+
 # -- topics ------------------------------------------------------------------------------------
 
 
@@ -534,6 +624,8 @@ def valid_filter(filt: str) -> bool:
     """A topic filter: ``#`` only as the whole last level, ``+`` only as a whole level."""
     if not filt:
         return False
+    if "+" not in filt and "#" not in filt:
+        return True
     levels = filt.split("/")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):

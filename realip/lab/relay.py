@@ -39,7 +39,7 @@ from ..programs import speaks_http as hop_speaks_http
 from ..proxy_protocol import V2_SIGNATURE, Endpoint
 from ..topology import Topology
 from ..trust import Trust
-from .broker import LabBroker
+from .broker import LabBroker, Limits
 from .loopback import check_loopback
 
 __all__ = [
@@ -336,14 +336,16 @@ class LiveTopology:
     default, so the peernames match :func:`~realip.topology.simulate` exactly).
 
     ``async with LiveTopology(topology_on(topo, loopback_plan(topo), ports)) as live:`` then
-    connect the client to ``live.entry`` from the client's address.
+    connect the client to ``live.entry`` from the client's address.  *limits* goes to the
+    broker (:class:`~realip.lab.broker.Limits`).
     """
 
     def __init__(self, topology: Topology, *, pin_source_ports: bool = True,
-                 extra_listeners: Sequence[Broker] = (), **relay_options: Any) -> None:
+                 extra_listeners: Sequence[Broker] = (), limits: Limits | None = None,
+                 **relay_options: Any) -> None:
         self.topology = topology
         check_loopback(topology.client.addr)
-        self.broker = LabBroker(topology.broker, *extra_listeners)
+        self.broker = LabBroker(topology.broker, *extra_listeners, limits=limits)
         nodes: list[Hop | Broker] = [*topology.hops, topology.broker]
         self.relays = [HopRelay(h, (nodes[i + 1].addr, nodes[i + 1].port),
                                 pin_source_port=pin_source_ports, **relay_options)
