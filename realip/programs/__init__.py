@@ -11,6 +11,7 @@ room           what it holds (sans-IO)
 ``emqx``       Erlang's address grammar, esockd (tcp/ssl), ranch (ws/wss), the WebSocket
                listener's header rules, the ``emqx`` broker
 ``mosquitto``  ``enable_proxy_protocol``, the ``mosquitto`` broker
+``aedes``      aedes-protocol-decoder's PROXY reader (crashes are outcomes)
 ``relay``      a plain TCP relay hop
 =============  ==================================================================================
 
@@ -30,6 +31,7 @@ from .._addr import format_ip
 from ..errors import ConfigurationError
 from ..proxy_protocol import Endpoint
 from . import relay, spec
+from .aedes import receive as aedes_receive
 from .base import (
     Broker,
     HopView,
@@ -83,7 +85,8 @@ __all__ = [
 #: Every PROXY protocol receiver model, in the order comparison tables print them.
 RECEIVER_MODELS: Final[Mapping[str, ReceiverModel]] = MappingProxyType({
     m.name: m for m in (spec.RECEIVER, nginx_receive.RECEIVER, haproxy_receive.RECEIVER,
-                        esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER)
+                        esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER,
+                        aedes_receive.RECEIVER)
 })
 
 
