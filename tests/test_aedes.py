@@ -44,3 +44,18 @@ def test_model_matches_recorded_aedes(rec: dict[str, Any]) -> None:
     d = rec["connDetails"]
     if d is not None:
         assert where == (d["ipAddress"], str(d["port"])), rec
+
+
+WS: list[dict[str, Any]] = DOC["ws"]
+
+
+@pytest.mark.parametrize("rec", WS, ids=[r["name"] for r in WS])
+def test_ws_rule_matches_recorded_aedes(rec: dict[str, Any]) -> None:
+    from realip.programs.aedes.ws import aedes_ws_peer
+
+    assert rec["connected"] and not rec["crashed"]
+    # the recording sent header values as UTF-8; Node reads them as latin-1
+    headers = [(k, v.encode("utf-8").decode("latin-1")) for k, v in rec["headers"]]
+    res = aedes_ws_peer(rec["peer"][0], rec["peer"][1], headers)
+    assert (res.addr, res.port) == (rec["connDetails"]["ipAddress"], rec["connDetails"]["port"])
+    assert res.trace
