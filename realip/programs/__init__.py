@@ -31,6 +31,7 @@ from .._addr import format_ip
 from ..errors import ConfigurationError
 from ..proxy_protocol import Endpoint
 from . import relay, spec
+from .aedes import broker as aedes_broker
 from .aedes import receive as aedes_receive
 from .base import (
     Broker,
@@ -153,6 +154,8 @@ BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for 
                emqx_broker.admits),
     BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
                mosquitto_broker.trust, lambda node, peer: True),
+    BrokerKind("aedes", "aedes", "aedes", aedes_broker.step, aedes_broker.trust,
+               lambda node, peer: True),
 )})
 
 #: Any hop's settings.
