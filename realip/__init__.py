@@ -5,7 +5,14 @@ is sans-IO: no sockets, no asyncio, no plotting.  Live sockets and drawings live
 modules and are imported only when used.
 """
 
-from .errors import ConfigurationError, EncodeError, InvalidProxyHeader, RealIPError, Reason
+from .errors import (
+    ConfigurationError,
+    EncodeError,
+    InvalidProxyHeader,
+    RealIPError,
+    Reason,
+    ScenarioError,
+)
 
 __all__ = [
     "ConfigurationError",
@@ -13,6 +20,7 @@ __all__ = [
     "InvalidProxyHeader",
     "RealIPError",
     "Reason",
+    "ScenarioError",
     "__version__",
 ]
 

@@ -10,7 +10,7 @@ import html
 import textwrap
 from collections.abc import Sequence
 
-__all__ = ["Rendered", "Table", "esc"]
+__all__ = ["NO_MATH", "Rendered", "Table", "esc", "esc_math"]
 
 
 def esc(text: object) -> str:
@@ -102,6 +102,19 @@ class Table(Rendered):
             body.append(f"<tr{style}>{tds}</tr>")
         caption = (f'<caption style="text-align:left;font-weight:bold">{esc(self.title)}'
                    "</caption>" if self.title else "")
-        return (f'<table class="{self.css_class}" style="border-collapse:collapse;'
+        return (f'<table class="{self.css_class} {NO_MATH}" style="border-collapse:collapse;'
                 f'font-size:90%">{caption}<thead><tr>{th}</tr></thead>'
                 f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def esc_math(text: object) -> str:
+    """*text* safe inside Markdown/HTML output: ``$`` would start LaTeX in JupyterLab
+    (``$remote_addr`` rendered as maths), so it becomes the ``&#36;`` entity — and the
+    containers carry :data:`NO_MATH`, the classes MathJax skips (an entity alone is decoded
+    back to ``$`` before MathJax reads the page)."""
+    return esc(text).replace("$", "&#36;")
+
+
+#: CSS classes that keep MathJax (JupyterLab, nbviewer) off nginx variables such as
+#: ``$remote_addr``: MathJax 3's ``mathjax_ignore`` and MathJax 2's ``tex2jax_ignore``.
+NO_MATH = "mathjax_ignore tex2jax_ignore"

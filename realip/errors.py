@@ -6,13 +6,17 @@ is at fault:
 * :class:`InvalidProxyHeader` — the *peer* sent something malformed (remote's fault).  It carries a
   machine-readable :class:`Reason` and a message that quotes the offending bytes.
 * :class:`ConfigurationError` — *our* configuration is wrong (a bad CIDR, an unknown option); raised
-  at construction time, never while serving.
+  at construction time, never while serving.  :class:`ScenarioError` is the one a scenario (YAML,
+  a dict, ``with_hop(...)``) raises: every problem with its file, line, column, setting path and
+  what is allowed.
 * :class:`EncodeError` — *we* asked to build something the protocol cannot express.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 __all__ = [
     "ConfigurationError",
@@ -20,6 +24,8 @@ __all__ = [
     "InvalidProxyHeader",
     "RealIPError",
     "Reason",
+    "ScenarioError",
+    "ScenarioProblem",
     "quote_bytes",
 ]
 
@@ -96,3 +102,53 @@ class ConfigurationError(RealIPError, ValueError):
 
 class EncodeError(RealIPError, ValueError):
     """A header cannot be encoded as asked (for example an IPv6 address in a TCP4 v1 line)."""
+
+
+@dataclass(frozen=True)
+class ScenarioProblem:
+    """One problem in a scenario: ``path`` is the setting (``hops[1].real_ip_recursive``),
+    ``message`` what is wrong, ``allowed`` what the setting allows (in the program's words),
+    ``file``/``line``/``column`` where it is (1-based; None for a Python dict)."""
+
+    path: str
+    message: str
+    allowed: str | None = None
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    #: "error" or "warning" (what the program itself only warns about)
+    severity: str = "error"
+
+    @property
+    def where(self) -> str:
+        """``file:line:column`` (as much of it as is known; ``<scenario>`` for a dict)."""
+        parts = [self.file or "<scenario>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        # a dict or a copy has no file: the path alone says where
+        where = f"{self.where}: " if self.file or self.line is not None else ""
+        head = f"{where}{'warning: ' if self.severity == 'warning' else ''}"
+        text = f"{head}{self.path}: {self.message}" if self.path else f"{head}{self.message}"
+        return text + (f" (allowed: {self.allowed})" if self.allowed else "")
+
+
+class ScenarioError(ConfigurationError):
+    """A scenario does not validate.  ``problems`` lists every problem found; ``path``,
+    ``file``, ``line``, ``column`` and ``allowed`` are the first one's."""
+
+    def __init__(self, problems: Sequence[ScenarioProblem]) -> None:
+        if not problems:
+            raise ValueError("a ScenarioError needs at least one problem")
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        self.path = first.path
+        self.file = first.file
+        self.line = first.line
+        self.column = first.column
+        self.allowed = first.allowed
+        super().__init__("\n".join(str(p) for p in self.problems))

@@ -8,6 +8,7 @@ not take into account.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -17,10 +18,25 @@ from .programs.haproxy.config import from_haproxy_cfg
 from .programs.nginx.config import from_nginx_conf
 from .topology import Broker, Client, Hop, Topology
 
-__all__ = ["Imported", "chain", "from_haproxy_cfg", "from_nginx_conf"]
+__all__ = ["Imported", "chain", "from_haproxy_cfg", "from_nginx_conf", "read_config"]
 
 
 # ----------------------------------------------------------------------------------------------
+
+
+_HAPROXY_SECTION = re.compile(r"^(frontend|backend|listen|defaults|global)\b[^{\n]*$", re.M)
+_NGINX_BLOCK = re.compile(r"^\s*(http|stream|events|server|upstream)\s*\{", re.M)
+
+
+def read_config(text: str, *, filename: str, name: str, addr: str,
+                source_port: int = 40000) -> Imported:
+    """An ``nginx.conf`` or a ``haproxy.cfg``, told apart by nginx's ``http {``/``stream {``
+    blocks and HAProxy's section keywords at the start of a line."""
+    if not _NGINX_BLOCK.search(text) and _HAPROXY_SECTION.search(text):
+        return from_haproxy_cfg(text, name=name, addr=addr, source_port=source_port,
+                                filename=filename)
+    return from_nginx_conf(text, filename=filename, name=name, addr=addr,
+                           source_port=source_port)
 
 
 def _split(upstream: str) -> tuple[str, int | None]:

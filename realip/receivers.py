@@ -21,11 +21,12 @@ Receivers (:data:`RECEIVERS`) and the versions modelled (``version=`` picks anot
 * ``nginx`` — nginx ``stream`` ``listen … proxy_protocol`` with stream realip; default
   ``1.22.1`` (Debian 12), also ``1.23.2``, ``1.23.3``, ``1.31``.
 * ``haproxy`` — HAProxy ``bind … accept-proxy``; default ``2.6.12``, also ``2.9``, ``3.0``.
-* ``emqx-tcp`` — EMQX tcp/ssl listeners (esockd 5.17); the version names the esockd backend,
-  ``gen_tcp`` (default) or ``socket``.
+* ``emqx-tcp`` — EMQX tcp/ssl listeners (esockd 5.17); the version names esockd and its
+  backend, ``5.17 gen_tcp`` (default) or ``5.17 socket`` (EMQX 6.3's tcp default).
 * ``emqx-ws`` — EMQX ws/wss listeners (cowboy reading with ranch 2.2 ``ranch_proxy_header``).
-* ``mosquitto`` — Mosquitto 2.1 ``enable_proxy_protocol 1|2``; ``version="1"``/``"2"``, or
-  inferred from the data when not given.
+* ``mosquitto`` — Mosquitto ``enable_proxy_protocol 1|2``; default release ``2.1.2`` (also
+  ``master`` at the commit its room names, and ``2.0`` without PROXY support); ``version="1"``/
+  ``"2"`` (or ``"master:2"`` …), or inferred from the data when not given.
 
 Conventions (the same for every receiver):
 
@@ -50,9 +51,11 @@ Conventions (the same for every receiver):
 * A receiver never raises on any input: every outcome is an :class:`Acceptance`.
 
 The nginx and HAProxy models are checked against the real programs by ``tests/real`` (Debian
-nginx 1.22.1 and HAProxy 2.6.12, every case of :data:`EDGE_CASES`); their other versions, and
-the EMQX and Mosquitto models, are ports of the sources named in :data:`PROFILES` that were not
-executed against those programs.
+nginx 1.22.1 and HAProxy 2.6.12, every case of :data:`EDGE_CASES`), ``emqx-tcp`` against the
+recorded esockd 5.17.0 (both backends, ``tests/vectors/esockd_5.17.0.json``), ``mosquitto``
+against Mosquitto 2.1.2 and master built from source (``tests/vectors/mosquitto_*.json``,
+checked by ``tests/test_mosquitto_vectors.py``); their other versions, and the other EMQX
+models, are ports of the sources named in :data:`PROFILES`.
 """
 
 from __future__ import annotations
@@ -178,8 +181,14 @@ def profile_table(receivers: tuple[str, ...] = RECEIVERS,
 # Entry points
 
 def accepts(receiver: str, data: bytes | bytearray | memoryview, *,
-            version: str | None = None) -> Acceptance:
+            version: str | None = None,
+            later: bytes | bytearray | memoryview | None = None) -> Acceptance:
     """What *receiver* does when its first read of a new connection returns *data*.
+
+    *later* is what a later read returns (the rest of a header sent in two writes); ``None``
+    (the default) means everything arrived in the first read.  Mosquitto models it (its v2
+    reader drops a header whose body is not there yet, and writes a body read twice over the
+    start of its buffer); the other receivers decide on the first read and ignore it.
 
     *receiver* is one of :data:`RECEIVERS`.  *version* selects the behaviour modelled:
 
@@ -187,17 +196,19 @@ def accepts(receiver: str, data: bytes | bytearray | memoryview, *,
       log quoting), ``"1.23.3"``/``"1.31"`` (4096-byte header cap).
     * ``haproxy``: ``"2.6.12"`` (default), ``"2.9"`` (1024-byte TLV cap), ``"3.0"`` (LOCAL
       TLVs parsed).
-    * ``emqx-tcp``: the esockd backend, ``"gen_tcp"`` (default) or ``"socket"``.
+    * ``emqx-tcp``: esockd and its backend, ``"5.17 gen_tcp"`` (default) or ``"5.17 socket"``
+      (``"gen_tcp"`` / ``"socket"`` also read).
     * ``emqx-ws``: ranch ``"2.2"``.
-    * ``spec`` and ``mosquitto``: the PROXY protocol version accepted, ``"1"`` or ``"2"``;
-      ``None`` accepts both (spec) or infers the listener's ``enable_proxy_protocol`` from the
-      data (Mosquitto, whose listeners never auto-detect).
+    * ``spec``: the PROXY protocol version accepted, ``"1"`` or ``"2"``; ``None`` accepts both.
+    * ``mosquitto``: the listener's ``enable_proxy_protocol``, ``"1"`` or ``"2"`` (``None``
+      infers it from the data; Mosquitto's listeners never auto-detect), optionally after the
+      release: ``"2.1.2:2"`` (the default release), ``"master:1"`` (2.0 has no PROXY reader).
 
     Raises :class:`ValueError` only for an unknown receiver or version; never for the data.
     """
-    ver, knobs = _resolve(receiver, version)
-    raw = bytes(data)
-    return _model(receiver).parse(raw, ver, knobs)
+    model = _model(receiver)
+    return model.accepts(bytes(data), version,
+                         later=None if later is None else bytes(later))
 
 
 def compare(data: bytes | bytearray | memoryview,

@@ -62,6 +62,7 @@ from .topology import Broker, Hop, Topology
 
 __all__ = [
     "NGINX_STREAM_MODULE",
+    "config_file",
     "haproxy_cfg",
     "haproxy_main",
     "haproxy_sections",
@@ -399,3 +400,18 @@ def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str],
     ``haproxy -db -f PREFIX/haproxy.cfg``)."""
     return haproxy_main(prefix, [haproxy_sections(topology, hop_name, addresses, ports,
                                                   source_ports=source_ports)])
+
+
+def config_file(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
+                prefix: str) -> str | None:
+    """The whole configuration file realip writes for hop *hop_name* (``nginx.conf``,
+    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker)."""
+    node = next((h for h in topology.hops if h.name == hop_name), None)
+    if node is None:
+        return None
+    program = HOP_KINDS_BY_TYPE[type(node)].program
+    if program == "nginx":
+        return nginx_conf(topology, hop_name, addresses, prefix=prefix)
+    if program == "haproxy":
+        return haproxy_cfg(topology, hop_name, addresses, prefix=prefix)
+    return None

@@ -1,21 +1,25 @@
 """Helpers for the workshop notebooks: the scenarios and configurations in ``data/``, "reveal"
 cells, a sandbox for pasted configurations, and self-checking exercises.
 
-:func:`check` answers an exercise with a ✓/✗ table and a hint.  It never raises, whatever the
-answer (``None`` means "not answered yet"), so "Run All" stays green on the student notebook.
+:func:`predict` asks a question and reveals the library's answer (with its trace) once the
+learner has committed to a prediction.  :func:`check` answers an exercise with a ✓/✗ table
+that says what is wrong with the answer, and hints that appear one by one after wrong
+attempts.  It never raises, whatever the answer (``None`` means "not answered yet"), so
+"Run All" stays green on the student notebook.
 Every expected value is computed by the simulator or a resolver at check time — nothing is
 hard-coded where a computation exists.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigurationError
+from ._text import NO_MATH
+from ._text import esc_math as _md
+from .errors import ConfigurationError, RealIPError
 
 if TYPE_CHECKING:
     from .importers import Imported
@@ -23,14 +27,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXERCISES",
+    "OUTCOMES",
     "CheckResult",
     "Exercise",
     "Exploration",
+    "Prediction",
     "Reveal",
     "check",
     "config",
     "data_dir",
+    "exercise",
     "explore",
+    "predict",
     "reveal",
     "scenario",
     "scenario_table",
@@ -42,24 +50,19 @@ __all__ = [
 
 
 def data_dir() -> Path:
-    """The repository's ``data/`` folder (``$REALIP_DATA`` overrides it)."""
-    env = os.environ.get("REALIP_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "data"
-    if not (path / "topologies").is_dir():
-        raise ConfigurationError(f"no scenarios under {path}: run from a checkout of the "
-                                 "repository (pip install -e .) or set REALIP_DATA")
-    return path
+    """The scenarios' and configurations' folder (:func:`realip.topology.data_dir`: the
+    package's own data, or ``$REALIP_DATA``)."""
+    from .topology import data_dir as folder
+
+    return folder()
 
 
 def scenario(name: str) -> Topology:
-    """The scenario ``data/topologies/<name>.yaml``."""
-    from .topology import load
+    """The scenario called *name* (or a path to a YAML file):
+    :func:`realip.topology.load_scenario`."""
+    from .topology import load_scenario
 
-    path = data_dir() / "topologies" / f"{name}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in path.parent.glob("*.yaml")))
-        raise ConfigurationError(f"no scenario {name!r}; known: {known}")
-    return load(str(path))
+    return load_scenario(name)
 
 
 class Code:
@@ -91,16 +94,20 @@ def config(name: str) -> Code:
     raise ConfigurationError(f"no configuration {name!r} in data/nginx or data/haproxy")
 
 
-def scenario_table(names: Sequence[str] | None = None) -> Any:
+def scenario_table(names: Sequence[str] | None = None, *, outcomes: bool = True) -> Any:
     """The scenarios *names* (default: every one in ``data/topologies``): title, the peername the
     simulator computes and whether the broker sees the real client (a
-    :class:`realip.viz.Table`)."""
+    :class:`realip.viz.Table`).  ``outcomes=False`` lists name and title only (for a page
+    that comes before the notebooks asking you to predict those outcomes)."""
     from ._text import Table
     from .topology import simulate
 
     if names is None:
         names = sorted(p.stem for p in (data_dir() / "topologies").glob("*.yaml"))
     rows, marks = [], []
+    if not outcomes:
+        return Table(("scenario", "what it shows"),
+                     [(name, scenario(name).title) for name in names], max_width=70)
     for name in names:
         topo = scenario(name)
         trace = simulate(topo)
@@ -143,6 +150,270 @@ class Reveal:
 def reveal(answer: object, label: str = "Reveal the answer", explanation: str = "") -> Reveal:
     """Show *answer* (computed by the cell) only when the reader opens it."""
     return Reveal(answer, label, explanation)
+
+
+# ==============================================================================================
+# Predict, commit, reveal
+
+
+#: The outcomes a "what happens?" question offers (the answer is computed from the trace).
+OUTCOMES: tuple[str, ...] = (
+    "the broker records the client's real address",
+    "the broker records a load balancer's address",
+    "the broker records an address the client wrote itself",
+    "the broker closes the connection",
+)
+
+_SKIP_DECISION = ("proxy_set_header Upgrade", "proxy_set_header Connection",
+                  "proxy_set_header Host", "WebSocket CONNECT from")
+
+
+def _outcome_of(trace: Trace) -> str:
+    """Which of :data:`OUTCOMES` a simulated connection ended with."""
+    if not trace.connected:
+        return OUTCOMES[3]
+    addr = trace.client_addr
+    if addr == trace.topology.client.addr:
+        return OUTCOMES[0]
+    if addr in {h.addr for h in trace.topology.hops} | {
+            h.public for h in trace.topology.hops if h.public}:
+        return OUTCOMES[1]
+    return OUTCOMES[2]
+
+
+def _trace_why(trace: Trace, only: str | None = None) -> tuple[str, ...]:
+    """The simulator's own decisions, hop by hop (or of hop *only*), as "host: sentence"."""
+    out: list[str] = []
+    for v in trace.views:
+        if only is not None and v.name != only:
+            continue
+        for d in v.decisions:
+            if not d.startswith(_SKIP_DECISION):
+                out.append(f"{v.name}: {d}")
+        if v.resolution is not None and v.resolution.trace and (only or v.resolution.code
+                                                                 not in ("DECLINED",)):
+            for k, step in enumerate(v.resolution.trace, 1):
+                out.append(f"{v.name}: step {k}: {step.why}")
+        if not v.accepted:
+            out.append(f"{v.name} closes the connection: {v.log}")
+    return tuple(out)
+
+
+def _port_why(trace: Trace) -> tuple[str, ...]:
+    """Where the peername's port came from when it is the broker's TCP peer's, not the
+    client's (no port header was read): a line the broker's own decisions leave implicit."""
+    if not trace.peername or not trace.views or not trace.links:
+        return ()
+    broker, link = trace.views[-1], trace.links[-1]
+    port = trace.peername.rsplit(":", 1)[1]
+    if port == str(broker.peer.port) and trace.client_addr != str(broker.peer.host):
+        return (f"{broker.name}: the port {port} is its TCP peer's — {link.sender}'s own "
+                "source port — because no header gave the client's port",)
+    return ()
+
+
+def _bytes_why(data: bytes) -> tuple[str, ...]:
+    from .proxy_protocol import annotate
+
+    fields_ = [f for f in annotate(data) if f.verdict != "payload"]
+    lines = [f"bytes {f.offset}–{f.offset + f.length - 1} ({f.length} B): {f.name} — "
+             f"{f.meaning}" for f in fields_]
+    lines.append(" + ".join(str(f.length) for f in fields_) + f" = {len(data)} bytes")
+    return tuple(lines)
+
+
+def _names(trace: Trace | None) -> dict[str, str]:
+    """Address → the host that owns it, to say whose address a wrong guess is."""
+    if trace is None:
+        return {}
+    topo = trace.topology
+    out = {topo.client.addr: "the client's"}
+    for h in topo.hops:
+        out[h.addr] = f"{h.name}'s"
+        if h.public:
+            out[h.public] = f"{h.name}'s public"
+    out[topo.broker.addr] = f"{topo.broker.name}'s"
+    return out
+
+
+def _split_endpoint(text: str) -> tuple[str, str | None]:
+    text = text.strip().strip("[]") if text.count(":") > 1 and "]" not in text else text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest.lstrip(":") or None
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host.strip(), port.strip() or None
+    return text, None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A *Predict* question whose answer the library computes: the learner types (or picks) a
+    prediction, commits it, and only then sees the answer, a comparison with the prediction and
+    *why* — the simulator's or the decoder's own trace, never a sentence typed in a notebook.
+
+    In Jupyter it displays as a widget (an input, a **Reveal** button that stays disabled until
+    something is predicted, the verdict); the stored ``text/html`` face (GitHub, nbviewer,
+    nbval) is a collapsed ``<details>`` whose summary gives nothing away."""
+
+    question: str
+    answer: str
+    why: tuple[str, ...]
+    kind: Literal["peername", "address", "number", "choice"]
+    choices: tuple[str, ...] = ()
+    names: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def judge(self, guess: object) -> tuple[bool, str]:
+        """``(right, sentence)`` for the prediction *guess* (a string, or a number)."""
+        text = str(guess).strip() if guess is not None else ""
+        if not text:
+            return False, "No prediction yet: type (or pick) one first."
+        answer = self.answer
+        if self.kind == "number":
+            try:
+                n = int(text.split()[0])
+            except ValueError:
+                return False, f"{text!r} is not a number of bytes."
+            want = int(answer)
+            if n == want:
+                return True, f"✓ Right: {want}."
+            return False, (f"✗ You said {n}; it is {want} ({'more' if want > n else 'fewer'} "
+                           f"by {abs(want - n)}). The fields below add up.")
+        if self.kind == "choice":
+            if text.lower() == answer.lower():
+                return True, f"✓ Right: {answer}."
+            return False, f"✗ You picked “{text}”; the answer is “{answer}”."
+        host, port = _split_endpoint(text)
+        want_host, want_port = _split_endpoint(answer)
+        if self.kind == "address":
+            if host == want_host:
+                return True, f"✓ Right: {want_host}."
+            whose = self.names.get(host)
+            return False, (f"✗ You said {host}" + (f" ({whose} address)" if whose else "")
+                           + f"; it is {want_host}" + (
+                               f" ({self.names[want_host]} address)"
+                               if want_host in self.names else "") + ".")
+        # a peername (or "connection closed")
+        if want_port is None:  # the connection is closed
+            if "clos" in text.lower() or "refus" in text.lower() or "nothing" in text.lower():
+                return True, f"✓ Right: {answer}."
+            return False, f"✗ You said {text}; the broker records nothing: {answer}."
+        if host == want_host and port in (None, want_port):
+            extra = "" if port else f" (and the port is {want_port})"
+            return True, f"✓ Right: {answer}{extra}."
+        if host == want_host:
+            return False, (f"✗ The address is right, the port is not: you said {port}, the "
+                           f"broker records {want_port}.")
+        whose = self.names.get(host)
+        right = self.names.get(want_host)
+        return False, (f"✗ You said {host}" + (f" ({whose} address)" if whose else "")
+                       + f"; the broker records {answer}"
+                       + (f" ({right} address)" if right else "") + ".")
+
+    def text(self) -> str:
+        """Plain text (a terminal, nbval): the question, the answer, the trace."""
+        return "\n".join([f"Predict — {self.question}", f"Answer: {self.answer}", "Why:",
+                          *(f"  {w}" for w in self.why)])
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def answer_html(self) -> str:
+        """The answer and the trace that explains it (the body of the reveal)."""
+
+        why = "".join(f"<li>{_md(w)}</li>" for w in self.why)
+        return (f'<div class="realip-answer {NO_MATH}"><b>Answer:</b> '
+                f"<code>{_md(self.answer)}</code>"
+                f'<div style="margin-top:4px">Why (the library\'s trace):</div>'
+                f'<ul style="margin:2px 0;font-size:90%">{why}</ul></div>')
+
+    def html(self) -> str:
+        """The static face: the question, then the answer collapsed behind a neutral summary."""
+        from ._text import esc
+
+        options = ("<div>Options: " + " · ".join(esc(c) for c in self.choices) + "</div>"
+                   if self.choices else "")
+        return (f'<div class="realip-predict-static {NO_MATH}"><b>Predict</b> — '
+                f"{_md(self.question)}"
+                f"{options}<details class=\"realip-reveal\"><summary style=\"cursor:pointer;"
+                f'color:#1565c0">Reveal the answer (write your prediction down first)</summary>'
+                f"{self.answer_html()}</details></div>")
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+    def widget(self) -> Any:
+        """The ipywidgets view (see :func:`realip.viz.prediction_widget`)."""
+        from .viz.predict import prediction_widget
+
+        return prediction_widget(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        try:
+            bundle: dict[str, Any] = dict(self.widget()._repr_mimebundle_())
+        except ImportError:  # no ipywidgets: the static face only
+            bundle = {}
+        bundle["text/plain"] = self.text()
+        bundle["text/html"] = self.html()
+        return bundle
+
+
+def predict(question: str, subject: Any, what: str = "peername", *, hop: str | None = None
+            ) -> Prediction:
+    """A *Predict* question about *subject*, answered by the library:
+
+    * a :class:`~realip.topology.Trace` and ``"peername"`` (what the broker records),
+      ``"address"`` (its address part only),
+      ``"outcome"`` (pick one of :data:`OUTCOMES`), or a variable such as ``"$remote_addr"``
+      with *hop* (that hop's value; the why is the hop's decisions and resolution steps);
+    * PROXY header bytes and ``"size"`` (the why is the decoder's field list);
+    * two headers ``(a, b)`` and ``"difference"`` (pick the field that differs).
+    """
+    from .topology import Trace
+
+    if isinstance(subject, Trace):
+        names = _names(subject)
+        if what == "peername":
+            answer = subject.peername or f"connection closed ({subject.failure})"
+            return Prediction(question, answer, _trace_why(subject) + _port_why(subject),
+                              "peername", names=names)
+        if what == "address":
+            answer = subject.client_addr or f"connection closed ({subject.failure})"
+            return Prediction(question, answer, _trace_why(subject), "address", names=names)
+        if what == "outcome":
+            return Prediction(question, _outcome_of(subject), _trace_why(subject), "choice",
+                              OUTCOMES, names)
+        if what.startswith("$"):
+            if hop is None:
+                raise ConfigurationError(f"predict({what!r}) needs hop=: whose {what}?")
+            value = subject.view(hop).variables.get(what[1:])
+            if value is None:
+                raise ConfigurationError(f"{hop} has no variable {what}")
+            return Prediction(question, value, _trace_why(subject, hop), "address",
+                              names=names)
+        raise ConfigurationError(f"predict on a trace: what is 'peername', 'address', "
+                                 f"'outcome' or a "
+                                 f"'$variable', not {what!r}")
+    if isinstance(subject, (bytes, bytearray)) and what == "size":
+        return Prediction(question, str(len(subject)), _bytes_why(bytes(subject)), "number")
+    if isinstance(subject, tuple) and len(subject) == 2 and what == "difference":
+        from .proxy_protocol import annotate
+
+        a, b = (annotate(bytes(x)) for x in subject)
+        # separators and fixed markers cannot differ between two valid headers
+        named = [f for f in a if f.verdict == "ok" and f.name not in ("space", "CRLF")]
+        other = {f.name: f for f in b}
+        differ = [f.name for f in named if f.name in other and other[f.name].raw != f.raw]
+        answer = ", ".join(differ) or "none"
+        choices = tuple(dict.fromkeys(f.name for f in named if f.name != "signature"))
+        if answer not in choices:
+            choices += (answer,)
+        why = tuple(f"{f.name}: {f.meaning} → {other[f.name].meaning}" + (
+            "  (differs)" if f.name in differ else "  (same)")
+            for f in named if f.name in other)
+        return Prediction(question, answer, why, "choice", choices)
+    raise ConfigurationError(f"predict: cannot ask {what!r} about a {type(subject).__name__}")
 
 
 # ==============================================================================================
@@ -225,14 +496,20 @@ def explore(configs: str | Sequence[str], *, client: str = "1.94.170.163:50412",
     if http:
         settings.update(proxy_address_header="X-Forwarded-For",
                         proxy_port_header="X-Forwarded-Port")
-    settings.update(broker or {})
-    known = {f.name for f in fields(Broker)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigurationError(f"broker: unsupported setting(s) {', '.join(unknown)}")
+    from .programs import BROKER_KINDS
+    from .schema import broker_model, validate_broker
+
+    given = dict(broker or {})
+    kind = given.get("kind", Broker.kind)
+    if kind in BROKER_KINDS:  # our defaults only where that kind has the setting
+        own = broker_model(kind).model_fields
+        settings = {k: v for k, v in settings.items() if k in own}
+    settings.update(given)
+    checked = validate_broker(settings)  # the scenario language's checks (ScenarioError)
+    assert checked is not None
     topo = chain(Client(addr=host, port=port, transport=transport,
                         headers=tuple(client_headers)),
-                 imported, Broker(**settings), name="pasted")
+                 imported, Broker(**checked), name="pasted").checked()
     trace = simulate(topo, forge_xff=forge_xff or None, forge_proxy=forge_proxy or None)
     warnings = tuple(f"{hops[k].name}: {w}" for k, i in enumerate(imported) for w in i.warnings)
     return Exploration(topo, trace, warnings)
@@ -251,16 +528,25 @@ class Row:
     detail: str = ""
 
 
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of :func:`check`: one :class:`Row` per criterion and, unless everything
-    passed, the exercise's hint.  ``ok`` is True when every criterion passed."""
+    """The outcome of :func:`check`: one :class:`Row` per criterion and, after a wrong attempt,
+    the hints earned so far (a nudge first, then where in the course to look — never the
+    answer).  ``ok`` is True when every criterion passed."""
 
     exercise: str
     title: str
     rows: tuple[Row, ...]
-    hint: str
+    hints: tuple[str, ...] = ()
     answered: bool = True
+    more_hints: bool = False
+
+    @property
+    def hint(self) -> str:
+        """The hints shown, one per line (empty before a wrong attempt)."""
+        return "\n".join(self.hints)
 
     @property
     def ok(self) -> bool:
@@ -271,6 +557,9 @@ class CheckResult:
 
     def text(self) -> str:
         lines = [f"Exercise {self.exercise}: {self.title}"]
+        if not self.answered:
+            lines.append("  … not answered yet: replace None with your answer and run the cell.")
+            return "\n".join(lines)
         for r in self.rows:
             lines.append(f"  {'✓' if r.passed else '✗'} {r.what}"
                          + (f" — {r.detail}" if r.detail else ""))
@@ -279,7 +568,10 @@ class CheckResult:
             lines.append(f"Solved: {passed} of {len(self.rows)} checks pass.")
         else:
             lines.append(f"{passed} of {len(self.rows)} checks pass.")
-            lines.append(f"Hint: {self.hint}")
+            for k, h in enumerate(self.hints, 1):
+                lines.append(f"Hint {k}: {h}")
+            if self.more_hints:
+                lines.append("(Another wrong attempt shows the next hint.)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -291,37 +583,70 @@ class CheckResult:
     def _repr_html_(self) -> str:
         from ._text import esc
 
+        head = (f'<div class="realip-check {NO_MATH}"><b>Exercise {esc(self.exercise)}: '
+                f"{_md(self.title)}</b>")
+        if not self.answered:
+            return (head + '<div style="color:#555">… not answered yet: replace '
+                    "<code>None</code> with your answer and run the cell.</div></div>")
         items = []
         for r in self.rows:
             colour = "#2e7d32" if r.passed else "#c62828"
             items.append(f'<tr><td style="color:{colour};font-weight:bold;padding:2px 6px">'
                          f"{'✓' if r.passed else '✗'}</td><td style='text-align:left;"
-                         f"padding:2px 6px'>{esc(r.what)}</td><td style='text-align:left;"
-                         f"padding:2px 6px;color:#555'>{esc(r.detail)}</td></tr>")
+                         f"padding:2px 6px'>{_md(r.what)}</td><td style='text-align:left;"
+                         f"padding:2px 6px;color:#555'>{_md(r.detail)}</td></tr>")
         passed = sum(r.passed for r in self.rows)
-        status = (f'<span style="color:#2e7d32">Solved: {passed} of {len(self.rows)} checks '
-                  f"pass.</span>" if self.ok else
-                  f"{passed} of {len(self.rows)} checks pass.<br><b>Hint:</b> {esc(self.hint)}")
-        return (f'<div class="realip-check"><b>Exercise {esc(self.exercise)}: '
-                f"{esc(self.title)}</b><table>{''.join(items)}</table>"
-                f"<div>{status}</div></div>")
+        if self.ok:
+            status = (f'<span style="color:#2e7d32">Solved: {passed} of {len(self.rows)} '
+                      "checks pass.</span>")
+        else:
+            hints = "".join(f'<div class="realip-hint"><b>Hint {k}:</b> {_md(h)}</div>'
+                            for k, h in enumerate(self.hints, 1))
+            more = ('<div style="color:#777">(Another wrong attempt shows the next hint.)</div>'
+                    if self.more_hints else "")
+            status = f"{passed} of {len(self.rows)} checks pass.{hints}{more}"
+        return f"{head}<table>{''.join(items)}</table><div>{status}</div></div>"
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """An exercise: its question, a hint, and the checker turning an answer into rows."""
+    """An exercise: its question, stepped hints (a nudge, then a pointer to the section of the
+    course that teaches it — never the answer), and the checker turning an answer into rows."""
 
     id: str
     title: str
     question: str
-    hint: str
+    hints: tuple[str, ...]
     checker: Callable[[Any], list[Row]] = field(repr=False)
+    scenario: str | None = None
+    show: str | None = None  # what exercise() displays: "topology" or "hop:<name>"
+
+    @property
+    def hint(self) -> str:
+        """Every hint, one per line."""
+        return "\n".join(self.hints)
 
 
-def _peer(trace: Trace) -> str:
-    if trace.peername is not None:
-        return trace.peername
-    return f"nothing (closed: {trace.failure})"
+#: Wrong attempts per exercise in this kernel (the hints shown grow with them).
+_ATTEMPTS: dict[str, int] = {}
+
+
+def _who(trace: Trace) -> str:
+    """Whose address the broker records — a role, not the value (the detail of a ✗ row must
+    say what is wrong without handing out another exercise's answer)."""
+    if not trace.connected:
+        return f"nothing: the connection is closed ({trace.failure})"
+    names = _names(trace)
+    addr = trace.client_addr or ""
+    whose = names.get(addr)
+    if whose == "the client's":
+        client = trace.topology.client
+        if trace.peername == f"{client.addr}:{client.port}":
+            return "the client's address and port"
+        return "the client's address, but not the client's port"
+    if whose:
+        return f"{whose} address"
+    return "an address the client wrote itself"
 
 
 def _tuples(value: Any) -> Any:
@@ -331,38 +656,171 @@ def _tuples(value: Any) -> Any:
 
 
 def _strs(value: Any, what: str) -> tuple[str, ...]:
+    """A list of strings from a list, a tuple, or one string (split on commas)."""
     if isinstance(value, str):
         return tuple(p.strip() for p in value.split(",") if p.strip())
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise TypeError(f"{what} should be a list of strings, not {type(value).__name__}")
+        return tuple(v.strip() for v in value if v.strip())
+    raise TypeError(f"{what} should be a list of strings (or one string), not "
+                    f"{type(value).__name__}")
+
+
+_LIST_FIELDS = ("set_real_ip_from", "access_rules", "proxy_address_allow", "expect_proxy_from")
+
+
+def _settings(node: Any, answer: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A learner's settings for *node* as ``with_hop``/``with_broker`` changes: list fields may
+    be one string, ``proxy_set_header`` a dict merged into the node's own headers."""
+    known = {f.name for f in fields(node)}
+    unknown = sorted(set(answer) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known - {'name', 'addr', 'kind'}))}")
+    out: dict[str, Any] = {}
+    for key, value in answer.items():
+        if key in _LIST_FIELDS:
+            out[key] = _strs(value, f"{where}.{key}")
+        elif key == "proxy_set_header" and isinstance(value, Mapping):
+            given = {str(k).lower(): (str(k), str(v)) for k, v in value.items()}
+            merged = [given.pop(k.lower(), (k, v)) for k, v in node.proxy_set_header]
+            out[key] = (*merged, *given.values())
+        else:
+            out[key] = _tuples(value)
+    return out
+
+
+def _addr_of(answer: Any) -> tuple[str, str | None]:
+    if not isinstance(answer, str):
+        raise TypeError("give the answer as a string, e.g. '192.0.2.1:1234'")
+    return _split_endpoint(answer)
 
 
 # -- the exercises -----------------------------------------------------------------------------
 
 
+def _check_v1(answer: Any) -> list[Row]:
+    from .topology import simulate
+
+    trace = simulate(scenario("tcp-single-tier"))
+    expected = trace.links[1].proxy_header or b""
+    if isinstance(answer, str):
+        answer = answer.encode("latin-1", "replace")
+    if not isinstance(answer, (bytes, bytearray)):
+        raise TypeError("give the header as a string or bytes")
+    got = bytes(answer)
+    if got.endswith(b"\\r\\n"):  # typed as a raw string: backslash, r, backslash, n
+        return [Row(False, "it ends with CRLF (\\r\\n)", "you wrote a backslash and the "
+                    "letters r and n; use a normal string \"…\\r\\n\" (not r\"…\")")]
+    rows = [Row(got.startswith(b"PROXY TCP4 "), "it starts with 'PROXY TCP4 '"),
+            Row(got.endswith(b"\r\n"), "it ends with CRLF (\\r\\n)",
+                "" if got.endswith(b"\r\n") else "the line ending is missing")]
+    mine = got.rstrip(b"\r\n").split(b" ")
+    want = expected.rstrip(b"\r\n").split(b" ")
+    names = ("PROXY", "protocol", "source address", "destination address", "source port",
+             "destination port")
+    wrong = [names[k] if k < len(names) else f"field {k + 1}"
+             for k in range(max(len(mine), len(want)))
+             if (mine[k] if k < len(mine) else None) != (want[k] if k < len(want) else None)]
+    if len(mine) != len(want):
+        detail = f"it has {len(mine)} space-separated fields; a TCP4 line has {len(want)}"
+    elif wrong:
+        detail = "not what LB 1 writes: " + ", ".join(wrong)
+        swapped = mine[2:4] == want[3:1:-1] or mine[4:6] == want[5:3:-1]
+        if swapped:
+            detail += " (the order is source first, then destination)"
+    else:
+        detail = "" if got == expected else "the fields are right; check the line ending"
+    rows.append(Row(got == expected, "it is byte for byte what LB 1 sends", detail))
+    return rows
+
+
+def _check_v2_size(answer: Any) -> list[Row]:
+    from .topology import simulate
+
+    trace = simulate(scenario("haproxy-tcp-accept-proxy-tier"))
+    header = trace.links[-1].proxy_header or b""
+    if isinstance(answer, str) and answer.strip().isdigit():
+        answer = int(answer)
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise TypeError("give a number of bytes (an int)")
+    if answer == len(header):
+        return [Row(True, "the size of the header LB 2 sends to EMQX")]
+    without_tlv = 28
+    if answer == without_tlv:
+        detail = "that is a v2 IPv4 header without TLVs; this one carries a CRC32C TLV"
+    elif answer < 16:
+        detail = "every v2 header has 16 fixed bytes before the addresses"
+    else:
+        detail = f"you said {answer}: {'too many' if answer > len(header) else 'too few'}"
+    return [Row(False, "the size of the header LB 2 sends to EMQX", detail)]
+
+
+def _check_peername(answer: Any) -> list[Row]:
+    from .topology import simulate
+
+    trace = simulate(scenario("tcp-multi-regenerate-untrusted"))
+    host, port = _addr_of(answer)
+    want_host, want_port = _split_endpoint(trace.peername or "")
+    names = _names(trace)
+    if host != want_host:
+        whose = names.get(host)
+        detail = f"{host} is {whose} address" if whose else f"{host} is not in this chain"
+        return [Row(False, "the address EMQX records",
+                    detail + " — whom does LB 2 believe it is talking to?")]
+    rows = [Row(True, "the address EMQX records")]
+    if port is None:
+        rows.append(Row(False, "the port EMQX records", "the question asks for address:port; "
+                        "which source port goes with that address?"))
+    else:
+        rows.append(Row(port == want_port, "the port EMQX records",
+                        "" if port == want_port else f"{port} is not the source port of the "
+                        "connection that address made"))
+    return rows
+
+
 def _check_tcp_lb2(answer: Any) -> list[Row]:
-    from .topology import NginxStream, simulate
+    from .topology import simulate
 
     base = scenario("tcp-multi-regenerate-untrusted")
     if not isinstance(answer, Mapping):
         raise TypeError("give LB 2's settings as a dict, e.g. {'proxy_protocol': 'on'}")
-    known = {f.name for f in fields(NginxStream)}
-    unknown = sorted(set(answer) - known)
-    if unknown:
-        return [Row(False, "the settings are nginx stream settings",
-                    f"unknown: {', '.join(unknown)}; known: listen_proxy_protocol, "
-                    "proxy_protocol, set_real_ip_from")]
-    topo = base.with_hop("lb2", **{k: _tuples(v) for k, v in answer.items()})
-    trace = simulate(topo)
-    client = f"{base.client.addr}:{base.client.port}"
+    try:
+        changes = _settings(base.hop("lb2"), answer, "lb2")
+    except ValueError as exc:
+        return [Row(False, "the settings are nginx stream settings", str(exc))]
+    trace = simulate(base.with_hop("lb2", **changes))
+    client_ok = trace.peername == f"{base.client.addr}:{base.client.port}"
     return [
         Row(True, "the settings are nginx stream settings"),
         Row(trace.connected, "the connection reaches EMQX", "" if trace.connected
             else f"closed: {trace.failure}"),
-        Row(trace.client_addr == base.client.addr, "EMQX records the client's address",
-            f"it records {_peer(trace)}; the client is {client}"),
+        Row(client_ok, "EMQX records the client's address and port",
+            "" if client_ok else f"EMQX records {_who(trace)}"),
     ]
+
+
+def _check_access(answer: Any) -> list[Row]:
+    from dataclasses import replace
+
+    from .topology import simulate
+
+    rules = _strs(answer, "access_rules")
+    attack = scenario("tcp-direct-client-forges-proxy")
+    legit_base = scenario("tcp-single-tier")
+    rows: list[Row] = []
+    # the attacker may come from anywhere outside the load balancers' network
+    for addr in (attack.client.addr, "203.0.113.50", "10.1.2.3"):
+        topo = replace(attack, client=replace(attack.client, addr=addr)).with_broker(
+            access_rules=rules)
+        trace = simulate(topo)
+        refused = not trace.connected
+        rows.append(Row(refused, f"a direct client at {addr} is refused",
+                        "" if refused else f"EMQX lets it in and records {_who(trace)}"))
+    legit = simulate(legit_base.with_broker(access_rules=rules))
+    ok = legit.peername == f"{legit_base.client.addr}:{legit_base.client.port}"
+    rows.append(Row(ok, "a client coming through LB 1 is still recorded correctly",
+                    "" if ok else f"EMQX records {_who(legit)}"))
+    return rows
 
 
 def _check_forge_edge(answer: Any) -> list[Row]:
@@ -374,41 +832,53 @@ def _check_forge_edge(answer: Any) -> list[Row]:
     trace = simulate(base, forge_xff=answer)
     mine = {p.strip() for p in answer.replace(" ", ",").split(",") if p.strip()}
     got = trace.client_addr
+    fooled = got is not None and got != base.client.addr
     return [
         Row(trace.connected, "the connection still reaches EMQX",
             "" if trace.connected else f"closed: {trace.failure}"),
-        Row(got is not None and got != base.client.addr,
-            "EMQX records an address that is not the client's",
-            f"it records {_peer(trace)}; the client is {base.client.addr}"),
+        Row(fooled, "EMQX records an address that is not the client's",
+            "" if fooled else f"EMQX records {_who(trace)}"),
         Row(got in mine, "the address EMQX records is one you wrote",
-            f"your header holds {', '.join(sorted(mine))}"),
+            "" if got in mine else f"EMQX records {_who(trace)}"),
     ]
 
 
 def _check_fix_edge(answer: Any) -> list[Row]:
-    from .topology import NginxHttp, simulate
+    from .topology import simulate
 
     base = scenario("ws-edge-appends")
     if not isinstance(answer, Mapping):
         raise TypeError("give LB 1's two proxy_set_header values as a dict "
                         "{'X-Forwarded-For': …, 'X-Forwarded-Port': …}")
-    lb1 = base.hop("lb1")
-    assert isinstance(lb1, NginxHttp)
-    values = {k.lower(): str(v) for k, v in answer.items()}
-    headers = tuple((k, values.get(k.lower(), v)) for k, v in lb1.proxy_set_header)
-    topo = base.with_hop("lb1", proxy_set_header=headers)
+    changes = _settings(base.hop("lb1"), {"proxy_set_header": answer}, "lb1")
+    topo = base.with_hop("lb1", **changes)
+    client = f"{base.client.addr}:{base.client.port}"
     rows = []
     for forged in ("127.0.0.1", "8.8.8.8, 10.0.0.1"):
         trace = simulate(topo, forge_xff=forged)
-        addr_ok = trace.client_addr == base.client.addr
-        rows.append(Row(addr_ok, f"the address is the client's when it forges {forged!r}",
-                        f"EMQX records {_peer(trace)}"))
+        ok = trace.client_addr == base.client.addr
+        rows.append(Row(ok, f"the address is the client's when it forges {forged!r}",
+                        "" if ok else f"EMQX records {_who(trace)}"))
     trace = simulate(topo)
-    port_ok = trace.connected and trace.peername == f"{base.client.addr}:{base.client.port}"
-    rows.append(Row(port_ok, "the port is the client's too (it also forges X-Forwarded-Port)",
-                    f"EMQX records {_peer(trace)}; the client is "
-                    f"{base.client.addr}:{base.client.port}"))
+    ok = trace.peername == client
+    rows.append(Row(ok, "the port is the client's too (it also forges X-Forwarded-Port)",
+                    "" if ok else f"EMQX records {_who(trace)}"))
     return rows
+
+
+def _check_recursive_off(answer: Any) -> list[Row]:
+    from .topology import simulate
+
+    trace = simulate(scenario("ws-multi-nonrecursive"))
+    want = trace.view("lb3").variables.get("remote_addr", "")
+    host, _port = _addr_of(answer)
+    names = _names(trace)
+    if host == want:
+        return [Row(True, "LB 3's X-Real-IP ($remote_addr)")]
+    whose = names.get(host)
+    return [Row(False, "LB 3's X-Real-IP ($remote_addr)",
+                (f"{host} is {whose} address" if whose else f"{host} is not in the header")
+                + "; with recursion off, how many entries does nginx look at?")]
 
 
 def _check_mistrusted(answer: Any) -> list[Row]:
@@ -432,53 +902,23 @@ def _check_mistrusted(answer: Any) -> list[Row]:
         trace = simulate(topo, forge_xff=forged)
         what = "EMQX records the client" + (f" even when it forges {forged!r}" if forged
                                             else "")
-        rows.append(Row(trace.client_addr == base.client.addr, what,
-                        f"EMQX records {_peer(trace)}"))
+        ok = trace.client_addr == base.client.addr
+        rows.append(Row(ok, what, "" if ok else f"EMQX records {_who(trace)}"))
     return rows
 
 
-def _check_v1(answer: Any) -> list[Row]:
+def _check_too_wide(answer: Any) -> list[Row]:
     from .topology import simulate
 
-    trace = simulate(scenario("tcp-single-tier"))
-    expected = trace.links[1].proxy_header or b""
-    if isinstance(answer, str):
-        answer = answer.encode("latin-1")
-    if not isinstance(answer, (bytes, bytearray)):
-        raise TypeError("give the header as a string or bytes")
-    got = bytes(answer)
-    ending = got.endswith(b"\r\n")
-    if not ending:
-        got += b"\r\n"
-    return [
-        Row(got.startswith(b"PROXY TCP4 "), "it starts with 'PROXY TCP4 '"),
-        Row(ending, "it ends with CRLF (\\r\\n)"),
-        Row(got == expected, "it is byte for byte what LB 1 sends",
-            "" if got == expected else "compare the order: source, destination, their ports"),
-    ]
-
-
-def _check_v2_size(answer: Any) -> list[Row]:
-    from .topology import simulate
-
-    trace = simulate(scenario("haproxy-tcp-accept-proxy-tier"))
-    header = trace.links[-1].proxy_header or b""
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise TypeError("give a number of bytes (an int)")
-    return [Row(answer == len(header), "the size of the header LB 2 sends to EMQX",
-                f"you said {answer}")]
-
-
-def _predict(scenario_name: str, what: str, pick: Callable[[Trace], str | None]
-             ) -> Callable[[Any], list[Row]]:
-    def checker(answer: Any) -> list[Row]:
-        from .topology import simulate
-
-        if not isinstance(answer, str):
-            raise TypeError("give the answer as a string")
-        value = pick(simulate(scenario(scenario_name)))
-        return [Row(answer.strip() == value, what, f"you said {answer.strip()!r}")]
-    return checker
+    trace = simulate(scenario("ws-trust-covers-clients"))
+    want = trace.view("lb3").variables.get("remote_addr", "")
+    host, _port = _addr_of(answer)
+    if host == want:
+        return [Row(True, "LB 3's X-Real-IP ($remote_addr)")]
+    whose = _names(trace).get(host)
+    return [Row(False, "LB 3's X-Real-IP ($remote_addr)",
+                (f"{host} is {whose} address" if whose else f"{host} is not in the header")
+                + "; which entries does 0.0.0.0/0 trust?")]
 
 
 def _check_haproxy(answer: Any) -> list[Row]:
@@ -491,7 +931,7 @@ def _check_haproxy(answer: Any) -> list[Row]:
         settings = {"http_request": _tuples(list(answer))}
     else:
         raise TypeError("give LB 1's http-request rules as a list of tuples, e.g. "
-                        "[('set-header', 'X-Forwarded-For', '%[src]')]")
+                        "[('del-header', 'X-Example')]")
     rules = settings.get("http_request", ())
     if not all(isinstance(r, tuple) and r and r[0] in ("set-header", "del-header")
                for r in rules):
@@ -502,108 +942,257 @@ def _check_haproxy(answer: Any) -> list[Row]:
     rows = [Row(True, "every rule is ('set-header', name, value) or ('del-header', name)")]
     for forged in ("127.0.0.1", "10.0.0.1, 10.0.0.2"):
         trace = simulate(topo, forge_xff=forged)
-        rows.append(Row(trace.client_addr == base.client.addr,
-                        f"EMQX records the client's address when it forges {forged!r}",
-                        f"it records {_peer(trace)}"))
+        ok = trace.client_addr == base.client.addr
+        rows.append(Row(ok, f"EMQX records the client's address when it forges {forged!r}",
+                        "" if ok else f"it records {_who(trace)}"))
     trace = simulate(topo)
-    rows.append(Row(trace.peername == client, "EMQX records the client's port too",
-                    f"it records {_peer(trace)}; the client is {client}"))
+    ok = trace.peername == client
+    rows.append(Row(ok, "EMQX records the client's port too",
+                    "" if ok else f"it records {_who(trace)}"))
     return rows
 
 
-def _check_access(answer: Any) -> list[Row]:
+def _check_v2_family(answer: Any) -> list[Row]:
+    from .proxy_protocol import build
+
+    header = build(("2001:db8::7", 50000), ("2001:db8::1", 1883), version=2)
+    want = header[13]
+    value: int | None
+    if isinstance(answer, bool):
+        value = None
+    elif isinstance(answer, int):
+        value = answer
+    elif isinstance(answer, (bytes, bytearray)) and len(answer) == 1:
+        value = answer[0]
+    elif isinstance(answer, str):
+        text = answer.strip().lower().removeprefix("\\x").removeprefix("0x")
+        try:
+            value = int(text, 16)
+        except ValueError:
+            value = None
+    else:
+        value = None
+    if value is None:
+        raise TypeError("give the byte as an int (0x..) or a hex string such as '0x11'")
+    if value == want:
+        return [Row(True, "byte 13 of a v2 header for an IPv6 TCP client")]
+    detail = f"0x{value:02x}"
+    if value == 0x11:
+        detail += " is IPv4 (INET) over TCP; the high nibble is the family"
+    elif value & 0x0F != want & 0x0F:
+        detail += ": the low nibble (transport) is not TCP's"
+    else:
+        detail += ": the transport nibble is right, the family (high nibble) is not"
+    return [Row(False, "byte 13 of a v2 header for an IPv6 TCP client", detail)]
+
+
+def _check_unspoofable(answer: Any) -> list[Row]:
+    from dataclasses import replace
+
     from .topology import simulate
 
-    rules = _strs(answer, "access_rules") if not isinstance(answer, str) else (answer,)
-    attack = scenario("tcp-direct-client-forges-proxy")
-    forged = simulate(attack)  # as configured: the forged address is believed
-    fixed = simulate(attack.with_broker(access_rules=rules))
-    legit_base = scenario("tcp-single-tier")
-    legit = simulate(legit_base.with_broker(access_rules=rules))
-    return [
-        Row(not fixed.connected or fixed.peername != forged.peername,
-            "EMQX no longer believes the client's own header",
-            f"it records {_peer(fixed)}"),
-        Row(legit.client_addr == legit_base.client.addr,
-            "a client coming through LB 1 is still recorded correctly",
-            f"EMQX records {_peer(legit)}"),
+    base = scenario("ws-edge-appends")
+    if not isinstance(answer, Mapping):
+        raise TypeError("give a dict {'lb1': {...}, 'lb2': {...}, 'emqx': {...}} (any of them)")
+    unknown = sorted(set(answer) - {"lb1", "lb2", "emqx"})
+    if unknown:
+        return [Row(False, "the settings name lb1, lb2 or emqx", f"unknown: {unknown}")]
+    topo = base
+    try:
+        for name, changes in answer.items():
+            if not isinstance(changes, Mapping):
+                raise ValueError(f"{name}: give a dict of settings")
+            if name == "emqx":
+                topo = topo.with_broker(**_settings(topo.broker, changes, name))
+            else:
+                topo = topo.with_hop(name, **_settings(topo.hop(name), changes, name))
+    except (ValueError, TypeError, RealIPError) as exc:
+        return [Row(False, "the settings are valid", str(exc))]
+    client = replace(topo.client, headers=())
+    honest = replace(topo, client=client)
+    want = f"{client.addr}:{client.port}"
+    rows = [Row(True, "the settings are valid")]
+    # the forged headers a client can send through the load balancers
+    attacks: list[tuple[str, tuple[tuple[str, str], ...]]] = [
+        ("with nothing forged", ()),
+        ("forging X-Forwarded-For: 127.0.0.1", (("X-Forwarded-For", "127.0.0.1"),)),
+        ("forging X-Forwarded-For: 10.0.0.1, 172.16.0.200 and X-Forwarded-Port: 1",
+         (("X-Forwarded-For", "10.0.0.1, 172.16.0.200"), ("X-Forwarded-Port", "1"))),
+        ("forging X-Real-IP: 127.0.0.1", (("X-Real-IP", "127.0.0.1"),)),
+        ("forging two X-Forwarded-For lines", (("X-Forwarded-For", "127.0.0.1"),
+                                       ("X-Forwarded-For", "127.0.0.2"))),
     ]
+    for what, headers in attacks:
+        trace = simulate(replace(honest, client=replace(client, headers=headers)))
+        ok = trace.peername == want
+        rows.append(Row(ok, f"through the LBs, {what}: EMQX records the client",
+                        "" if ok else f"EMQX records {_who(trace)}"))
+    # and one that skips the load balancers
+    direct = replace(honest, hops=(), client=replace(
+        client, addr="203.0.113.9", headers=(("X-Forwarded-For", "127.0.0.1"),)))
+    trace = simulate(direct)
+    ok = not trace.connected or trace.peername == f"203.0.113.9:{client.port}"
+    rows.append(Row(ok, "a client at 203.0.113.9 dialling EMQX directly with X-Forwarded-For: "
+                    "127.0.0.1 is refused or recorded as itself",
+                    "" if ok else f"EMQX records {_who(trace)}"))
+    # the capstone: realip's whole battery of forgeries from the edge (python -m realip audit)
+    from .audit import audit
+
+    report = audit(honest, fix=False)
+    bad = [r.attack.name for r in report.rows if r.verdict in ("SPOOFED", "DOWN")]
+    rows.append(Row(not bad, f"the audit's {len(report.rows)} forgeries from the edge: nothing "
+                    "spoofed",
+                    "" if not bad else f"still spoofed by: {', '.join(bad[:4])}"
+                    + (" …" if len(bad) > 4 else "")))
+    return rows
+
+
+def _hints(*hints: str) -> tuple[str, ...]:
+    return hints
 
 
 EXERCISES: dict[str, Exercise] = {e.id: e for e in (
-    Exercise("tcp-lb2-trust", "Configure LB 2 so EMQX sees the client",
-             "In tcp-multi-regenerate-untrusted LB 2 reads LB 1's PROXY header and writes its "
-             "own, but EMQX records LB 1. Give LB 2's settings (a dict of NginxStream fields).",
-             "LB 2 must believe LB 1's header: set_real_ip_from must cover LB 1 "
-             "(172.16.0.116). Or let LB 2 read and write nothing at all (pass-through).",
-             _check_tcp_lb2),
-    Exercise("ws-forge-edge", "Forge a header that fools this chain",
-             "In ws-edge-appends LB 1 appends to X-Forwarded-For and EMQX takes the leftmost "
-             "entry. Which X-Forwarded-For value makes EMQX record an address you chose?",
-             "Whatever the client writes stays on the left; EMQX takes the leftmost token.",
-             _check_forge_edge),
-    Exercise("ws-fix-edge", "Fix the edge LB (method 1)",
-             "Give LB 1's proxy_set_header values for X-Forwarded-For and X-Forwarded-Port so "
-             "that EMQX records the client's real address and port whatever it forges.",
-             "The edge must overwrite, not append: use nginx's variables for the TCP peer "
-             "($remote_addr, $remote_port).", _check_fix_edge),
-    Exercise("ws-mistrusted-range", "Find the mis-trusted range",
-             "In ws-trust-covers-clients LB 3 ends on the forged entry. Give a corrected "
-             "set_real_ip_from list for LB 3.",
-             "Trust only your own proxies: the LBs all live in 172.16.0.0/24; 0.0.0.0/0 also "
-             "covers every client.", _check_mistrusted),
     Exercise("v1-header", "Write LB 1's PROXY v1 header",
              "Write, as a string, the PROXY v1 header LB 1 sends to EMQX in tcp-single-tier.",
-             "PROXY TCP4 <source address> <destination address> <source port> <destination "
-             "port>\\r\\n — the destination is LB 1's own address and port.", _check_v1),
+             _hints("The header describes the connection the client opened — to whom, from "
+                    "where?",
+                    "Notebook 01, 'Version 1: one line of text': the annotated view names "
+                    "every field in order."),
+             _check_v1, "tcp-single-tier", "topology"),
     Exercise("v2-size", "Size a v2 header",
              "How many bytes is the PROXY v2 header LB 2 sends to EMQX in "
              "haproxy-tcp-accept-proxy-tier (send-proxy-v2 with the crc32c option)?",
-             "16 fixed bytes, then the IPv4 address block (4 + 4 + 2 + 2), then each TLV: "
-             "3 bytes of type and length plus its value.", _check_v2_size),
+             _hints("Add up fixed part, address block and each TLV.",
+                    "Notebook 01, 'Version 2: binary' (the 16 fixed bytes) and 'TLVs and the "
+                    "CRC32C checksum'; notebook 06 counts one."),
+             _check_v2_size, "haproxy-tcp-accept-proxy-tier", "hop:lb2"),
     Exercise("predict-untrusted", "Predict the peername",
              "Which peername (address:port) does EMQX record in "
              "tcp-multi-regenerate-untrusted?",
-             "Without set_real_ip_from LB 2 keeps its TCP peer as $remote_addr and writes it "
-             "into its own header, with that peer's source port.",
-             _predict("tcp-multi-regenerate-untrusted", "the peername EMQX records",
-                      lambda t: t.peername)),
+             _hints("LB 2 reads LB 1's header but does not believe it: whom does LB 2 think "
+                    "it is talking to?",
+                    "Notebook 03, 'Without set_real_ip_from': LB 2's variables."),
+             _check_peername, "tcp-multi-regenerate-untrusted", "hop:lb2"),
+    Exercise("tcp-lb2-trust", "Configure LB 2 so EMQX sees the client",
+             "In tcp-multi-regenerate-untrusted LB 2 reads LB 1's PROXY header and writes its "
+             "own, but EMQX records LB 1. Give LB 2's settings (a dict of NginxStream fields).",
+             _hints("LB 2 needs a reason to believe the header it reads — or no header to "
+                    "read at all.",
+                    "Notebook 03: 'Way 2: re-generate the header' (the stream realip module) "
+                    "and 'Way 1: pass-through'."),
+             _check_tcp_lb2, "tcp-multi-regenerate-untrusted", "hop:lb2"),
+    Exercise("access-rules", "Shut the side door",
+             "In tcp-direct-client-forges-proxy a client reaches EMQX directly and writes its "
+             "own PROXY header. Give EMQX access_rules (a list like ['allow …', 'deny all']) "
+             "that admit only the load balancers.",
+             _hints("Blocking one address is not enough: every other client can do the same.",
+                    "Notebook 02, 'Who may send a header?': which hosts should reach the "
+                    "listener at all?"),
+             _check_access, "tcp-direct-client-forges-proxy", "topology"),
+    Exercise("ws-forge-edge", "Forge a header that fools this chain",
+             "In ws-edge-appends LB 1 appends to X-Forwarded-For and EMQX takes the leftmost "
+             "entry. Which X-Forwarded-For value makes EMQX record an address you chose?",
+             _hints("Appending keeps what the client wrote; which end does EMQX read?",
+                    "Notebook 05, 'The attack'; notebook 04, 'EMQX takes the leftmost entry'."),
+             _check_forge_edge, "ws-edge-appends", "topology"),
+    Exercise("ws-fix-edge", "Fix the edge LB (method 1)",
+             "Give LB 1's proxy_set_header values for X-Forwarded-For and X-Forwarded-Port so "
+             "that EMQX records the client's real address and port whatever it forges.",
+             _hints("The edge must not keep anything the client sent in these two headers.",
+                    "Notebook 04, 'Why override?', and notebook 05, 'Method 1: the edge "
+                    "overrides' — look at LB 1's configuration there."),
+             _check_fix_edge, "ws-edge-appends", "hop:lb1"),
     Exercise("recursive-off", "real_ip_recursive off",
              "In ws-multi-nonrecursive, which address does LB 3 put in X-Real-IP?",
-             "With recursion off nginx takes the rightmost entry without checking it.",
-             _predict("ws-multi-nonrecursive", "LB 3's X-Real-IP ($remote_addr)",
-                      lambda t: t.view("lb3").variables.get("remote_addr"))),
+             _hints("Without recursion nginx does not walk: it looks at one entry only.",
+                    "Notebook 05, 'real_ip_recursive off', and the stepper with the switch "
+                    "unticked."),
+             _check_recursive_off, "ws-multi-nonrecursive", "hop:lb3"),
+    Exercise("ws-mistrusted-range", "Find the mis-trusted range",
+             "In ws-trust-covers-clients LB 3 ends on the forged entry. Give a corrected "
+             "set_real_ip_from list for LB 3.",
+             _hints("A trusted range must cover your proxies and nothing else.",
+                    "Notebook 05, 'A trusted range that covers the clients'; the stepper "
+                    "lets you try ranges."),
+             _check_mistrusted, "ws-trust-covers-clients", "hop:lb3"),
+    Exercise("too-wide", "Trust everyone",
+             "In ws-trust-covers-clients (set_real_ip_from 0.0.0.0/0, recursion on), which "
+             "address does LB 3 put in X-Real-IP?",
+             _hints("If every entry is trusted, where does the walk stop?",
+                    "Notebook 05, 'A trusted range that covers the clients'."),
+             _check_too_wide, "ws-trust-covers-clients", "topology"),
     Exercise("haproxy-fix", "Make the HAProxy chain safe",
              "In haproxy-ws-forwardfor-leftmost EMQX records the forged 127.0.0.1. Give LB 1's "
              "http-request rules (a list of tuples), or a dict of HAProxy settings, so that "
              "EMQX records the client's address and port.",
-             "option forwardfor only adds a line; replace the headers instead: "
-             "('set-header', 'X-Forwarded-For', '%[src]') and the same for the port.",
-             _check_haproxy),
-    Exercise("access-rules", "Shut the side door",
-             "In tcp-direct-client-forges-proxy a client reaches EMQX directly and writes its "
-             "own PROXY header. Give EMQX access_rules (a list like ['allow …', 'deny all']).",
-             "Allow only the load balancers' network (172.16.0.0/24), then deny all.",
-             _check_access),
+             _hints("option forwardfor adds a line and keeps the client's.",
+                    "Notebook 06, 'The fix: replace the headers' (and HAProxy's sample "
+                    "fetches for the TCP peer)."),
+             _check_haproxy, "haproxy-ws-forwardfor-leftmost", "hop:lb1"),
+    Exercise("v2-family", "The family byte",
+             "Byte 13 of a v2 header is family and transport. What is it (hex) for a client "
+             "connecting over TCP from an IPv6 address?",
+             _hints("Two nibbles: the address family, then the transport.",
+                    "Notebook 01, 'Version 2: binary' (the table of the 16 fixed bytes) and "
+                    "the IPv6 example after 'Build your own'."),
+             _check_v2_family),
+    Exercise("unspoofable", "A chain that cannot be spoofed",
+             "Starting from ws-edge-appends, give settings for lb1, lb2 and/or emqx (a dict of "
+             "dicts; proxy_set_header as a dict of the headers you change) so that EMQX "
+             "records the client's real address and port whatever the client forges — even "
+             "when it dials EMQX directly.",
+             _hints("Two doors: what the LBs pass on, and who may talk to EMQX at all.",
+                    "Notebook 05, 'Method 1', for the headers; notebook 04, the end of 'A "
+                    "client that reaches EMQX directly', and notebook 02, 'Who may send a "
+                    "header?', for the broker."),
+             _check_unspoofable, "ws-edge-appends", "topology"),
 )}
 
 
+def exercise(exercise_id: str) -> Any:
+    """The exercise's question and what it is about — the scenario's topology drawn without
+    its outcome, or the configuration of the hop it asks about — without the answer."""
+    from ._text import Rendered, esc
+
+    ex = EXERCISES[exercise_id]
+    parts = [f"Exercise {ex.id}: {ex.title}", ex.question]
+    html = [f"<b>{_md(ex.title)}</b>", f"<div>{_md(ex.question)}</div>"]
+    if ex.scenario and ex.show and ex.show.startswith("hop:"):
+        topo = scenario(ex.scenario)
+        node = topo.hop(ex.show[4:])
+        shown = ", ".join(f"{f.name}={getattr(node, f.name)!r}" for f in fields(node)
+                          if f.name not in ("name", "kind"))
+        parts.append(f"{node.name} in {ex.scenario}: {shown}")
+        html.append(f"<pre>{esc(parts[-1])}</pre>")
+    if ex.scenario and ex.show == "topology":
+        from .viz.flow import draw_topology
+
+        # the figure alone (the question is in the notebook's Markdown): a PNG with the
+        # chain's text as its plain-text face
+        return draw_topology(scenario(ex.scenario), outcome=False,
+                             title=f"{ex.scenario} (outcome hidden)")
+    return Rendered("\n".join(parts), f'<div class="{NO_MATH}">{"".join(html)}</div>')
+
+
 def check(exercise_id: str, answer: Any) -> CheckResult:
-    """Check *answer* to exercise *exercise_id*; returns a :class:`CheckResult` (shown as a
-    ✓/✗ table with a hint).  Never raises: ``None`` (or ``...``) means "not answered yet", and a
-    malformed answer is a ✗ row saying why."""
+    """Check *answer* to exercise *exercise_id*; returns a :class:`CheckResult` (a ✓/✗ table
+    saying what is wrong with this answer).  Hints come only after a wrong attempt, one more
+    with each: a nudge, then where in the course to look.  Never raises: ``None`` (or ``...``)
+    means "not answered yet" (no hint), and a malformed answer is a ✗ row saying why."""
     ex = EXERCISES.get(exercise_id)
     if ex is None:
         known = ", ".join(EXERCISES)
         return CheckResult(exercise_id, "unknown exercise",
                            (Row(False, "the exercise exists", f"known: {known}"),),
-                           "check the exercise name", answered=False)
+                           answered=True)
     if answer is None or answer is ...:
-        return CheckResult(ex.id, ex.title, (Row(False, "an answer is given", "not yet"),),
-                           ex.hint, answered=False)
+        return CheckResult(ex.id, ex.title, (), answered=False)
     try:
         rows = tuple(ex.checker(answer))
     except Exception as exc:  # a wrong answer is a result, never an exception
         rows = (Row(False, "the answer can be used", f"{type(exc).__name__}: {exc}"),)
-    return CheckResult(ex.id, ex.title, rows, ex.hint)
-
+    if rows and all(r.passed for r in rows):
+        return CheckResult(ex.id, ex.title, rows)
+    _ATTEMPTS[ex.id] = _ATTEMPTS.get(ex.id, 0) + 1
+    shown = ex.hints[:_ATTEMPTS[ex.id]]
+    return CheckResult(ex.id, ex.title, rows, shown, more_hints=len(shown) < len(ex.hints))

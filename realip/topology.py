@@ -21,11 +21,14 @@ line a hop closes the connection.
 
 from __future__ import annotations
 
+import difflib
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ScenarioError, ScenarioProblem
 from .programs import (
     HOP_KINDS,
     Broker,
@@ -55,6 +58,7 @@ from .wire import (
 __all__ = [
     "Broker",
     "Client",
+    "Expectation",
     "HAProxy",
     "Hop",
     "HopView",
@@ -65,9 +69,14 @@ __all__ = [
     "Relay",
     "Topology",
     "Trace",
+    "check_expect",
+    "data_dir",
     "from_dict",
     "load",
+    "load_scenario",
+    "loads",
     "mqtt_connect",
+    "scenarios",
     "simulate",
     "ws_upgrade_request",
 ]
@@ -112,10 +121,19 @@ class Topology:
     title: str = ""
     description: str = ""
     expect: str | None = None
+    #: whether the scenario states ``expect`` (``expect: null`` expects a closed connection)
+    expect_given: bool = field(default=False, repr=False)
+    #: what the programs would warn about (nginx's "low address bits of … are meaningless")
+    warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def with_client(self, **changes: Any) -> Topology:
-        """A copy whose client differs (``forge_xff`` style changes for exercises)."""
-        return replace(self, client=replace(self.client, **changes))
+        """A copy whose client differs (``forge_xff`` style changes for exercises); the
+        changes are checked like a scenario file's (:class:`~realip.ScenarioError`)."""
+        from .schema import validate_client
+
+        values = validate_client({**_settings(self.client), **changes})
+        assert values is not None
+        return replace(self, client=Client(**values))
 
     def hop(self, name: str) -> Hop:
         """The hop called *name*."""
@@ -125,13 +143,48 @@ class Topology:
         raise KeyError(name)
 
     def with_hop(self, name: str, **changes: Any) -> Topology:
-        """A copy with hop *name* reconfigured."""
-        hops = tuple(replace(h, **changes) if h.name == name else h for h in self.hops)
-        return replace(self, hops=hops)
+        """A copy with hop *name* reconfigured; the changes are checked like a scenario file's
+        (a :class:`~realip.ScenarioError` names ``hops[i].setting`` and what is allowed)."""
+        from .programs import hop_kind
+        from .schema import validate_hop
+
+        for i, h in enumerate(self.hops):
+            if h.name == name:
+                entry = hop_kind(h)
+                values = validate_hop(entry.kind, {**_settings(h), **changes}, ("hops", i))
+                assert values is not None
+                hops = (*self.hops[:i], type(h)(**values), *self.hops[i + 1:])
+                return replace(self, hops=hops)
+        raise ScenarioError([ScenarioProblem("hops", f"no hop named {name!r}",
+                                             ", ".join(h.name for h in self.hops))])
 
     def with_broker(self, **changes: Any) -> Topology:
-        """A copy with the broker reconfigured."""
-        return replace(self, broker=replace(self.broker, **changes))
+        """A copy with the broker reconfigured, checked like a scenario file's."""
+        from .schema import validate_broker
+
+        values = validate_broker({**_settings(self.broker), **changes})
+        assert values is not None
+        return replace(self, broker=Broker(**values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as the document :func:`from_dict` reads (every setting spelled out;
+        ``from_dict(t.to_dict()) == t``)."""
+        from .programs import hop_kind
+
+        doc: dict[str, Any] = {"name": self.name, "title": self.title,
+                               "description": self.description}
+        if self.expect is not None or self.expect_given:
+            doc["expect"] = self.expect
+        doc["client"] = _settings(self.client)
+        doc["hops"] = [{"kind": hop_kind(h).kind, **_settings(h)} for h in self.hops]
+        doc["broker"] = _settings(self.broker)
+        return doc
+
+    def checked(self) -> Topology:
+        """This topology with every part checked as a scenario file is (what a topology built
+        in Python or by an importer gets): the same topology, its ``warnings`` filled in, or a
+        :class:`~realip.ScenarioError` naming the setting and what is allowed."""
+        return from_dict(self.to_dict(), self.name)
 
     def labels(self) -> dict[str, str]:
         """Host label → address (the map the live lab replaces with loopback addresses)."""
@@ -142,6 +195,19 @@ class Topology:
                 out[f"{h.name}.public"] = h.public
         out[self.broker.name] = self.broker.addr
         return out
+
+
+def _settings(obj: Any) -> dict[str, Any]:
+    """A settings dataclass as the dict a scenario would give: a broker's fields that belong
+    to other broker kinds are left out while at their defaults (set, they are reported)."""
+    out = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    if isinstance(obj, Broker):
+        from .schema import broker_model
+
+        known = set(broker_model(obj.kind).model_fields) | {"kind"}
+        defaults = {f.name: f.default for f in fields(Broker)}
+        out = {k: v for k, v in out.items() if k in known or v != defaults.get(k)}
+    return out
 
 
 # ==============================================================================================
@@ -166,6 +232,12 @@ class Trace:
             return None
         return self.peername.rsplit(":", 1)[0]
 
+    @property
+    def expectation(self) -> Expectation | None:
+        """The scenario's ``expect`` checked against this trace (✓/✗ in a notebook), or None
+        when the scenario states none."""
+        return check_expect(self)
+
     def view(self, name: str) -> HopView:
         """The view of hop (or broker) *name*."""
         for v in self.views:
@@ -181,6 +253,7 @@ class Trace:
             "connected": self.connected,
             "failure": self.failure,
             "expected": self.topology.expect,
+            "expect": (lambda e: None if e is None else e.to_dict())(check_expect(self)),
             "links": [
                 {
                     "from": link.sender, "to": link.receiver, "src": str(link.src),
@@ -283,52 +356,132 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
 
 
 # ==============================================================================================
+# Checking expect
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A scenario's ``expect`` checked against a simulation: ``expected`` is the peername the
+    scenario says the broker records (None: the connection is closed), ``got`` what it recorded
+    (None: closed, with ``failure``).  Its text and HTML faces show ✓ or ✗ with both values."""
+
+    scenario: str
+    expected: str | None
+    got: str | None
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the simulation gives what the scenario expects."""
+        return self.expected == self.got
+
+    def _said(self, value: str | None) -> str:
+        return value if value is not None else "a closed connection"
+
+    def __str__(self) -> str:
+        got = self._said(self.got) + (f" ({self.failure})" if self.got is None and
+                                      self.failure else "")
+        if self.ok:
+            return f"✓ {self.scenario}: expect {self._said(self.expected)}, got {got}"
+        return f"✗ {self.scenario}: expect {self._said(self.expected)}, but got {got}"
+
+    def _repr_html_(self) -> str:
+        from ._text import esc
+
+        color = "#2e7d32" if self.ok else "#c62828"
+        return f'<div class="realip-expect" style="color:{color}"><b>{esc(str(self))}</b></div>'
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``ok``, ``expected``, ``got``, ``failure``."""
+        return {"ok": self.ok, "expected": self.expected, "got": self.got,
+                "failure": self.failure}
+
+
+def check_expect(what: Topology | Trace) -> Expectation | None:
+    """Simulate *what* (or take its trace) and check the scenario's ``expect``; None when the
+    scenario states none."""
+    trace = what if isinstance(what, Trace) else simulate(what)
+    topo = trace.topology
+    if topo.expect is None and not topo.expect_given:
+        return None
+    return Expectation(topo.name, topo.expect, trace.peername, trace.failure)
+
+
+# ==============================================================================================
 # Loading scenarios
 
 
+def _build(v: Any, name: str = "") -> Topology:
+    """The dataclasses of a validated scenario (:class:`realip.schema.Validated`)."""
+    hops = tuple(HOP_KINDS[kind].settings(**values) for kind, values in v.hops)
+    return Topology(name=v.name or name, client=Client(**v.client), hops=hops,
+                    broker=Broker(**v.broker), title=v.title, description=v.description,
+                    expect=v.expect, expect_given=v.expect_given,
+                    warnings=tuple(str(w) for w in v.warnings))
+
+
 def from_dict(doc: Mapping[str, Any], name: str = "") -> Topology:
-    """Build a :class:`Topology` from the structure of ``data/topologies/*.yaml``; unknown keys
-    raise :class:`~realip.ConfigurationError` naming them (never a silent wrong answer)."""
-    kinds: dict[str, type] = {k: entry.settings for k, entry in HOP_KINDS.items()}
+    """Build a :class:`Topology` from the structure of a scenario file (see
+    ``docs/scenario-language.md``); any problem raises :class:`~realip.ScenarioError` naming
+    the setting's path and what is allowed (never a silent wrong answer)."""
+    from .schema import validate
+
+    return _build(validate(doc), name)
+
+
+def loads(text: str, name: str = "", file: str | None = None) -> Topology:
+    """A :class:`Topology` from YAML text; problems carry *file*, line and column."""
+    from .schema import parse_yaml, validate
+
+    doc, marks = parse_yaml(text, file)
+    return _build(validate(doc, marks=marks), name)
+
+
+def load(path: str | os.PathLike[str]) -> Topology:
+    """Load a topology from a YAML file (see :func:`load_scenario` for names too)."""
+    text = os.fspath(path)
     try:
-        client = _make(Client, doc["client"], "client")
-        hops = []
-        for i, h in enumerate(doc.get("hops", [])):
-            h = dict(h)
-            kind = h.pop("kind", None)
-            if kind not in kinds:
-                raise ConfigurationError(f"hop {i}: kind must be one of {sorted(kinds)}, not "
-                                         f"{kind!r}")
-            hops.append(_make(kinds[kind], h, f"hop {h.get('name', i)}"))
-        broker = _make(Broker, doc["broker"], "broker")
-    except KeyError as exc:
-        raise ConfigurationError(f"topology {name or doc.get('name')}: missing {exc}") from None
-    return Topology(name=str(doc.get("name", name)), client=client, hops=tuple(hops),
-                    broker=broker, title=str(doc.get("title", "")),
-                    description=str(doc.get("description", "")), expect=doc.get("expect"))
+        with open(text, encoding="utf-8") as f:
+            content = f.read()
+    except OSError as exc:
+        raise ScenarioError([ScenarioProblem("", f"cannot read the file: {exc.strerror}",
+                                             None, text)]) from None
+    return loads(content, os.path.splitext(os.path.basename(text))[0], text)
 
 
-def _make(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigurationError(f"{where}: unsupported setting(s) {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else
-                          (next(iter(v.items())) if isinstance(v, dict) and len(v) == 1 and
-                           key in ("headers", "proxy_set_header") else v) for v in value)
-        kwargs[key] = value
-    return cls(**kwargs)
+def data_dir() -> Path:
+    """The folder of scenarios and configurations: the package's own ``realip/data`` (it ships
+    in the wheel), or ``$REALIP_DATA`` when set (a folder with ``topologies/``, ``nginx/`` and
+    ``haproxy/``, used instead)."""
+    env = os.environ.get("REALIP_DATA")
+    if env:
+        path = Path(env)
+    else:
+        from importlib.resources import files
+
+        path = Path(str(files("realip").joinpath("data")))
+    if not (path / "topologies").is_dir():
+        raise ConfigurationError(f"no scenarios under {path} (REALIP_DATA must name a folder "
+                                 "holding topologies/)")
+    return path
 
 
-def load(path: str) -> Topology:
-    """Load a topology from a YAML file."""
-    import os
+def scenarios() -> tuple[str, ...]:
+    """The names of the bundled scenarios (or those under ``$REALIP_DATA``), sorted."""
+    return tuple(sorted(p.stem for p in (data_dir() / "topologies").glob("*.yaml")))
 
-    import yaml
 
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f)
-    return from_dict(doc, os.path.splitext(os.path.basename(path))[0])
+def load_scenario(name: str | os.PathLike[str]) -> Topology:
+    """A scenario by name (``ws-multi-recursive``, see :func:`scenarios`) or by path to a YAML
+    file; an unknown name is a :class:`~realip.ScenarioError` listing the known ones."""
+    text = os.fspath(name)
+    if os.path.isfile(text) or os.sep in text or text.endswith((".yaml", ".yml")):
+        return load(text)
+    path = data_dir() / "topologies" / f"{text}.yaml"
+    if not path.is_file():
+        known = scenarios()
+        close = difflib.get_close_matches(text, known, n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise ScenarioError([ScenarioProblem("", f"no scenario {text!r}{hint}; known: "
+                                             f"{', '.join(known)}")])
+    return load(path)

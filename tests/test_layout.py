@@ -154,7 +154,7 @@ def test_generic_modules_name_no_program() -> None:
     """topology, render's generic half, lab's relay/broker and viz reach programs through the
     registry (realip.programs), not through a room."""
     generic = ("realip.topology", "realip.lab.relay", "realip.lab.broker", "realip.viz.flow",
-               "realip.receivers")
+               "realip.receivers", "realip.audit")
     for mod in generic:
         for target, _ in GRAPH[mod]:
             assert _room(target) is None, f"{mod} imports {target}"

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+INSTRUCTOR = NOTEBOOKS / "instructor"
+ALL = sorted([*NOTEBOOKS.glob("*.ipynb"), *INSTRUCTOR.glob("*.ipynb")])
 OURS = sorted(p for p in ALL if (NOTEBOOKS / "src" / f"{p.stem}.py").exists()
               or p.stem.endswith("-student"))
 
@@ -87,21 +88,30 @@ def test_navigation_and_links_work(path: Path) -> None:
         if cell["cell_type"] != "markdown":
             continue
         for target in re.findall(r"\]\(([^)#]+\.ipynb)\)", _text(cell)):
-            assert (NOTEBOOKS / target).exists(), f"{path.name} links to missing {target}"
+            assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
 
 
 def test_student_copy_has_no_solutions_and_no_solved_checks() -> None:
     student = _nb(NOTEBOOKS / "08-workshop-exercises-student.ipynb")
-    solved = _nb(NOTEBOOKS / "08-workshop-exercises.ipynb")
+    solved = _nb(INSTRUCTOR / "08-workshop-exercises.ipynb")
+    assert not (NOTEBOOKS / "08-workshop-exercises.ipynb").exists(), "solutions beside students"
     text = "\n".join(_text(c) for c in student["cells"])
     assert "BEGIN SOLUTION" not in text and "$remote_addr" not in text
-    checks = [o for c in student["cells"] for o in c.get("outputs", [])
-              if "Exercise " in "".join(o.get("data", {}).get("text/plain", ""))]
-    solved_checks = [o for c in solved["cells"] for o in c.get("outputs", [])
-                     if "Exercise " in "".join(o.get("data", {}).get("text/plain", ""))]
-    assert len(checks) == len(solved_checks) >= 8
-    assert all("✗ an answer is given" in "".join(o["data"]["text/plain"]) for o in checks)
-    assert all("Solved:" in "".join(o["data"]["text/plain"]) for o in solved_checks)
+
+    def checks_of(nb: dict[str, Any]) -> list[str]:
+        return ["".join(o["data"]["text/plain"]) for c in nb["cells"]
+                if "check(" in _text(c) for o in c.get("outputs", [])
+                if "Exercise " in "".join(o.get("data", {}).get("text/plain", ""))]
+
+    checks, solved_checks = checks_of(student), checks_of(solved)
+    assert len(checks) == len(solved_checks) >= 12
+    assert all("not answered yet" in o and "Hint" not in o for o in checks)
+    assert all("Solved:" in o for o in solved_checks)
+    # the student copy links to no solution, and imports nothing that answers an exercise
+    assert "](instructor/" not in text and "08-workshop-exercises.ipynb)" not in text
+    imports = [line for c in student["cells"] for line in _text(c).splitlines()
+               if line.startswith(("import ", "from "))]
+    assert imports == ["from realip.teaching import check, exercise"]
 
 
 def test_strip_solution_keeps_the_names() -> None:

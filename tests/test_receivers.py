@@ -670,3 +670,30 @@ def test_captured_vectors_still_decode() -> None:
         # what the receivers make of what the senders send
         assert accepts("haproxy", raw).accepted, e["name"]
         assert accepts("nginx", raw).accepted, e["name"]
+
+
+def test_later_reads() -> None:
+    """``later=``: Mosquitto models a second read; the other receivers decide on the first."""
+    header = v2(0x21, 0x11, V4)
+    # the 16-byte fixed part alone: dropped at once, whatever comes later
+    for later in (None, header[16:]):
+        alone = accepts("mosquitto", header[:16], version="2", later=later)
+        assert not alone.accepted and not alone.waiting
+        assert alone.variable("disconnect") == (
+            "Client (null) [(null):0] disconnected: connection closed by client.")
+    # a body in two reads: the second lands on the start of the buffer
+    assert accepts("mosquitto", header[:20], version="2").waiting
+    split = accepts("mosquitto", header[:20], version="2", later=header[20:])
+    assert split.accepted and split.consumed == len(header)
+    assert (split.variable("address"), split.variable("remote_port")) == ("198.51.100.1", "0")
+    for receiver in ("spec", "nginx", "haproxy", "emqx-tcp", "emqx-ws"):
+        assert accepts(receiver, header[:20], later=header[20:]) == accepts(receiver, header[:20])
+    # the releases: 2.1.2 (default) walks a UNIX block's TLVs from the path's end, master from 109
+    unix = v2(0x21, 0x31, b"/var/pgsql_sock".ljust(108, b"\0") + b"/x".ljust(108, b"\0"))
+    assert accepts("mosquitto", unix, version="2").version == "2"
+    assert accepts("mosquitto", unix, version="2.1.2:2").accepted
+    assert not accepts("mosquitto", unix, version="master:2").accepted
+    with pytest.raises(ValueError, match=r"2\.0 has none"):
+        accepts("mosquitto", unix, version="2.0:2")
+    v1 = b"PROXY TCP6 2001:DB8::7 2001:db8::1 56324 1883\r\n"
+    assert accepts("mosquitto", v1, version="master:1").variable("address") == "2001:DB8::7"

@@ -230,7 +230,17 @@ def test_a_relay_is_a_plain_stream_server() -> None:
 
 
 def test_nginx_1_22_has_no_proxy_protocol_v2() -> None:
-    topo = scenario("tcp-single-tier").with_hop("lb1", proxy_protocol="v2")
+    from dataclasses import replace
+
+    from realip.errors import ScenarioError
+
+    base = scenario("tcp-single-tier")
+    # the scenario language refuses it as nginx -t does ...
+    with pytest.raises(ScenarioError, match=r"1\.31\.4") as info:
+        base.with_hop("lb1", proxy_protocol="v2")
+    assert info.value.path == "hops[0].proxy_protocol"
+    # ... and a hop built directly is still refused by the writer and the step
+    topo = replace(base, hops=(replace(base.hops[0], proxy_protocol="v2"),))
     with pytest.raises(ConfigurationError, match="v2"):
         nginx_conf(topo, "lb1", loopback_plan(topo), prefix="/p")
     with pytest.raises(ConfigurationError, match=r"1\.31\.4"):

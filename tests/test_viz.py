@@ -216,7 +216,10 @@ def test_stepper_is_driven_by_nginx_realip() -> None:
     assert s.resolution == _recursive()
     s.set(recursive=False)
     assert s.resolution == _recursive(recursive=False)
-    assert s.resolution.addr == "172.16.0.116" and s.cursor == s.total - 1
+    assert s.resolution.addr == "172.16.0.116" and s.cursor == 0  # the learner's place kept
+    s.goto(-1).set(recursive=True)
+    assert s.cursor == 1  # the last step of the shorter walk, kept on the longer one
+    s.set(recursive=False)
     s.set(recursive=True, set_real_ip_from="0.0.0.0/0")
     assert s.resolution.addr == "127.0.0.1"
     s.set(forged="")
@@ -312,3 +315,60 @@ def test_config_form_runs_and_reports_errors() -> None:
     assert form._ui is not None
     bundle = form._repr_mimebundle_()
     assert bundle["text/plain"] == repr(form)
+
+
+# -- legibility (issue 10) ---------------------------------------------------------------------
+
+
+def test_figures_fit_a_notebook_and_keep_text_legible() -> None:
+    """Every figure is at most 9.6 in wide (shown 1:1 at 100 dpi) and no text is under 8 pt
+    (11 px): the five-lane chains included."""
+    trace = simulate(scenario("ws-multi-recursive"))
+    for drawing in (draw_topology(trace), sequence_view(trace),
+                    hex_figure(build(("115.236.21.86", 61177), ("172.16.0.116", 1883),
+                                     version=2, crc32c=True))):
+        fig = drawing.figure
+        assert fig.get_size_inches()[0] <= 9.6 + 1e-9
+        sizes = [t.get_fontsize() for ax in fig.axes for t in ax.texts]
+        assert sizes and min(sizes) >= 8.0
+
+
+def test_topology_without_outcome_hides_what_a_predict_asks() -> None:
+    trace = simulate(scenario("ws-multi-recursive"))
+    hidden = str(draw_topology(trace.topology, outcome=False))
+    assert "broker peername = ?" in hidden and "X-Real-IP: 1.94" not in hidden
+    assert trace.peername is not None and trace.peername not in hidden
+    # a right address with a port that is not the client's says so
+    assert "not its port 50412" in str(draw_topology(trace))
+
+
+def test_sizes_do_not_wrap_and_passthrough_zone_starts_at_the_writer() -> None:
+    from realip.viz.flow import _wrap, _zone_start
+
+    wrapped = _wrap(["PROXY v2 PROXY 115.236.21.86:39817 → 172.16.0.116:1883 + CRC32C (35 B)"],
+                    30)
+    assert "(35 B)" in wrapped
+    trace = simulate(scenario("tcp-multi-passthrough"))
+    topo = trace.topology
+    trusts = [v.trust for v in trace.views]
+    assert _zone_start([topo.client, *topo.hops, topo.broker], trusts, trace.links) == 1
+
+
+def test_websocket_captures_are_http_lines_with_the_hex_folded() -> None:
+    dump = tcpdump(simulate(scenario("ws-single-tier")), "emqx")
+    text = str(dump)
+    assert "\tX-Forwarded-For: 115.236.21.86\n" in text and "0x0000:" in text
+    html = dump._repr_html_() or ""
+    lines_at = html.index("X-Forwarded-For: 115.236.21.86")
+    assert lines_at < html.index("<details") < html.index("0x0000:")
+
+
+def test_stepper_with_nothing_to_walk_says_why_not_step_1_of_0() -> None:
+    pytest.importorskip("ipywidgets")
+    s = Stepper("1.2.3.4", "5.6.7.8")  # no set_real_ip_from: realip does nothing
+    s.widget()
+    ui = s._ui
+    assert ui is not None and s.total == 0
+    assert "of 0" not in ui["position"].value
+    assert "no set_real_ip_from applies" in ui["position"].value
+    assert ui["trusted"].placeholder and ui["trusted"].continuous_update

@@ -13,10 +13,13 @@ prefixed with ``# ``), and ``tags=["…"]`` after either adds cell tags.
 * Navigation (prev · start · next) is generated: a cell after the opening cell and one at the end,
   tagged ``nav``, over every ``NN-*.ipynb`` in ``notebooks/`` (so ``07-live-lab`` is linked
   once it exists; ``--nav`` refreshes the links in the generated notebooks without running them).
-* The student copy ``08-workshop-exercises-student.ipynb`` is generated from the solved
-  notebook: in code cells tagged ``solution`` the lines between ``# BEGIN SOLUTION`` and
-  ``# END SOLUTION`` become ``name = None`` for each name they assign (so ``check`` prints ✗ and
-  a hint instead of raising); Markdown cells tagged ``solution`` are dropped.
+* Two copies of the exercises: the **solved** one is written apart, to
+  ``notebooks/instructor/08-workshop-exercises.ipynb`` (its links point back up with ``../``);
+  the **student** copy ``notebooks/08-workshop-exercises-student.ipynb`` is generated from it: in
+  code cells tagged ``solution`` the lines between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
+  become ``name = None`` for each name they assign (so ``check`` says "not answered yet"
+  instead of raising); Markdown cells tagged ``solution`` are dropped.  The course links to the
+  student copy only.
 * Outputs are stored executed and deterministic: cell ids are positional, no timings, no widget
   state or widget-view references (their text/HTML faces are kept), no kernel version.
 
@@ -39,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
+INSTRUCTOR = NOTEBOOKS / "instructor"
 STUDENT_SUFFIX = "-student"
 SOLVED = "08-workshop-exercises"
 NAME = re.compile(r"^\d\d-[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -96,6 +100,16 @@ def title_of(cells: list[dict[str, Any]]) -> str:
     return ""
 
 
+def path_of(stem: str) -> Path:
+    """Where notebook *stem* is stored: the solved exercises apart, in ``instructor/``."""
+    return (INSTRUCTOR if stem == SOLVED else NOTEBOOKS) / f"{stem}.ipynb"
+
+
+def _up(source: str) -> str:
+    """Links of a notebook stored in ``instructor/``: one folder up."""
+    return re.sub(r"\]\((\d\d-[a-z0-9-]+\.ipynb)", r"](../\1", source)
+
+
 def stored_title(path: Path) -> str:
     nb = json.loads(path.read_text(encoding="utf-8"))
     cells = [{"type": c["cell_type"], "source": "".join(c["source"]), "tags": []}
@@ -116,14 +130,14 @@ def sequence(extra: dict[str, str]) -> list[tuple[str, str]]:
     for stem in sorted(found):
         title = extra.get(stem)
         if title is None:
-            title = stored_title(NOTEBOOKS / f"{stem}.ipynb")
+            title = stored_title(path_of(stem))
         out.append((stem, title or stem))
     return out
 
 
 def _target(stem: str) -> str:
     """The file a link to *stem* opens: the student copy where there is one (learners follow
-    the links; the solved notebook is linked from the student copy and from 00)."""
+    the links; the solved notebook is never linked)."""
     return stem + STUDENT_SUFFIX if stem == SOLVED else stem
 
 
@@ -135,7 +149,7 @@ def nav_markdown(stem: str, order: list[tuple[str, str]]) -> str:
     parts = []
     if i > 0:
         parts.append(f"← [{titles[stems[i - 1]]}]({_target(stems[i - 1])}.ipynb)")
-    if base != stems[0]:
+    if base != stems[0] and i - 1 != 0:  # the previous one already is the start
         parts.append(f"[{titles[stems[0]]}]({stems[0]}.ipynb)")
     if i + 1 < len(stems):
         parts.append(f"[{titles[stems[i + 1]]}]({_target(stems[i + 1])}.ipynb) →")
@@ -196,8 +210,8 @@ def student_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     first = dict(out[0])
     first["source"] += (
         "\n\n> **Student copy.** Replace each `None` with your answer and run the cell: the check "
-        f"prints ✓ or ✗ with a hint. The solutions are in [{SOLVED}]({SOLVED}.ipynb) — "
-        "try first!")
+        "prints ✓ or ✗ and says what is wrong; a wrong attempt unlocks a hint. (Instructors: "
+        f"the solved copy is `instructor/{SOLVED}.ipynb`, see `notebooks/README.md`.)")
     return [first, *out[1:]]
 
 
@@ -218,6 +232,8 @@ def planned() -> dict[str, list[dict[str, Any]]]:
         stem = SOLVED + STUDENT_SUFFIX
         out[stem] = with_nav(student_cells([c for c in out[SOLVED] if "nav" not in c["tags"]]),
                              stem, order)
+        out[SOLVED] = [{**c, "source": _up(c["source"])} if c["type"] == "markdown" else c
+                       for c in out[SOLVED]]
     return out
 
 
@@ -261,16 +277,17 @@ def execute(stem: str, cells: list[dict[str, Any]]) -> str:
     from nbclient import NotebookClient
 
     nb = to_notebook(cells)
+    path = path_of(stem)
+    path.parent.mkdir(exist_ok=True)
     client = NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
                             store_widget_state=False,
-                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+                            resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 raise RuntimeError(f"{stem}: a cell raised {out.get('ename')}: "
                                    f"{out.get('evalue')}")
-    path = NOTEBOOKS / f"{stem}.ipynb"
     nbformat.write(clean(nb), str(path))
     return stem
 
@@ -285,7 +302,7 @@ def stale(plan: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Why each stored notebook differs from its sources (empty: all up to date)."""
     problems = []
     for stem, cells in plan.items():
-        path = NOTEBOOKS / f"{stem}.ipynb"
+        path = path_of(stem)
         if not path.exists():
             problems.append(f"{path.name} is missing")
             continue
@@ -304,7 +321,7 @@ def stale(plan: dict[str, list[dict[str, Any]]]) -> list[str]:
 def refresh_nav(plan: dict[str, list[dict[str, Any]]]) -> None:
     """Rewrite only the navigation cells of the stored notebooks (outputs untouched)."""
     for stem, cells in plan.items():
-        path = NOTEBOOKS / f"{stem}.ipynb"
+        path = path_of(stem)
         if not path.exists():
             continue
         import nbformat
@@ -341,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.only or any(s.startswith(o) for o in args.only)}
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for stem in pool.map(execute, todo, [copy.deepcopy(c) for c in todo.values()]):
-            print(f"built notebooks/{stem}.ipynb")
+            print(f"built {path_of(stem).relative_to(ROOT)}")
     return 0
 
 

@@ -11,7 +11,7 @@
 # %%
 from realip.proxy_protocol import TLVType, build, decode
 from realip.receivers import EDGE_CASES
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import (acceptance_table, draw_topology, hex_figure, hex_view, profile_view,
                         tcpdump)
@@ -41,7 +41,7 @@ v1
 # **Predict** — how many bytes long is this header, counting the line ending?
 
 # %%
-reveal(len(v1), explanation="'PROXY TCP4 ' + two addresses + two ports + single spaces + CRLF.")
+predict("How many bytes long is this v1 header, CRLF included?", v1, "size")
 
 # %% [markdown]
 # The annotated view works like Wireshark's bytes pane: each field has its colour in the dump and
@@ -71,14 +71,24 @@ tcpdump(trace, "emqx")
 # %% [markdown]
 # ## Version 2: binary
 #
-# Version 2 starts with a fixed 12-byte signature that can never begin a text protocol, then
-# packs the addresses in binary. HAProxy sends it with `send-proxy-v2`.
+# Version 2 packs the same facts in binary. HAProxy sends it with `send-proxy-v2`. Every v2
+# header starts with the same **16 fixed bytes**:
+#
+# | bytes | field | value |
+# |---|---|---|
+# | 0–11 | signature | `\r\n\r\n\0\r\nQUIT\n` — can never begin a text protocol |
+# | 12 | version and command | `0x21`: version 2, command PROXY |
+# | 13 | family and transport | `0x11`: IPv4 (INET) over TCP (STREAM); `0x21` is IPv6 |
+# | 14–15 | length | how many bytes follow (big-endian) |
+#
+# Then the address block: source address, destination address, source port, destination port —
+# each address 4 bytes for IPv4 (16 for IPv6), each port 2 bytes. Then optional TLVs.
 #
 # **Predict** — how long is a v2 header for the same IPv4 connection, without TLVs?
 
 # %%
 v2 = build(("115.236.21.86", 61177), ("172.16.0.116", 1883), version=2)
-reveal(len(v2), explanation="16 fixed bytes + 4 + 4 + 2 + 2 for the IPv4 addresses and ports.")
+predict("How many bytes is the v2 header for this IPv4 connection, no TLVs?", v2, "size")
 
 # %%
 hex_view(v2)
@@ -128,6 +138,10 @@ hex_view(bytes(damaged))
 
 # %%
 acceptance_table(bytes(damaged))
+
+# %% [markdown]
+# (`spec auto`, `emqx-tcp 5.17 gen_tcp`, `emqx-ws 2.2`, `mosquitto auto:1`: the receivers and the
+# version or option modelled — see [00's glossary](00-start-here.ipynb#Glossary).)
 
 # %% [markdown]
 # Only receivers that verify the checksum refuse it; the others believe the damaged address.

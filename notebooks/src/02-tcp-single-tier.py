@@ -10,7 +10,7 @@
 # **Time** — 25 minutes.
 
 # %%
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import draw_topology, hex_view, sequence_view, tcpdump
 
@@ -18,11 +18,13 @@ from realip.viz import draw_topology, hex_view, sequence_view, tcpdump
 # ## The topology
 #
 # The article's hosts: the client `115.236.21.86`, nginx (public `121.36.192.227`, LAN
-# `172.16.0.116`), EMQX `172.16.0.71`.
+# `172.16.0.116`), EMQX `172.16.0.71`. The drawing leaves the broker's peername out — you will
+# predict it. (The green shading is the *trusted zone*, and the line under each arrow says
+# whether the receiver believes its sender: see [the glossary](00-start-here.ipynb#Glossary).)
 
 # %%
 topo = scenario("tcp-single-tier")
-draw_topology(topo)
+draw_topology(topo, outcome=False)
 
 # %% [markdown]
 # ## The configuration
@@ -44,7 +46,7 @@ config("tcp-single-lb1")
 
 # %%
 trace = simulate(topo)
-reveal(trace.peername)
+predict("Which peername does `emqx ctl clients show mqttx-client` print?", trace)
 
 # %% [markdown]
 # ## The packets
@@ -72,8 +74,8 @@ sequence_view(trace)
 
 # %%
 wrong = simulate(scenario("tcp-header-to-plain-listener"))
-reveal(wrong.failure, explanation="EMQX parses 'PROXY TCP4 …' as an MQTT packet (0x50 is "
-       "PUBREC) and closes the connection; its log hints at the PROXY protocol.")
+predict("EMQX's listener does not expect a header but gets one. What happens?", wrong,
+        "outcome")
 
 # %%
 draw_topology(wrong)
@@ -97,7 +99,7 @@ silent.failure
 # %%
 attack = scenario("tcp-direct-client-forges-proxy")
 forged = simulate(attack)
-reveal(forged.peername)
+predict("What does EMQX record for the client that writes its own header?", forged, "outcome")
 
 # %%
 draw_topology(forged)

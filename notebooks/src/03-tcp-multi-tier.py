@@ -10,7 +10,7 @@
 # **Time** — 30 minutes.
 
 # %%
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import acceptance_table, draw_topology, hex_view, sequence_view, tcpdump
 
@@ -34,14 +34,15 @@ config("tcp-passthrough-lb2")
 
 # %%
 passthrough = simulate(scenario("tcp-multi-passthrough"))
-reveal(passthrough.peername)
+predict("Which peername does EMQX record when LB 2 only relays bytes?", passthrough)
 
 # %%
 draw_topology(passthrough)
 
 # %% [markdown]
 # Captured on LB 2, in and out: the same header on both links (the article's check that
-# pass-through works).
+# pass-through works). That is why the drawing's *trusted zone* starts at LB 1: EMQX believes
+# a header LB 1 wrote, and LB 2 only carried it.
 
 # %%
 tcpdump(passthrough, "lb2")
@@ -60,10 +61,17 @@ config("tcp-regenerate-lb2")
 
 # %%
 regenerate = simulate(scenario("tcp-multi-regenerate"))
-draw_topology(regenerate)
 
 # %% [markdown]
-# **Predict** — the two headers differ in one field. Which?
+# **Predict** — LB 1's header (LB 1 → LB 2) and LB 2's header (LB 2 → EMQX) differ in one
+# field. Which? (Think about what each field describes, then pick.)
+
+# %%
+predict("Which field differs between LB 1's header and LB 2's?",
+        (regenerate.links[1].proxy_header, regenerate.links[2].proxy_header), "difference")
+
+# %% [markdown]
+# The two headers, annotated, and the whole chain:
 
 # %%
 hex_view(regenerate.links[1].proxy_header)
@@ -72,8 +80,7 @@ hex_view(regenerate.links[1].proxy_header)
 hex_view(regenerate.links[2].proxy_header)
 
 # %%
-reveal("the destination address: LB 2 writes its own (172.16.0.200) where LB 1 wrote "
-       "172.16.0.116; the source is still the client")
+draw_topology(regenerate)
 
 # %%
 sequence_view(regenerate)
@@ -88,7 +95,7 @@ sequence_view(regenerate)
 
 # %%
 untrusted = simulate(scenario("tcp-multi-regenerate-untrusted"))
-reveal(untrusted.peername)
+predict("Which peername does EMQX record when LB 2 does not trust LB 1?", untrusted)
 
 # %%
 draw_topology(untrusted)
@@ -111,8 +118,7 @@ lb2 = untrusted.view("lb2").variables
 
 # %%
 stacked = simulate(scenario("tcp-stacked-headers"))
-reveal(stacked.failure, explanation="EMQX takes the first header (naming LB 1) and parses the "
-       "second as MQTT, which fails.")
+predict("EMQX receives two PROXY headers in a row. What happens?", stacked, "outcome")
 
 # %%
 draw_topology(stacked)
@@ -125,7 +131,12 @@ draw_topology(stacked)
 hex_view(stacked.links[2].data)
 
 # %% [markdown]
-# Every receiver takes the first header alone; none of them looks for a second one:
+# The table below answers a narrower question — what each program's **PROXY parser** does with
+# the first read. Every parser *accepts the first header* (naming LB 2's sender, LB 1) and
+# stops there; none of them looks for a second one. What comes next is the application's: for
+# EMQX the second header is the start of the MQTT stream, which is not a CONNECT, so EMQX
+# closes the connection, as the drawing above shows. "accepts" in this table is the header,
+# not the connection. (The receivers' labels: [the glossary](00-start-here.ipynb#Glossary).)
 
 # %%
 acceptance_table(stacked.links[2].data)

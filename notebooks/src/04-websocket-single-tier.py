@@ -13,7 +13,7 @@
 
 # %%
 from realip.resolve import emqx_ws_peer
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import draw_topology, modes_table, tcpdump, walk_figure
 
@@ -25,7 +25,7 @@ from realip.viz import draw_topology, modes_table, tcpdump, walk_figure
 
 # %%
 topo = scenario("ws-single-tier")
-draw_topology(topo)
+draw_topology(topo, outcome=False)
 
 # %%
 config("ws-single-lb1")
@@ -42,13 +42,19 @@ config("ws-single-lb1")
 
 # %%
 trace = simulate(topo)
-reveal(trace.peername)
+predict("Which peername does EMQX record?", trace)
 
 # %% [markdown]
 # ## The packets
 #
 # The upgrade request nginx sends to EMQX (what `tcpdump -nvvXS 'port 8083'` shows on the EMQX
 # host): the client's address and port are in the two headers.
+#
+# **Two addresses for one load balancer.** The client dials `121.36.192.227`, nginx's public
+# (WAN) address. nginx then opens a *new* connection to EMQX from its LAN interface,
+# `172.16.0.116` — so every capture on the EMQX side shows `172.16.0.116` as the sender, never
+# `121.36.192.227`. The public address appears only in the client's own packets (and in the
+# `Host:` header the client wrote).
 
 # %%
 tcpdump(trace, "emqx")
@@ -63,7 +69,8 @@ tcpdump(trace, "emqx")
 
 # %%
 forged = simulate(topo, forge_xff="127.0.0.1")
-reveal(forged.peername)
+predict("The client forges X-Forwarded-For: 127.0.0.1. Which peername does EMQX record?",
+        forged)
 
 # %%
 tcpdump(forged, "lb1")
@@ -89,7 +96,8 @@ walk_figure(leftmost)
 
 # %%
 direct = simulate(scenario("ws-emqx-direct-client"))
-reveal(direct.peername)
+predict("What does EMQX record for a client that reaches it directly with its own header?",
+        direct, "outcome")
 
 # %%
 draw_topology(direct)

@@ -11,15 +11,16 @@
 # **Time** — 45 minutes.
 
 # %%
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import Stepper, draw_topology, modes_table, sequence_view, tcpdump, walk_figure
 
 # %% [markdown]
 # ## The attack
 #
-# The client `1.94.170.163` runs its own helper proxy that adds `X-Forwarded-For: 127.0.0.1`
-# (the article's trick to forge the header). If every LB **appends**
+# The client `1.94.170.163` (source port `50412`) runs its own helper proxy that adds
+# `X-Forwarded-For: 127.0.0.1` and `X-Forwarded-Port: 39872` (the article's trick to forge the
+# headers; `39872` is simply the port the helper wrote — not a port the client uses). If every LB **appends**
 # (`$proxy_add_x_forwarded_for`), the forged entry stays on the left, and EMQX takes the
 # leftmost.
 #
@@ -27,7 +28,7 @@ from realip.viz import Stepper, draw_topology, modes_table, sequence_view, tcpdu
 
 # %%
 appends = simulate(scenario("ws-edge-appends"))
-reveal(appends.peername)
+predict("Which peername does EMQX record when every LB appends?", appends)
 
 # %%
 draw_topology(appends)
@@ -65,9 +66,24 @@ tcpdump(override, "lb2")
 # %%
 config("ws-method2-lb3")
 
+# %% [markdown]
+# Two lines of LB 3's configuration deserve a word:
+#
+# * `proxy_set_header X-Real-IP $remote_addr` — after the walk, `$remote_addr` *is* the client
+#   LB 3 settled on; it travels in a header of its own, so EMQX no longer reads the (forgeable)
+#   leftmost `X-Forwarded-For` entry. EMQX's WebSocket listener must be told to read it — the one
+#   change on the broker:
+#
+#   ```
+#   listeners.ws.default.websocket.proxy_address_header = X-Real-IP
+#   ```
+# * `proxy_set_header X-Forwarded-For $http_x_forwarded_for, $realip_remote_addr` — LB 3 still
+#   appends for the logs, but not `$remote_addr` (which realip has rewritten to the client):
+#   `$realip_remote_addr` is LB 3's real TCP peer, LB 2, so the header keeps a true record of
+#   every hop.
+
 # %%
 recursive = simulate(scenario("ws-multi-recursive"))
-draw_topology(recursive)
 
 # %% [markdown]
 # What LB 3 receives from LB 2 (the article's capture: `127.0.0.1, 1.94.170.163, 172.16.0.116`):
@@ -76,12 +92,22 @@ draw_topology(recursive)
 tcpdump(recursive, "lb3")
 
 # %% [markdown]
-# **Predict** — LB 3 walks those three entries from the right. Which one does it stop on, and
+# **Predict** — LB 3 walks those three entries (`127.0.0.1, 1.94.170.163, 172.16.0.116`)
+# from the right, starting with its TCP peer LB 2. Which one does it stop on, and
 # why not the leftmost?
 
 # %%
+predict("Which address does LB 3 keep as $remote_addr (and send on as X-Real-IP)?", recursive,
+        "$remote_addr", hop="lb3")
+
+# %% [markdown]
+# The chain end to end, now that you have committed to an answer:
+
+# %%
+draw_topology(recursive)
+
+# %%
 stepper = Stepper.from_trace(recursive, "lb3")
-reveal(stepper.resolution.addr, explanation=stepper.resolution.reason)
 
 # %% [markdown]
 # ### The walk, step by step
@@ -99,6 +125,9 @@ walk_figure(stepper.resolution, forged=stepper.forged_count)
 # * untick `real_ip_recursive on`;
 # * set `set_real_ip_from` to `0.0.0.0/0`, or to `172.16.0.200` alone;
 # * forge more entries, e.g. `10.9.8.7, 172.16.0.50`.
+#
+# The text fields apply as you type (a half-typed range shows its error under the widget until
+# it is complete); a change re-runs the walk and keeps your step where it was.
 
 # %%
 stepper
@@ -112,13 +141,14 @@ sequence_view(recursive)
 # %% [markdown]
 # ## `real_ip_recursive off`
 #
-# **Predict** — the same chain with recursion off on LB 3. Which address goes to `X-Real-IP`?
+# **Predict** — the same chain with recursion off on LB 3: it receives the same
+# `X-Forwarded-For: 127.0.0.1, 1.94.170.163, 172.16.0.116` from LB 2. Which address goes to
+# `X-Real-IP`?
 
 # %%
 nonrecursive = simulate(scenario("ws-multi-nonrecursive"))
-reveal(nonrecursive.view("lb3").variables["remote_addr"],
-       explanation="Without recursion nginx takes the rightmost entry as it is: the nearest "
-       "proxy, LB 1.")
+predict("With real_ip_recursive off, which address does LB 3 keep as $remote_addr?",
+        nonrecursive, "$remote_addr", hop="lb3")
 
 # %%
 off = Stepper.from_trace(nonrecursive, "lb3")

@@ -12,7 +12,7 @@
 
 # %%
 from realip.resolve import emqx_ws_peer
-from realip.teaching import config, reveal, scenario
+from realip.teaching import config, predict, scenario
 from realip.topology import simulate
 from realip.viz import draw_topology, hex_view, modes_table, tcpdump, walk_figure
 
@@ -43,14 +43,17 @@ config("tcp-accept-proxy-lb2")
 
 # %%
 tiers = simulate(scenario("haproxy-tcp-accept-proxy-tier"))
-draw_topology(tiers)
 
 # %% [markdown]
-# **Predict** — how many bytes does LB 2's header have, with the CRC32C TLV?
+# **Predict** — how many bytes does LB 2's header have, with the CRC32C TLV? (A TLV is one
+# type byte, a 2-byte length, then the value; CRC32C's value is a 4-byte checksum.)
 
 # %%
-reveal(len(tiers.links[2].proxy_header), explanation="28 bytes for IPv4 plus 7 for the TLV "
-       "(type, 2-byte length, 4-byte checksum).")
+predict("How many bytes is LB 2's v2 header with the CRC32C TLV?",
+        tiers.links[2].proxy_header, "size")
+
+# %%
+draw_topology(tiers)
 
 # %%
 hex_view(tiers.links[2].proxy_header)
@@ -70,8 +73,8 @@ config("ws-forwardfor-lb1")
 
 # %%
 pitfall = simulate(scenario("haproxy-ws-forwardfor-leftmost"))
-reveal(pitfall.peername, explanation="EMQX joins the two lines client-first and takes the "
-       "leftmost token; with no X-Forwarded-Port it takes HAProxy's own source port.")
+predict("The client forges X-Forwarded-For: 127.0.0.1. Which peername does EMQX record?",
+        pitfall)
 
 # %%
 draw_topology(pitfall)
@@ -115,4 +118,5 @@ modes_table("172.16.0.116", [("X-Forwarded-For", "127.0.0.1"),
 #   `accept-proxy` / `expect-proxy … if { src … }` read one — only from addresses you list.
 # * `option forwardfor` appends a line and keeps the client's: with EMQX's leftmost rule that is
 #   the forged value. Use `http-request set-header X-Forwarded-For %[src]` at the edge.
-# * Next: exercises (07, the live lab, runs the same flows through real programs).
+# * Next: [07 · the live lab](07-live-lab.ipynb) runs the same flows through real programs;
+#   then the exercises (08).

@@ -2,28 +2,32 @@
 # # 08 · Workshop exercises
 #
 # **Goals** — apply notebooks 01–06: write headers, predict peernames, fix configurations and
-# break them, each with a self-check.
+# break them, and build a chain that cannot be spoofed — each with a self-check.
 #
 # **Prerequisites** — notebooks [01](01-proxy-protocol-bytes.ipynb) to
 # [06](06-haproxy.ipynb).
 #
-# **Time** — 60 minutes (about 6 minutes per exercise).
+# **Time** — 75 minutes (about 6 minutes per exercise).
 #
-# Each exercise names a scenario from `data/topologies/`. Put your answer in place of `None` and
-# run the cell: `check` prints one ✓ or ✗ per criterion, and a hint while something fails. It
-# never stops "Run All". The expected results are computed by the simulator when you check, not
-# stored anywhere in this notebook.
+# Each exercise names a scenario from `data/topologies/` and shows what you need (the chain
+# without its outcome, or the configuration in question). Put your answer in place of `None`
+# and run the cell: `check` prints one ✓ or ✗ per criterion and says what is wrong with *your*
+# answer. Hints appear only after a wrong attempt — a nudge first, then (next attempt) where in
+# the course to look; they never give the answer. The expected results are computed by the
+# simulator when you check, not stored anywhere in this notebook. `check` never stops
+# "Run All".
 
 # %%
-from realip.teaching import check, scenario
-from realip.topology import simulate
-from realip.viz import draw_topology
+from realip.teaching import check, exercise
 
 # %% [markdown]
 # ## 1 · Write LB 1's PROXY v1 header
 #
 # In `tcp-single-tier`, write (as a string) the exact header LB 1 sends to EMQX, line ending
 # included.
+
+# %%
+exercise("v1-header")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -36,6 +40,9 @@ check("v1-header", header)
 #
 # In `haproxy-tcp-accept-proxy-tier`, LB 2 sends `send-proxy-v2` with `proxy-v2-options
 # crc32c`. How many bytes is its header? Count; don't build it.
+
+# %%
+exercise("v2-size")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -50,7 +57,7 @@ check("v2-size", size)
 # Which peername (`address:port`) does EMQX record?
 
 # %%
-scenario("tcp-multi-regenerate-untrusted").hop("lb2")
+exercise("predict-untrusted")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -81,7 +88,11 @@ check("tcp-lb2-trust", lb2)
 #
 # In `tcp-direct-client-forges-proxy` a client reaches EMQX directly and writes its own PROXY
 # header. Give EMQX `access_rules` (a list of `"allow …"` / `"deny …"` strings, first match wins)
-# that stop it without breaking the path through LB 1.
+# that admit only the load balancers — any client that dials EMQX directly, from any address,
+# must be refused, and the path through LB 1 must keep working.
+
+# %%
+exercise("access-rules")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -92,15 +103,12 @@ check("access-rules", rules)
 # %% [markdown]
 # ## 6 · Forge a header that fools this chain
 #
-# The chain, as configured (the client forges `127.0.0.1` here):
-
-# %%
-draw_topology(scenario("ws-edge-appends"))
-
-# %% [markdown]
 # In `ws-edge-appends` both LBs append to `X-Forwarded-For` and EMQX takes the leftmost entry.
 # Which `X-Forwarded-For` value should the client send so that EMQX records an address of your
 # choice?
+
+# %%
+exercise("ws-forge-edge")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -115,6 +123,9 @@ check("ws-forge-edge", forged)
 # `X-Forwarded-Port` (a dict, nginx variables as strings) so that EMQX records the client's
 # real address **and** port, whatever the client forges.
 
+# %%
+exercise("ws-fix-edge")
+
 # %% tags=["solution"]
 # BEGIN SOLUTION
 lb1_headers = {"X-Forwarded-For": "$remote_addr", "X-Forwarded-Port": "$remote_port"}
@@ -125,6 +136,9 @@ check("ws-fix-edge", lb1_headers)
 # ## 8 · `real_ip_recursive off`
 #
 # In `ws-multi-nonrecursive`, which address does LB 3 put in `X-Real-IP`?
+
+# %%
+exercise("recursive-off")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -139,7 +153,7 @@ check("recursive-off", x_real_ip)
 # Look at its configuration, then give a corrected `set_real_ip_from` list for LB 3.
 
 # %%
-scenario("ws-trust-covers-clients").hop("lb3").set_real_ip_from
+exercise("ws-mistrusted-range")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -148,11 +162,29 @@ trusted = ["172.16.0.0/24"]
 check("ws-mistrusted-range", trusted)
 
 # %% [markdown]
-# ## 10 · Make the HAProxy chain safe
+# ## 10 · Trust everyone
+#
+# Before fixing it: in `ws-trust-covers-clients` as configured, which address does LB 3 put in
+# `X-Real-IP`?
+
+# %%
+exercise("too-wide")
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+x_real_ip_wide = "127.0.0.1"
+# END SOLUTION
+check("too-wide", x_real_ip_wide)
+
+# %% [markdown]
+# ## 11 · Make the HAProxy chain safe
 #
 # In `haproxy-ws-forwardfor-leftmost` EMQX records the forged `127.0.0.1`. Give LB 1's settings:
-# a list of `http-request` rules as tuples (`("set-header", name, value)` with HAProxy's
-# `%[src]`, `%[src_port]`), or a dict of HAProxy fields (e.g. `forwardfor`, `http_request`).
+# a list of `http-request` rules as tuples (`("set-header", name, value)`, values in HAProxy's
+# sample-fetch syntax `%[…]`), or a dict of HAProxy fields (e.g. `forwardfor`, `http_request`).
+
+# %%
+exercise("haproxy-fix")
 
 # %% tags=["solution"]
 # BEGIN SOLUTION
@@ -163,18 +195,52 @@ haproxy_lb1 = {"forwardfor": False,
 check("haproxy-fix", haproxy_lb1)
 
 # %% [markdown]
-# ## Going further
+# ## 12 · The family byte
 #
-# Replay any scenario with your own forged header and compare: which chains resist?
+# Byte 13 of a PROXY v2 header encodes the address family and the transport. Which value
+# (hex, e.g. `"0x.."`) does it have for a client connecting over TCP from an IPv6 address?
 
-# %%
-for name in ("ws-edge-appends", "ws-multi-override", "ws-multi-recursive",
-             "haproxy-ws-set-header"):
-    print(f"{name:<22} {simulate(scenario(name), forge_xff='10.66.66.66').peername}")
+# %% tags=["solution"]
+# BEGIN SOLUTION
+family = "0x21"
+# END SOLUTION
+check("v2-family", family)
 
 # %% [markdown]
+# ## 13 · A chain that cannot be spoofed
+#
+# Start from `ws-edge-appends` (two appending nginx LBs, EMQX reading the leftmost
+# `X-Forwarded-For`). Give settings for `lb1`, `lb2` and/or `emqx` — a dict of dicts; for
+# `proxy_set_header` a dict of just the headers you change; for EMQX its settings such as
+# `access_rules` or `proxy_address_allow` — so that EMQX records the client's real address and
+# port **whatever the client forges**. The check proves it: it replays your chain with forged
+# `X-Forwarded-For`, `X-Forwarded-Port` and `X-Real-IP` headers, and with a client that skips
+# the load balancers and dials EMQX directly.
+
+# %%
+exercise("unspoofable")
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+chain = {"lb1": {"proxy_set_header": {"X-Forwarded-For": "$remote_addr",
+                                      "X-Forwarded-Port": "$remote_port"}},
+         "emqx": {"proxy_address_allow": ["172.16.0.0/24"]}}
+# END SOLUTION
+check("unspoofable", chain)
+
+# %% [markdown] tags=["solution"]
+# Also accepted: EMQX `access_rules = ["allow 172.16.0.0/24", "deny all"]` instead of
+# `proxy_address_allow` (the direct client is refused instead of recorded as itself).
+
+# %% [markdown]
+# ## Going further
+#
+# [09 · Your own configuration](09-your-own-config.ipynb) replays any chain — the article's or
+# yours — with the forged headers you choose.
+#
 # ## Recap
 #
 # * Headers: v1 is text with the client's address first; v2 sizes add up from fixed parts.
 # * Every reader must trust only its direct sender's network, and the edge must overwrite.
+# * A listener that believes headers must be reachable only from the proxies.
 # * Next: your own configuration files.

@@ -10,7 +10,7 @@
 # **Time** — 20 minutes, then as long as you like.
 
 # %%
-from realip.teaching import config, explore, reveal
+from realip.teaching import config, explore, predict
 from realip.viz import ConfigForm, draw_topology, sequence_view, tcpdump
 
 # %% [markdown]
@@ -65,10 +65,20 @@ mine.warnings
 
 # %% [markdown]
 # **Predict** — this file appends to `X-Forwarded-For`, and the client forges `10.0.0.1`. Which
-# peername does EMQX (leftmost rule) record?
+# address does EMQX (leftmost rule) record?
 
 # %%
-reveal(mine.trace.peername)
+predict("Which address does EMQX record?", mine.trace, "address")
+
+# %% [markdown]
+# And the port? This file sends no `X-Forwarded-Port`, so EMQX falls back to its TCP peer's
+# port: LB 1's own source port. `explore` places LB 1 at `172.16.0.116` and, since a pasted file
+# cannot say which source port the kernel will pick, gives it `41316` (as in the other
+# notebooks) — the port in the peername below is that invented one, not anything your file
+# decides.
+
+# %%
+mine.trace.peername
 
 # %%
 sequence_view(mine.trace)
@@ -91,10 +101,29 @@ ConfigForm("\n# --- next hop ---\n".join(method2), client="1.94.170.163:50412",
            forge_xff="127.0.0.1", address_header="X-Real-IP")
 
 # %% [markdown]
+# ## Can it be spoofed? The audit
+#
+# `audit` sends every forgery realip knows (forged X-Forwarded-For in a dozen forms, X-Real-IP,
+# `Forwarded`, X-Forwarded-Port, forged PROXY headers) and says, for each, whether EMQX records
+# the attacker's real address (SAFE), the one it chose (SPOOFED), or refuses it — and for every
+# SPOOFED row the smallest change that closes it, checked on the simulator. Here it audits the
+# mistake from [05](05-websocket-multi-tier.ipynb): an edge that *appends* to
+# X-Forwarded-For. Open a row to see its trace. From a terminal: `python -m realip audit
+# ws-edge-appends` (add `--config your.conf@ADDR` for your own files).
+
+# %%
+from realip.audit import audit
+from realip.topology import load_scenario
+
+audit(load_scenario("ws-edge-appends"))
+
+# %% [markdown]
 # ## Recap
 #
 # * `explore(files, client=…, forge_xff=…)` builds a topology from real configuration files and
 #   simulates it; `warnings` lists what it did not model.
 # * The first LB is placed at `172.16.0.116` (public `121.36.192.227`); every other address comes
 #   from your files.
-# * For the real programs on your machine, see the live lab (07) when it is present.
+# * `audit(topology)` (or `python -m realip audit`) tries every known forgery and computes
+#   the fix for each one that works.
+# * For the real programs on your machine, see [07 · the live lab](07-live-lab.ipynb).

@@ -680,7 +680,8 @@ class Lab:
     def predict(self, *, client_port: int | None = None, client_id: str | None = None,
                 transport: str | None = None, forge_xff: str | None = None,
                 forge_proxy: str | bytes | None = None, direct: bool = False,
-                source_ports: Mapping[str, int] | None = None) -> Trace:
+                source_ports: Mapping[str, int] | None = None,
+                headers: Sequence[tuple[str, str]] | None = None) -> Trace:
         """:func:`~realip.topology.simulate` for this lab: the topology on its loopback
         addresses and ports (*client_port*: the client's source port; *source_ports*: each hop's
         upstream source port), real hops at the installed program's version; *direct* leaves
@@ -703,6 +704,8 @@ class Lab:
             changes["client_id"] = client_id
         if transport is not None:
             changes["transport"] = transport
+        if headers is not None:
+            changes["headers"] = tuple(tuple(h) for h in headers)
         if changes:
             mapped = mapped.with_client(**changes)
         return simulate(mapped, forge_xff=forge_xff, forge_proxy=forge_proxy)
@@ -716,7 +719,8 @@ class Lab:
     def connect(self, client_id: str | None = None, forge_xff: str | None = None,
                 forge_proxy: str | bytes | None = None, transport: str | None = None, *,
                 direct: bool = False, port: int | None = None, raw: bool = False,
-                timeout: float | None = None) -> Probe:
+                timeout: float | None = None,
+                headers: Sequence[tuple[str, str]] | None = None) -> Probe:
         """Connect one client from the client's loopback address and compare.
 
         *client_id* (default the scenario's), *transport* (``tcp``/``ws``, default the
@@ -724,15 +728,19 @@ class Lab:
         this one), *forge_proxy* (the client writes this PROXY header first: a v1 line or v2
         bytes), *direct* (dial the broker, past every hop), *port* (the client's source port:
         default the scenario's, 0 for any), *raw* (send the simulator's exact first bytes from a
-        plain socket instead of paho-mqtt).  The client disconnects before this returns."""
+        plain socket instead of paho-mqtt), *headers* (WebSocket: the upgrade request's extra
+        header lines instead of the scenario's — any forgery, duplicates and odd names
+        included).  The client disconnects before this returns."""
         self._need_running()
         with self._lock:
             return self._connect(client_id, forge_xff, forge_proxy, transport, direct, port,
-                                 raw, self.connect_timeout if timeout is None else timeout)
+                                 raw, self.connect_timeout if timeout is None else timeout,
+                                 headers)
 
     def _connect(self, client_id: str | None, forge_xff: str | None,
                  forge_proxy: str | bytes | None, transport: str | None, direct: bool,
-                 port: int | None, raw: bool, timeout: float) -> Probe:
+                 port: int | None, raw: bool, timeout: float,
+                 extra: Sequence[tuple[str, str]] | None = None) -> Probe:
         topo = self.topology
         client = topo.client
         cid = client_id or client.client_id
@@ -745,7 +753,7 @@ class Lab:
         if forge_proxy is not None:
             forged_proxy = (forge_proxy.encode("latin-1") if isinstance(forge_proxy, str)
                             else bytes(forge_proxy))
-        headers: list[tuple[str, str]] = list(client.headers)
+        headers: list[tuple[str, str]] = list(client.headers if extra is None else extra)
         if forge_xff is not None:
             headers = [h for h in headers if h[0].lower() != "x-forwarded-for"]
             headers.append(("X-Forwarded-For", forge_xff))
@@ -764,6 +772,8 @@ class Lab:
             forged.append(_printable(forged_proxy))
         if forge_xff is not None and transport == "ws":
             forged.append(f"X-Forwarded-For: {forge_xff}")
+        if extra is not None and transport == "ws":
+            forged += [f"{k}: {v}" for k, v in extra]
         notes: list[str] = []
         if forge_xff is not None and transport == "tcp":
             notes.append("forge_xff has no effect on MQTT over TCP (no HTTP headers)")
@@ -776,7 +786,8 @@ class Lab:
             notes.append(f"port {want_port} was busy: the client used another")
         cport = int(sock.getsockname()[1])
         first = self.predict(client_port=cport, client_id=cid, transport=transport,
-                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct)
+                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
+                             headers=extra)
         outcome = _Outcome()
         last = src_addr if direct or not topo.hops else self.addresses[topo.hops[-1].name]
 
@@ -813,7 +824,7 @@ class Lab:
                          "uses the scenario's")
         trace = self.predict(client_port=cport, client_id=cid, transport=transport,
                              forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
-                             source_ports=sources)
+                             source_ports=sources, headers=extra)
         peername = outcome.peername
         refused = None if peername is not None else self._refusal(marks, outcome)
         return Probe(topo.name, f"{src_addr}:{cport}", cid, transport, path, peername,

@@ -22,7 +22,7 @@ its entries in the tables below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Final
@@ -35,6 +35,8 @@ from .aedes import broker as aedes_broker
 from .aedes import receive as aedes_receive
 from .base import (
     Broker,
+    Fix,
+    FixContext,
     HopView,
     Host,
     Inbound,
@@ -45,12 +47,18 @@ from .base import (
     VersionRule,
 )
 from .emqx import broker as emqx_broker
+from .emqx import config as emqx_config
 from .emqx import esockd, ranch
+from .emqx import fixes as emqx_fixes
+from .haproxy import fixes as haproxy_fixes
 from .haproxy import hops as haproxy_hops
 from .haproxy import receive as haproxy_receive
 from .haproxy.hops import HAProxy
 from .mosquitto import broker as mosquitto_broker
+from .mosquitto import config as mosquitto_config
+from .mosquitto import fixes as mosquitto_fixes
 from .mosquitto import receive as mosquitto_receive
+from .nginx import fixes as nginx_fixes
 from .nginx import hops as nginx_hops
 from .nginx import receive as nginx_receive
 from .nginx.hops import NginxHttp, NginxStream
@@ -62,6 +70,8 @@ __all__ = [
     "RECEIVER_MODELS",
     "Broker",
     "BrokerKind",
+    "Fix",
+    "FixContext",
     "HAProxy",
     "Hop",
     "HopKind",
@@ -76,6 +86,8 @@ __all__ = [
     "TrustDecision",
     "VersionRule",
     "admits",
+    "broker_from_config",
+    "fixes",
     "hop_kind",
     "reads_proxy_header",
     "speaks_http",
@@ -89,6 +101,10 @@ RECEIVER_MODELS: Final[Mapping[str, ReceiverModel]] = MappingProxyType({
                         esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER,
                         aedes_receive.RECEIVER)
 })
+
+
+def _no_fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,11 @@ class HopKind:
     #: onto loopback addresses)
     cidr_lists: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
+    #: configuration changes that may close a forgery (the audit tries them on the simulator)
+    fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
+    #: the settings a scenario may give this kind (a pydantic model of the room's
+    #: ``settings.py``, loaded only when a scenario is validated; see :mod:`realip.schema`)
+    schema: Callable[[], type] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,35 +148,84 @@ class BrokerKind:
     step: Step
     trust: Callable[[Any, str], TrustDecision]
     admits: Callable[[Any, Endpoint], bool]
+    #: reads the program's own configuration file into Broker settings (+ warnings)
+    read_config: Callable[..., tuple[dict[str, Any], tuple[str, ...]]] | None = None
+    #: configuration changes that may close a forgery (the audit tries them on the simulator)
+    fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
+    #: the settings a scenario may give this kind (see :attr:`HopKind.schema`)
+    schema: Callable[[], type] | None = None
 
 
 def _never(node: Any, peer: Endpoint) -> bool:
     return False
 
 
+# The rooms' settings declarations, imported lazily: building pydantic models is only needed
+# when a scenario is validated, never for ``import realip``.
+def _nginx_stream_settings() -> type:
+    from .nginx.settings import NginxStreamSettings
+    return NginxStreamSettings
+
+
+def _nginx_http_settings() -> type:
+    from .nginx.settings import NginxHttpSettings
+    return NginxHttpSettings
+
+
+def _haproxy_settings() -> type:
+    from .haproxy.settings import HAProxySettings
+    return HAProxySettings
+
+
+def _relay_settings() -> type:
+    from .settings import RelaySettings
+    return RelaySettings
+
+
+def _emqx_settings() -> type:
+    from .emqx.settings import EmqxSettings
+    return EmqxSettings
+
+
+def _mosquitto_settings() -> type:
+    from .mosquitto.settings import MosquittoSettings
+    return MosquittoSettings
+
+
+def _aedes_settings() -> type:
+    from .aedes.settings import AedesSettings
+    return AedesSettings
+
+
 #: Hop kinds by YAML ``kind``.
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
-            lambda n: False, cidr_lists=("set_real_ip_from",)),
+            lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream,
+            schema=_nginx_stream_settings),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
-            cidr_lists=("set_real_ip_from",)),
+            cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http,
+            schema=_nginx_http_settings),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
-            cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",)),
+            cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",),
+            fixes=haproxy_fixes.fixes, schema=_haproxy_settings),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
-            lambda n: False),
+            lambda n: False, schema=_relay_settings),
 )})
 
 #: Broker kinds by ``Broker.kind``.
 BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for k in (
     BrokerKind("emqx", "emqx", "EMQX", emqx_broker.step, emqx_broker.trust,
-               emqx_broker.admits),
+               emqx_broker.admits, read_config=emqx_config.from_emqx_conf,
+               fixes=emqx_fixes.fixes, schema=_emqx_settings),
     BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
-               mosquitto_broker.trust, lambda node, peer: True),
+               mosquitto_broker.trust, lambda node, peer: True,
+               read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
+               schema=_mosquitto_settings),
     BrokerKind("aedes", "aedes", "aedes", aedes_broker.step, aedes_broker.trust,
-               lambda node, peer: True),
+               lambda node, peer: True, schema=_aedes_settings),
 )})
 
 #: Any hop's settings.
@@ -217,3 +287,21 @@ def speaks_http(node: Any) -> bool:
     """Whether hop *node* parses HTTP (nginx ``http``, HAProxy ``mode http``)."""
     entry = hop_kind(node)
     return isinstance(entry, HopKind) and entry.speaks_http(node)
+
+
+def fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
+    """The configuration changes *node*'s room proposes against a forgery (candidates: the audit
+    keeps only those the simulator shows to work)."""
+    return hop_kind(node).fixes(node, ctx)
+
+
+def broker_from_config(kind: str, text: str, **options: Any
+                       ) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Broker settings read from broker *kind*'s own configuration file (EMQX's HOCON,
+    ``mosquitto.conf``) and the warnings; *options* pick the listener (see each room)."""
+    entry = BROKER_KINDS.get(kind)
+    if entry is None or entry.read_config is None:
+        readable = sorted(k for k, e in BROKER_KINDS.items() if e.read_config is not None)
+        raise ConfigurationError(f"no configuration reader for broker kind {kind!r} "
+                                 f"(readable: {', '.join(readable)})")
+    return entry.read_config(text, **options)

@@ -134,6 +134,10 @@ Step = Callable[[Any, Inbound], Outbound]
 #: A receiver's parser: the first read, the normalised version and the parser settings.
 Parser = Callable[[bytes, str, Mapping[str, Any]], Acceptance]
 
+#: A receiver's parser for a connection whose bytes arrive in two reads: the first read, what a
+#: later read returns, the normalised version and the parser settings.
+LaterParser = Callable[[bytes, bytes, str, Mapping[str, Any]], Acceptance]
+
 
 @dataclass(frozen=True)
 class VersionRule:
@@ -154,7 +158,9 @@ class ReceiverModel:
     ``versions`` are the version strings with distinct behaviour; ``choices`` when set are the
     only strings accepted as a version (others are an error naming them, e.g. esockd's backend
     names) — otherwise a version is read as numbers and ``version_rules`` apply in order;
-    ``select`` maps a choice to the settings it implies."""
+    ``select`` maps a choice to the settings it implies.  ``parse_later``, when set, models
+    bytes that arrive in a later read (:meth:`accepts` ``later=``); a receiver without it
+    decides on its first read alone."""
 
     name: str
     parse: Parser
@@ -167,6 +173,7 @@ class ReceiverModel:
     choices: tuple[str, ...] | None = None
     choice_error: str = ""
     select: Callable[[str], Mapping[str, Any]] | None = None
+    parse_later: LaterParser | None = None
 
     def settings(self, version: str | None = None) -> tuple[str, Mapping[str, Any]]:
         """The normalised version and the parser settings it implies; :class:`ValueError`
@@ -187,9 +194,14 @@ class ReceiverModel:
                     knobs[rule.knob] = rule.value
         return ver, MappingProxyType(knobs)
 
-    def accepts(self, data: bytes, version: str | None = None) -> Acceptance:
-        """What this receiver does when its first read returns *data*."""
+    def accepts(self, data: bytes, version: str | None = None, *,
+                later: bytes | None = None) -> Acceptance:
+        """What this receiver does when its first read returns *data* and, when *later* is
+        given, a later read returns *later* (None: everything arrived in the first read).
+        Receivers that do not model a later read (``parse_later`` unset) ignore it."""
         ver, knobs = self.settings(version)
+        if later is not None and self.parse_later is not None:
+            return self.parse_later(bytes(data), bytes(later), ver, knobs)
         return self.parse(bytes(data), ver, knobs)
 
 
@@ -279,3 +291,33 @@ class Imported:
     hops: tuple[Any, ...]
     upstreams: tuple[str, ...]
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FixContext:
+    """Where a hop or broker stands when its room proposes fixes: the address of what sends to
+    it in the honest chain (the client for the first hop), and the attacker's own address."""
+
+    index: int
+    sender_addr: str
+    attacker_addr: str
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One configuration change a program's room proposes: ``setting`` of hop (or broker)
+    ``node`` becomes ``value``; ``words`` say it in the program's own configuration language
+    (``real_ip_recursive on;``, ``http-request del-header X-Forwarded-For``,
+    ``websocket.proxy_address_header = ""``).  The audit applies it and re-simulates: a fix is
+    kept only when the attack stops and honest clients are still named right."""
+
+    node: str
+    setting: str
+    value: Any
+    words: str
+
+    def apply(self, target: Any) -> Any:
+        """*target* (the hop or broker called :attr:`node`) with the change made."""
+        from dataclasses import replace
+
+        return replace(target, **{self.setting: self.value})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..programs.base import TrustDecision
@@ -19,6 +20,11 @@ if TYPE_CHECKING:
     from ..topology import Link, Topology, Trace
 
 __all__ = ["Trust", "carried", "draw_topology", "host_label", "sequence_view", "trust_of"]
+
+#: The widest figure (inches, drawn at 100 dpi: about a notebook's output width) and the
+#: smallest font (points: 8 pt is 11 px at 1:1).
+MAX_WIDTH = 9.6
+SMALL = 8.0
 
 _XFF_HEADERS = ("x-forwarded-for", "x-forwarded-port", "x-real-ip", "forwarded")
 
@@ -107,11 +113,18 @@ def _ranges_of(node: Any) -> tuple[str, ...]:
     return ()
 
 
-def _zone_start(nodes: list[Any], trusts: list[Trust]) -> int | None:
+def _zone_start(nodes: list[Any], trusts: list[Trust], links: Sequence[Link] = ()
+                ) -> int | None:
     """Index of the first host inside the trusted zone: a host is inside when its successor
     trusts what it sends, or when a later node's trusted ranges cover its address."""
     for i, node in enumerate(nodes[:-1]):
         if i < len(trusts) and trusts[i].trusted:
+            return i
+        # a PROXY header relayed untouched (pass-through) is the word of the host that wrote
+        # it: the zone starts there, not at the relay
+        if i < len(links) and links[i].proxy_header is not None and any(
+                trusts[k].trusted and links[k].proxy_header == links[i].proxy_header
+                for k in range(i + 1, len(trusts))):
             return i
         if any(_covers(_ranges_of(later), node.addr) for later in nodes[i + 1 :]
                if _ranges_of(later)):
@@ -139,11 +152,14 @@ def _node_lines(node: Any, is_client: bool) -> list[str]:
 def _wrap(lines: list[str], width: int) -> str:
     out: list[str] = []
     for line in lines:
-        out += textwrap.wrap(line, width, break_long_words=True) or [""]
+        # "(35 B)" stays on one line: a no-break space while wrapping
+        kept = line.replace(" B)", "\u00a0B)")
+        out += [w.replace("\u00a0", " ") for w in
+                textwrap.wrap(kept, width, break_long_words=True)] or [""]
     return "\n".join(out)
 
 
-def _flow_text(trace: Trace, trusts: list[Trust]) -> str:
+def _flow_text(trace: Trace, trusts: list[Trust], shown: bool = True) -> str:
     topo = trace.topology
     nodes: list[Any] = [topo.client, *topo.hops, topo.broker]
     lines = [f"topology {topo.name}" + (f": {topo.title}" if topo.title else "")]
@@ -154,25 +170,42 @@ def _flow_text(trace: Trace, trusts: list[Trust]) -> str:
             link = trace.links[i]
             t = trusts[i]
             mark = {True: "trusted", False: "NOT trusted", None: "not read"}[t.trusted]
-            lines.append(f"   --> {link.src} -> {link.dst}: " + " | ".join(carried(link)))
-            lines.append(f"       {host_label(link.receiver)}: {mark} ({t.rule})")
-    lines.append(_outcome(trace))
+            if shown:
+                lines.append(f"   --> {link.src} -> {link.dst}: " + " | ".join(carried(link)))
+                lines.append(f"       {host_label(link.receiver)}: {mark} ({t.rule})")
+            else:
+                lines.append(f"   --> {link.dst}: ?")
+                lines.append(f"       {host_label(link.receiver)}: {t.rule}")
+    lines.append(_outcome(trace, shown))
     return "\n".join(lines)
 
 
-def _outcome(trace: Trace) -> str:
+def _outcome(trace: Trace, shown: bool = True) -> str:
+    if not shown:
+        return "broker peername = ?  (predict it, then simulate)"
     if not trace.connected:
         return f"connection closed: {trace.failure}"
-    real = trace.topology.client.addr
+    client = trace.topology.client
+    real = client.addr
     same = trace.client_addr == real
-    verdict = "the real client" if same else f"NOT the real client {real}"
+    if same and trace.peername != f"{real}:{client.port}":
+        port = (trace.peername or "").rsplit(":", 1)[-1]
+        # a right address with a port that is not the client's: say where the port came from
+        verdict = (f"the client's address, but not its port {client.port}: {port} came from a "
+                   "port header")
+    else:
+        verdict = "the real client" if same else f"NOT the real client {real}"
     return f"broker peername = {trace.peername} ({verdict})"
 
 
-def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = None) -> Drawing:
+def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = None,
+                  outcome: bool = True) -> Drawing:
     """The hosts left to right with their article addresses, each link labelled with what it
     carries (PROXY header, X-Forwarded-For …) and whether the receiver trusts it, the trusted
-    zone shaded, and the broker's peername (green when it is the client's address)."""
+    zone shaded, and the broker's peername (green when it is the client's address).
+
+    ``outcome=False`` draws the hosts and the configuration only — no link contents, trust
+    marks or peername — for a figure that comes before a *Predict* question."""
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     trace = _as_trace(topology_or_trace)
@@ -184,19 +217,28 @@ def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = No
     trusts = [(trace.views[i].trust if i < len(trace.views) else None)
               or trust_of(nodes[i + 1], str(senders[i])) for i in range(len(trace.links))]
     n = len(nodes)
-    # coordinates are inches: the figure is drawn at its natural size, nothing is squeezed
-    gap, line = 2.45, 0.135
-    chars = 30
+    # coordinates are inches, and the figure fits a notebook's width (MAX_WIDTH) at 100 dpi,
+    # so it is shown 1:1 and its smallest text (SMALL pt) stays above 10 px
+    gap = min(2.45, (MAX_WIDTH - 2.1) / max(n - 1, 1))
+    line = SMALL * 1.25 / 72
+    chars = max(16, int((gap - 0.2) / (0.6 * SMALL / 72)))
+    box = min(1.74, gap - 0.45)
     width = gap * (n - 1) + 2.1
-    above = [_wrap(carried(link), chars) for link in trace.links]
+    if outcome:
+        above = [_wrap(carried(link), chars) for link in trace.links]
+    else:
+        above = [_wrap(["?"], chars) for _link in trace.links]
     below = []
     for i, link in enumerate(trace.links):
         t = trusts[i]
         mark = {True: "✔ trusted", False: "✘ not trusted", None: "not read"}[t.trusted]
-        below.append(_wrap([f"{mark} by {host_label(link.receiver)}", t.rule], chars))
-    outcome = _outcome(trace)
+        if outcome:
+            below.append(_wrap([f"{mark} by {host_label(link.receiver)}", t.rule], chars))
+        else:
+            below.append(_wrap([f"{host_label(link.receiver)}: {t.rule}"], chars))
+    result = _outcome(trace, outcome)
     good = trace.connected and trace.client_addr == topo.client.addr
-    out_text = _wrap([outcome], max(30, int(width / 0.085)))
+    out_text = _wrap([result], max(30, int(width / 0.085)))
     head = _wrap([title or topo.title or topo.name], max(30, int(width / 0.095)))
     top = 0.7 + max([a.count("\n") + 1 for a in above] + [0]) * line + 0.2 \
         + (head.count("\n") + 1) * 0.2
@@ -207,7 +249,7 @@ def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = No
     ax.set_xlim(-1.05, gap * (n - 1) + 1.05)
     ax.set_ylim(bottom, top)
     ax.axis("off")
-    first = _zone_start(nodes, trusts)
+    first = _zone_start(nodes, trusts, trace.links) if outcome else None
     if first is not None:
         x0 = gap * first - 0.98
         ax.add_patch(FancyBboxPatch((x0, -0.74), gap * (n - 1) + 0.98 - x0, 1.38,
@@ -215,37 +257,39 @@ def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = No
                                     facecolor="#eef7ee", edgecolor="#66bb6a", linestyle="--"))
         put_text(ax, x0 + 0.08, -0.71, "trusted zone" + (" (includes the client!)" if first == 0
                                                     else ""),
-                fontsize=7.5, color="#c62828" if first == 0 else "#2e7d32", va="bottom")
+                fontsize=SMALL, color="#c62828" if first == 0 else "#2e7d32", va="bottom")
     for i, node in enumerate(nodes):
         x = gap * i
         face = "#fff8e1" if i == 0 else ("#e3f2fd" if i == n - 1 else "#f5f5f5")
-        ax.add_patch(FancyBboxPatch((x - 0.87, -0.52), 1.74, 1.04,
+        ax.add_patch(FancyBboxPatch((x - box / 2, -0.52), box, 1.04,
                                     boxstyle="round,pad=0.02,rounding_size=0.08",
                                     facecolor=face, edgecolor="#616161"))
         put_text(ax, x, 0.34, host_label(node.name), ha="center", va="center", fontsize=10,
                 weight="bold")
         put_text(ax, x, -0.1, "\n".join(_node_lines(node, i == 0)), ha="center", va="center",
-                fontsize=8, linespacing=1.25)
+                fontsize=SMALL, linespacing=1.25)
     for i, _link in enumerate(trace.links):
-        x0, x1 = gap * i + 0.9, gap * (i + 1) - 0.9
-        view_ok = i >= len(trace.views) or trace.views[i].accepted
+        x0, x1 = gap * i + box / 2 + 0.03, gap * (i + 1) - box / 2 - 0.03
+        view_ok = not outcome or i >= len(trace.views) or trace.views[i].accepted
         colour = "#424242" if view_ok else "#c62828"
         ax.add_patch(FancyArrowPatch((x0, 0.0), (x1, 0.0), arrowstyle="-|>", mutation_scale=14,
                                      color=colour, linewidth=1.4))
-        put_text(ax, (x0 + x1) / 2, 0.7, above[i], ha="center", va="bottom", fontsize=7.8,
-                family="monospace", linespacing=1.2)
-        tcol = {True: "#2e7d32", False: "#c62828", None: "#757575"}[trusts[i].trusted]
-        put_text(ax, (x0 + x1) / 2, -0.85, below[i], ha="center", va="top", fontsize=7.8,
-                color=tcol, linespacing=1.2)
+        mid = gap * (i + 0.5)
+        put_text(ax, mid, 0.7, above[i], ha="center", va="bottom", fontsize=SMALL,
+                 family="monospace", linespacing=1.2)
+        tcol = {True: "#2e7d32", False: "#c62828", None: "#757575"}[trusts[i].trusted] \
+            if outcome else "#555555"
+        put_text(ax, mid, -0.85, below[i], ha="center", va="top", fontsize=SMALL,
+                 color=tcol, linespacing=1.2)
         if not view_ok:
             put_text(ax, x1 + 0.05, 0.14, "✘", color="#c62828", fontsize=14, ha="left",
                     va="center")
+    colour = ("#2e7d32" if good else "#c62828") if outcome else "#424242"
     put_text(ax, gap * (n - 1) + 1.0, bottom + 0.08, out_text, ha="right", va="bottom",
-            fontsize=9.5, weight="bold", color="#2e7d32" if good else "#c62828",
-            bbox={"boxstyle": "round,pad=0.3", "facecolor": "#ffffff",
-                  "edgecolor": "#2e7d32" if good else "#c62828"})
+             fontsize=9.5, weight="bold", color=colour,
+             bbox={"boxstyle": "round,pad=0.3", "facecolor": "#ffffff", "edgecolor": colour})
     put_text(ax, -1.0, top - 0.08, head, fontsize=10.5, weight="bold", va="top")
-    return Drawing(fig, _flow_text(trace, trusts))
+    return Drawing(fig, _flow_text(trace, trusts, outcome))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,16 +318,23 @@ def sequence_view(trace_or_topology: Trace | Topology, *, max_lines: int = 4) ->
     topo = trace.topology
     names = [topo.client.name, *(h.name for h in topo.hops), topo.broker.name]
     n = len(names)
-    # coordinates are inches (natural size)
-    gap, line, chars = 2.7, 0.135, 40
+    # inches, at most MAX_WIDTH wide (shown 1:1 in a notebook); every text block sits on an
+    # opaque box starting at its arrow, so no lifeline runs through a label
+    gap = min(2.7, (MAX_WIDTH - 2.4) / max(n - 1, 1))
+    width = gap * (n - 1) + 2.4
+    char = 0.6 * SMALL / 72
+    line = SMALL * 1.3 / 72
     blocks = []
     for i, link in enumerate(trace.links):
+        room = width - 1.0 - (gap * i + 0.1) - 0.2  # from the arrow's start to the right edge
+        chars = max(24, int(room / char))
         sent = _wrap(carried(link, request_line=True)[:max_lines], chars).split("\n")
-        said = [d for d in _wrap(_decisions(trace, i), chars + 12).split("\n") if d]
+        room_said = gap * (i + 1) - 0.1 + 1.0 - 0.1  # from the left edge to the arrow's end
+        said = [d for d in _wrap(_decisions(trace, i), max(24, int(room_said / (char * 0.95)))
+                                 ).split("\n") if d]
         blocks.append((sent, said))
-    heights = [(len(s) + len(d)) * line + 0.55 for s, d in blocks]
+    heights = [(len(s) + len(d)) * line + 0.6 for s, d in blocks]
     top, bottom = 0.35, -(sum(heights) + 0.75)
-    width = gap * (n - 1) + 2.4
     fig = new_figure(width, top - bottom)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(-1.0, gap * (n - 1) + 1.4)
@@ -292,25 +343,29 @@ def sequence_view(trace_or_topology: Trace | Topology, *, max_lines: int = 4) ->
     for i, name in enumerate(names):
         x = gap * i
         put_text(ax, x, 0.15, host_label(name), ha="center", va="center", fontsize=10,
-                weight="bold", bbox={"boxstyle": "round,pad=0.3", "facecolor": "#f5f5f5",
-                                     "edgecolor": "#616161"})
+                 weight="bold", bbox={"boxstyle": "round,pad=0.3", "facecolor": "#f5f5f5",
+                                      "edgecolor": "#616161"})
         ax.plot([x, x], [-0.05, bottom + 0.45], color="#bdbdbd", linewidth=1, zorder=0)
     y = -0.25
+    plate = {"boxstyle": "square,pad=0.15", "facecolor": "#ffffff", "edgecolor": "none",
+             "alpha": 0.95}
     for i, (sent, said) in enumerate(blocks):
         x0, x1 = gap * i, gap * (i + 1)
-        put_text(ax, x0 + 0.1, y, "\n".join(sent), fontsize=7.8, family="monospace", va="top",
-                linespacing=1.2)
-        y_arrow = y - len(sent) * line - 0.08
+        put_text(ax, x0 + 0.1, y, "\n".join(sent), fontsize=SMALL, family="monospace",
+                 va="top", linespacing=1.3, bbox=plate, zorder=3)
+        y_arrow = y - len(sent) * line - 0.12
         ok = i >= len(trace.views) or trace.views[i].accepted
         ax.add_patch(FancyArrowPatch((x0, y_arrow), (x1, y_arrow), arrowstyle="-|>",
                                      mutation_scale=13, color="#424242" if ok else "#c62828",
-                                     linewidth=1.3))
+                                     linewidth=1.3, zorder=2))
         if said:
-            put_text(ax, x1 - 0.1, y_arrow - 0.07, "\n".join(said), fontsize=7.5, va="top",
-                    ha="right", color="#1a237e" if ok else "#c62828", linespacing=1.2)
+            put_text(ax, x1 - 0.1, y_arrow - 0.1, "\n".join(said), fontsize=SMALL, va="top",
+                     ha="right", color="#1a237e" if ok else "#c62828", linespacing=1.3,
+                     bbox=plate, zorder=3)
         y -= heights[i]
     outcome = _outcome(trace)
     good = trace.connected and trace.client_addr == topo.client.addr
-    put_text(ax, gap * (n - 1) + 1.3, bottom + 0.1, outcome, ha="right", va="bottom", fontsize=9,
-            weight="bold", color="#2e7d32" if good else "#c62828")
+    put_text(ax, gap * (n - 1) + 1.3, bottom + 0.1, _wrap([outcome], int(width / 0.085)),
+             ha="right", va="bottom", fontsize=9, weight="bold",
+             color="#2e7d32" if good else "#c62828")
     return Drawing(fig, trace.table())

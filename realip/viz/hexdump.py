@@ -146,12 +146,24 @@ def hex_view(data: bytes | bytearray | memoryview | str, **decode_opts: Any) -> 
 def hex_figure(data: bytes | bytearray | memoryview | str, **decode_opts: Any) -> Drawing:
     """The same annotation as a matplotlib grid: one cell per byte, coloured by field, with the
     field names beside each row."""
+    import textwrap
+
     view = hex_view(data, **decode_opts)
     w = view.width
     nrows = max(1, -(-len(view.data) // w))
-    fig = new_figure(11, 0.42 * nrows + 0.9)
-    ax = fig.add_axes((0.01, 0.02, 0.98, 0.9))
-    ax.set_xlim(0, w + 9)
+    # 9.6 in at 100 dpi is shown 1:1 in a notebook: 9 pt byte text, 9 pt row labels (12 px)
+    labels = []
+    for r in range(nrows):
+        names: list[str] = []
+        for f in view.fields:
+            if f.offset // w <= r <= (f.offset + max(f.length, 1) - 1) // w \
+                    and f.name not in ("space", "CRLF") and f.name not in names:
+                names.append(f.name)
+        labels.append("\n".join(textwrap.wrap(", ".join(names), 30)[:3]))
+    row_h = max(0.42, max([lb.count("\n") + 1 for lb in labels] + [1]) * 0.17)
+    fig = new_figure(9.6, row_h * nrows + 0.7)
+    ax = fig.add_axes((0.01, 0.02, 0.98, 1 - 0.55 / (row_h * nrows + 0.7)))
+    ax.set_xlim(0, w + 8.6)
     ax.set_ylim(nrows, -0.2)
     ax.axis("off")
     from matplotlib.patches import Rectangle
@@ -161,16 +173,11 @@ def hex_figure(data: bytes | bytearray | memoryview | str, **decode_opts: Any) -
         i = view._owner[k]
         colour = view.colours[i] if i is not None else "#ffffff"
         ax.add_patch(Rectangle((c, r), 1, 0.9, facecolor=colour, edgecolor="#ffffff"))
-        put_text(ax, c + 0.5, r + 0.45, f"{b:02x}", ha="center", va="center", fontsize=8,
-                family="monospace")
-    for r in range(nrows):
-        names = []
-        for f in view.fields:
-            if f.offset // w <= r <= (f.offset + max(f.length, 1) - 1) // w \
-                    and f.name not in ("space", "CRLF") and f.name not in names:
-                names.append(f.name)
-        put_text(ax, w + 0.3, r + 0.45, ", ".join(names), va="center", fontsize=7.5)
-    fig.suptitle(view._summary(), fontsize=9, x=0.01, ha="left")
+        put_text(ax, c + 0.5, r + 0.45, f"{b:02x}", ha="center", va="center", fontsize=9,
+                 family="monospace")
+    for r, label in enumerate(labels):
+        put_text(ax, w + 0.3, r + 0.45, label, va="center", fontsize=9, linespacing=1.15)
+    fig.suptitle(view._summary(), fontsize=10, x=0.01, ha="left")
     return Drawing(fig, view.text)
 
 
@@ -219,7 +226,11 @@ def tcpdump(trace: Trace, link: int | str | None = None, *, payload_only: bool =
     """What ``tcpdump -nvvXS`` on the receiving host shows for the simulated *link* (its index,
     or the receiver's name; ``None`` for every link): the data segments with their IP and TCP
     headers, in hex and ASCII.  The frames come from :func:`realip.pcap.pcap_bytes`; with
-    *payload_only* the handshake and the pure ACKs are left out."""
+    *payload_only* the handshake and the pure ACKs are left out.
+
+    A segment carrying HTTP (a WebSocket upgrade) is shown as its request lines, the way a
+    reader wants it (``tcpdump -A``); in HTML its ``-X`` hex is one click away (a folded
+    ``<details>``), in text it follows the lines."""
     from ..pcap import pcap_bytes
 
     frames = _frames(pcap_bytes(trace))
@@ -234,6 +245,8 @@ def tcpdump(trace: Trace, link: int | str | None = None, *, payload_only: bool =
     else:
         wanted = {trace.links[link].index}
     lines: list[str] = []
+    pieces: list[str] = []  # the HTML face, block by block
+    pre = '<pre class="realip-tcpdump" style="font-size:85%;margin:2px 0">'
     at = 0
     for lk in trace.links:
         count = 3 + 2 * len(lk.parts)
@@ -242,17 +255,35 @@ def tcpdump(trace: Trace, link: int | str | None = None, *, payload_only: bool =
         if lk.index not in wanted:
             continue
         lines.append(f"# link {lk.index}: {lk.sender} -> {lk.receiver}")
-        for frame in mine:
+        pieces.append(f"{pre}{esc(lines[-1])}</pre>")
+        for k, frame in enumerate(mine):
             v6 = frame[12:14] == b"\x86\xdd"
             packet = frame[14:]
             summary, start, total = _describe(packet, v6)
             if payload_only and total == start:
                 continue
-            lines.append(summary)
+            # frames: 3 for the handshake, then each part's segment and its ACK
+            part = (k - 3) // 2 if k >= 3 and (k - 3) % 2 == 0 else None
+            kind = lk.parts[part][0] if part is not None and part < len(lk.parts) else ""
+            hexdump = []
             for off in range(0, total, width):
                 chunk = packet[off : min(off + width, total)]
                 words = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
-                lines.append(f"\t0x{off:04x}:  {words.ljust(width // 2 * 5 - 1)}  "
-                             f"{''.join(_printable(b) for b in chunk)}")
+                hexdump.append(f"\t0x{off:04x}:  {words.ljust(width // 2 * 5 - 1)}  "
+                               f"{''.join(_printable(b) for b in chunk)}")
+            lines.append(summary)
+            if kind == "http":
+                request = packet[start:total].decode("latin-1").rstrip("\r\n").split("\r\n")
+                lines += [f"\t{r}" for r in request]
+                lines += hexdump
+                pieces.append(
+                    f"{pre}{esc(summary)}\n"
+                    + esc("\n".join(f"    {r}" for r in request)) + "</pre>"
+                    + '<details class="realip-hex"><summary style="cursor:pointer;'
+                    'color:#1565c0;font-size:85%">the same segment in hex (tcpdump -X)'
+                    f"</summary>{pre}{esc(chr(10).join(hexdump))}</pre></details>")
+            else:
+                lines += hexdump
+                pieces.append(f"{pre}{esc(summary)}\n{esc(chr(10).join(hexdump))}</pre>")
     text = "\n".join(lines)
-    return Rendered(text, f'<pre class="realip-tcpdump" style="font-size:85%">{esc(text)}</pre>')
+    return Rendered(text, f'<div class="realip-tcpdump-view">{"".join(pieces)}</div>')

@@ -134,9 +134,10 @@ class Stepper:
 
     def set(self, *, recursive: bool | None = None, set_real_ip_from: str | Sequence[str] |
             None = None, forged: str | None = None, xff: str | None = None) -> Stepper:
-        """Change inputs and re-run the resolver; the cursor moves to the last step (the
-        outcome).  A bad ``set_real_ip_from`` entry raises :class:`~realip.ConfigurationError`
-        and leaves the stepper as it was."""
+        """Change inputs and re-run the resolver; the cursor stays on its step (or the last
+        one, when the new walk is shorter) so the learner keeps their place.  A bad
+        ``set_real_ip_from`` entry raises :class:`~realip.ConfigurationError` and leaves the
+        stepper as it was."""
         old = (self.recursive, self.trusted, self.forged, self.xff)
         if recursive is not None:
             self.recursive = recursive
@@ -152,7 +153,7 @@ class Stepper:
         except Exception:
             self.recursive, self.trusted, self.forged, self.xff = old
             raise
-        self.cursor = max(self.total - 1, 0)
+        self.cursor = max(min(self.cursor, self.total - 1), 0)
         self._refresh()
         return self
 
@@ -206,11 +207,14 @@ class Stepper:
 
         recursive = w.Checkbox(value=self.recursive, description="real_ip_recursive on",
                                indent=False)
+        # the fields apply as you type (a half-typed range shows its error below, then clears)
         trusted = w.Text(value=", ".join(self.trusted), description="set_real_ip_from",
-                         continuous_update=False, style={"description_width": "initial"},
+                         placeholder="(empty: nothing trusted)",
+                         continuous_update=True, style={"description_width": "initial"},
                          layout=w.Layout(width="360px"))
         forged = w.Text(value=self.forged, description="forged X-Forwarded-For",
-                        continuous_update=False, style={"description_width": "initial"},
+                        placeholder="(empty: the client forges nothing)",
+                        continuous_update=True, style={"description_width": "initial"},
                         layout=w.Layout(width="360px"))
         view = w.HTML(value=self.html())
         back = w.Button(description="◀ Back", tooltip="previous step (to the right)")
@@ -254,8 +258,10 @@ class Stepper:
         ui["view"].value = self.html()
         ui["back"].disabled = self.cursor <= 0
         ui["next"].disabled = self.cursor >= self.total - 1
-        ui["position"].value = (f'<span style="margin-left:8px">step {self.cursor + 1} of '
-                                f"{self.total}</span>")
+        ui["position"].value = (
+            f'<span style="margin-left:8px">step {self.cursor + 1} of {self.total}</span>'
+            if self.total else '<span style="margin-left:8px">nothing to step through: '
+            f"{esc(self.resolution.reason)}</span>")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         bundle: dict[str, Any] = dict(self.widget()._repr_mimebundle_())

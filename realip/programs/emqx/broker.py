@@ -12,6 +12,7 @@ from ...wire import parse_http
 from ..base import Broker, HopView, Inbound, Outbound, TrustDecision, access_allowed, covers
 from . import erlang
 from .esockd import RECEIVER as ESOCKD
+from .esockd import backend_for
 from .ranch import RECEIVER as RANCH
 from .ws import emqx_ws_peer
 
@@ -60,12 +61,18 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     pp_source: Endpoint | None = None
     pp_header = None
     if node.proxy_protocol:
-        receiver = RANCH if node.listener == "ws" else ESOCKD
-        acc = receiver.accepts(data)
+        if node.listener == "ws":
+            acc = RANCH.accepts(data)
+        else:
+            # the tcp listener's esockd backend: EMQX's tcp_backend default for this version
+            acc = ESOCKD.accepts(data, backend_for(node.version))
         if not acc.accepted:
             decisions.append(f"proxy_protocol = true: {acc.reason}")
             if acc.waiting:
-                return closed(f"proxy_proto_timeout after {node.proxy_protocol_timeout:g}s "
+                crash = acc.variable("esockd_crash")
+                end = (f"connection process crashed with {crash}" if crash is not None
+                       else acc.variable("esockd_error") or "proxy_proto_timeout")
+                return closed(f"{end} after {node.proxy_protocol_timeout:g}s "
                               "(no complete header)")
             return closed(acc.log_line or acc.reason)
         pp_header = data[: acc.consumed or 0]

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv6Address
 from ..._addr import inet_aton, ipv4_int
 
 __all__ = [
+    "format_binary",
     "list_to_integer",
     "ntoa",
     "parse_address",
@@ -241,3 +242,19 @@ def parse_address_bytes(t: bytes) -> IPv4Address | IPv6Address | None:
 def parse_ipv4strict(s: str) -> int | None:
     """``inet:parse_ipv4strict_address``: dotted quad, decimal, no leading zeros."""
     return ipv4_int(s)
+
+
+# -- how Erlang prints what its readers return ---------------------------------------------------
+
+# io_lib:printable_latin1_list/1 (the default printable range): these bytes keep a binary a string
+_PRINTABLE = frozenset(range(32, 127)) | frozenset(range(160, 256)) | frozenset(b"\n\r\t\v\b\f\x1b")
+_ESCAPES = {0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x0B: "\\v", 0x08: "\\b", 0x0C: "\\f",
+            0x1B: "\\e", 0x22: '\\"', 0x5C: "\\\\"}
+
+
+def format_binary(data: bytes) -> str:
+    """A binary as ``io_lib:format("~0p", [Bin])`` prints it (latin-1 printable range):
+    ``<<"PROXY\\r\\n">>`` when every byte is printable, else ``<<13,10,0>>``."""
+    if data and all(b in _PRINTABLE for b in data):
+        return '<<"' + "".join(_ESCAPES.get(b, chr(b)) for b in data) + '">>'
+    return "<<" + ",".join(str(b) for b in data) + ">>"

@@ -1,0 +1,168 @@
+"""The settings a scenario gives an ``nginx-stream`` or ``nginx-http`` hop, in nginx's words.
+
+Flags are nginx's ``on``/``off`` (YAML booleans too); ``set_real_ip_from`` entries are read with
+nginx's own ``ngx_ptocidr`` (:func:`realip.programs.nginx.grammar.ptocidr`), including its
+warning for a CIDR with host bits set; ``proxy_protocol v2`` needs nginx 1.31.4, as ``nginx -t``
+says.  Imported only when a scenario is validated (see :mod:`realip.programs.settings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+
+from ...errors import ConfigurationError
+from ..settings import (
+    Allowed,
+    HeaderLines,
+    HostSettings,
+    Port,
+    Version,
+    Warn,
+    bool_words,
+    error,
+    header_name,
+    one_or_many,
+)
+from . import grammar
+from .hops import NginxMap, _as_map
+from .variables import check_variables
+
+__all__ = ["NginxHttpSettings", "NginxStreamSettings"]
+
+_flag = bool_words(("on",), ("off",), "an nginx flag")
+
+#: ``on`` / ``off`` (nginx's ``ngx_conf_set_flag_slot``; it compares without case).
+Flag = Annotated[bool, BeforeValidator(_flag), Allowed("on | off")]
+
+
+def _cidrs(value: Any) -> tuple[str, ...]:
+    value = one_or_many(value)
+    if not isinstance(value, (list, tuple)):
+        raise error("cidr", f"{value!r} is not a list of addresses or CIDRs")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, str):
+            raise error("cidr", f"item {i}: {entry!r} is not text")
+        try:
+            grammar.ptocidr(entry)
+        except ConfigurationError as exc:
+            raise error("cidr", str(exc)) from None
+    return tuple(value)
+
+
+def _cidr_warnings(value: tuple[str, ...]) -> Iterable[tuple[int | None, str]]:
+    for i, entry in enumerate(value):
+        _, warning = grammar.ptocidr(entry)
+        if warning:
+            yield i, warning
+
+
+#: ``set_real_ip_from`` values: addresses, CIDRs, ``unix:`` (one string is one entry).
+CIDRs = Annotated[tuple[str, ...], BeforeValidator(_cidrs), Warn(_cidr_warnings),
+                  Allowed("addresses or CIDRs as nginx reads them (ngx_ptocidr), or unix:")]
+
+
+def _proxy_protocol(value: Any) -> str:
+    if isinstance(value, bool):  # YAML reads an unquoted on/off as a boolean
+        return "on" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in ("on", "off", "v2"):
+        return value.strip().lower()
+    raise error("proxy_protocol", f"{value!r} is not a proxy_protocol value")
+
+
+def _http_version(value: Any) -> str:
+    if isinstance(value, float) and value in (1.0, 1.1):
+        return f"{value:.1f}"
+    if value in ("1.0", "1.1"):
+        return str(value)
+    raise error("proxy_http_version", f"{value!r} is not an HTTP version nginx sends")
+
+
+def _location(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise error("location", f"{value!r} is not a location prefix (it starts with /)")
+    return value
+
+
+def _maps(value: Any) -> tuple[NginxMap, ...]:
+    value = one_or_many(value)
+    if not isinstance(value, (list, tuple)):
+        raise error("maps", f"{value!r} is not a list of maps")
+    out = []
+    for i, m in enumerate(value):
+        try:
+            out.append(_as_map(m, f"map {i}"))
+        except ConfigurationError as exc:
+            raise error("maps", str(exc)) from None
+        try:
+            check_variables(out[-1].source, [x.target for x in out], where=f"map {i}")
+        except ConfigurationError as exc:
+            raise error("maps", str(exc)) from None
+    return tuple(out)
+
+
+class _Nginx(HostSettings):
+    listen_proxy_protocol: Flag = Field(False, description="`listen … proxy_protocol`: read "
+                                        "a PROXY header from every peer")
+    set_real_ip_from: CIDRs = Field((), description="realip: the trusted peers whose address "
+                                    "claim replaces $remote_addr")
+    version: Version = Field("1.22.1", description="the nginx version modelled")
+
+
+class NginxStreamSettings(_Nginx):
+    """nginx ``stream { server { … } }``."""
+
+    port: Port = Field(1883, description="`listen` port")
+    proxy_protocol: Annotated[Literal["off", "on", "v2"], BeforeValidator(_proxy_protocol),
+                              Allowed("off | on | v2 (v2: nginx 1.31.4 and later)")] = Field(
+        "off", description="send a PROXY header upstream (`proxy_protocol on`)")
+
+    @field_validator("proxy_protocol")
+    @classmethod
+    def _v2_needs_a_new_nginx(cls, value: str, info: ValidationInfo) -> str:
+        version = info.data.get("version", "1.22.1")
+        if value == "v2" and grammar.parse_version(version) < (1, 31, 4):
+            raise error("proxy_protocol", f'nginx {version}: invalid value "v2" in '
+                        '"proxy_protocol" directive, it must be "on" or "off" (v2 came in '
+                        '1.31.4)')
+        return value
+
+
+class NginxHttpSettings(_Nginx):
+    """nginx ``http { server { … location … { proxy_pass …; } } }``."""
+
+    port: Port = Field(8083, description="`listen` port")
+    real_ip_header: Annotated[str, BeforeValidator(
+        lambda v: v if v == "proxy_protocol" else header_name(v)),
+        Allowed("a header name, or proxy_protocol")] = Field(
+        "X-Real-IP", description="realip: the header (or proxy_protocol) holding the address")
+    real_ip_recursive: Flag = Field(False, description="realip: walk the header right to left "
+                                    "past trusted addresses")
+    location: Annotated[str, BeforeValidator(_location), Allowed("a URI prefix, e.g. /mqtt")] \
+        = Field("/mqtt", description="the location holding proxy_pass")
+    proxy_http_version: Annotated[str, BeforeValidator(_http_version),
+                                  Allowed("1.0 | 1.1")] = Field(
+        "1.0", description="HTTP version upstream (1.1 for WebSocket)")
+    maps: Annotated[tuple[Any, ...], BeforeValidator(_maps),
+                    Allowed("connection_upgrade, or {source: $var, target: name, entries: "
+                            "{key: value}, default: value}")] = Field(
+        (), description="`map` blocks (http level) whose variables the values use")
+    proxy_set_header: HeaderLines = Field((), description="`proxy_set_header name value;` in "
+                                          "order (values may use nginx variables)")
+
+    @field_validator("proxy_set_header")
+    @classmethod
+    def _known_variables(cls, value: tuple[tuple[str, str], ...], info: ValidationInfo
+                         ) -> tuple[tuple[str, str], ...]:
+        # nginx -t refuses a value naming a variable nobody defines (unknown "…" variable)
+        if "maps" not in info.data:  # the maps themselves are wrong (reported there)
+            return value
+        defined = [m.target for m in info.data["maps"]]
+        for name, text in value:
+            try:
+                check_variables(text, defined, where=f"proxy_set_header {name}")
+            except ConfigurationError as exc:
+                raise error("variable", str(exc)) from None
+        return value

@@ -1,0 +1,212 @@
+"""realip.audit: every verdict agrees with its own trace, every fix it prints works when
+applied, and the CLI's exit status is what an operator's CI needs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from realip.audit import BATTERY_CLAIM, audit, battery
+from realip.topology import load, simulate
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = sorted((ROOT / "data" / "topologies").glob("*.yaml"))
+
+
+def _host(peername: str) -> str:
+    return peername.rpartition(":")[0]
+
+
+def test_the_battery_is_data() -> None:
+    attacks = battery(load(str(ROOT / "data" / "topologies" / "ws-single-tier.yaml")))
+    names = [a.name for a in attacks]
+    assert len(names) == len(set(names)) >= 25
+    families = {a.family for a in attacks}
+    assert {"xff", "x-real-ip", "forwarded", "port", "proxy", "dos"} <= families
+    for a in attacks:
+        assert a.headers or a.proxy is not None
+        assert a.claim is not None or a.claim_port is not None or a.family == "dos"
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_every_verdict_agrees_with_its_trace(path: Path) -> None:
+    report = audit(load(str(path)), reach_inner=True, fix=False)
+    assert report.rows
+    attacker = report.attacker.addr
+    for row in report.rows:
+        rec = row.trace.peername
+        assert row.recorded == rec
+        if row.verdict == "REFUSED":
+            assert rec is None
+        elif row.verdict == "SAFE":
+            assert rec is not None and _host(rec) == attacker
+        elif row.verdict == "SPOOFED":
+            assert rec is not None
+            forged = {row.attack.claim, *row.attack.decoys}
+            forged |= {f"::ffff:{a}" for a in forged}
+            assert _host(rec).split("%")[0] in forged or \
+                rec.endswith(f":{row.attack.claim_port}")
+            assert row.culprit in [v.name for v in row.trace.views]
+        elif row.verdict == "LOST":
+            assert rec is not None and _host(rec) != attacker
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
+def test_every_printed_fix_closes_its_row_and_keeps_honest_clients(path: Path) -> None:
+    from realip.audit import _run, _with  # the same application the report describes
+
+    topo = load(str(path))
+    report = audit(topo)
+    honest = simulate(report.topology).peername
+    for row in report.rows:
+        if row.fix is None:
+            continue
+        fixed = report.topology
+        for f in row.fix.fixes:
+            fixed = _with(fixed, f)
+        after = _run(fixed, row.attack, row.position)
+        assert after.peername is None or _host(after.peername) not in \
+            {BATTERY_CLAIM, *row.attack.decoys}
+        if honest is not None and _host(honest) == report.attacker.addr:
+            assert simulate(fixed).peername == honest
+        assert row.fix.words and row.fix.diff
+    if report.reaudit is not None:
+        assert report.reaudit.count("SPOOFED") <= report.count("SPOOFED")
+
+
+def test_the_article_mistake_and_its_fix() -> None:
+    """An edge that appends to X-Forwarded-For lets any client choose EMQX's leftmost entry;
+    the fix is to override the header at the edge — shown as a diff of nginx.conf."""
+    report = audit(load(str(ROOT / "data" / "topologies" / "ws-edge-appends.yaml")))
+    row = next(r for r in report.rows if r.attack.name == "xff-one")
+    assert row.verdict == "SPOOFED" and row.recorded is not None
+    assert _host(row.recorded) == BATTERY_CLAIM
+    assert row.fix is not None and row.fix.after == "SAFE"
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in row.fix.words
+    assert '+            proxy_set_header X-Forwarded-For "$remote_addr";' in row.fix.diff
+    assert not report.ok
+    assert report.reaudit is not None and report.reaudit.ok
+
+
+def test_a_correct_chain_is_safe_from_the_edge_and_isolation_is_the_fix_inside() -> None:
+    topo = load(str(ROOT / "data" / "topologies" / "ws-single-tier.yaml"))
+    edge = audit(topo)
+    assert edge.ok and edge.count("SPOOFED") == 0 and edge.count("SAFE") > 0
+    inner = audit(topo, reach_inner=True)
+    direct = [r for r in inner.rows if r.position.index == len(topo.hops)]
+    assert any(r.verdict == "SPOOFED" and r.culprit == topo.broker.name for r in direct)
+    fix = next(r.fix for r in direct if r.verdict == "SPOOFED")
+    assert fix is not None and fix.fixes[0].setting == "access_rules"
+    assert inner.reaudit is not None and inner.reaudit.ok
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "realip", "audit", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
+
+def test_cli_exit_status_table_and_json() -> None:
+    bad = _cli("ws-edge-appends")
+    assert bad.returncode == 1 and "SPOOFED" in bad.stdout and "fix 1" in bad.stdout
+    good = _cli("ws-single-tier")
+    assert good.returncode == 0, good.stdout
+    doc = json.loads(_cli("tcp-single-tier", "--reach-inner", "--json").stdout)
+    assert doc["ok"] is False and doc["counts"]["SPOOFED"] > 0
+    assert {r["verdict"] for r in doc["rows"]} <= {"SAFE", "SPOOFED", "REFUSED", "DOWN", "LOST"}
+    missing = _cli("no-such-scenario")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+# ----------------------------------------------------------------------------------------------
+# The user's own files: nginx.conf / haproxy.cfg via the importers, the broker from its own
+# configuration (EMQX's HOCON, mosquitto.conf)
+
+LB_APPENDS = """http {
+  server { listen 8083;
+    location /mqtt { proxy_pass http://10.0.0.2:8083; proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; } } }
+"""
+EMQX_WS = """listeners.ws.default {
+  bind = "0.0.0.0:8083"
+  websocket.proxy_address_header = "X-Forwarded-For"
+  websocket { proxy_port_header = "" }
+  max_connections = 1000
+}
+"""
+
+
+def test_audit_of_the_users_own_files(tmp_path: Path) -> None:
+    (tmp_path / "lb.conf").write_text(LB_APPENDS)
+    (tmp_path / "emqx.conf").write_text(EMQX_WS)
+    done = _cli("--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                "--broker-conf", str(tmp_path / "emqx.conf"), "--client", "203.0.113.7:50000",
+                "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["honest"].startswith("203.0.113.7:")
+    row = next(r for r in doc["rows"] if r["attack"]["name"] == "xff-one")
+    assert row["verdict"] == "SPOOFED"
+    assert row["fix"]["changes"][0]["words"] == "proxy_set_header X-Forwarded-For $remote_addr;"
+    # the fixed file, as the diff says, is SAFE against the same battery
+    fixed = LB_APPENDS.replace("$proxy_add_x_forwarded_for", "$remote_addr")
+    (tmp_path / "lb.conf").write_text(fixed)
+    again = _cli("--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                 "--broker-conf", str(tmp_path / "emqx.conf"))
+    assert again.returncode == 0, again.stdout
+
+
+def test_config_input_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "lb.conf").write_text(LB_APPENDS)
+    (tmp_path / "bad.conf").write_text("listeners.ws.default { proxy_protocol = maybe }\n")
+    for args in (["--config", str(tmp_path / "lb.conf")],  # no @ADDR for the first proxy
+                 ["--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+                  "--broker-conf", str(tmp_path / "bad.conf")],
+                 ["--config", f"{tmp_path / 'missing.conf'}@10.0.0.1"],
+                 []):
+        done = _cli(*args)
+        assert done.returncode == 2, (args, done.stdout)
+        assert "Traceback" not in done.stderr and done.stderr.startswith("realip audit: ")
+
+
+def test_emqx_hocon_and_mosquitto_conf_readers() -> None:
+    from realip import ConfigurationError
+    from realip.programs import broker_from_config
+
+    settings, warnings = broker_from_config("emqx", EMQX_WS, listener="ws")
+    assert settings["port"] == 8083 and settings["proxy_address_header"] == "X-Forwarded-For"
+    assert settings["proxy_port_header"] == "" and settings["listener"] == "ws"
+    assert any("max_connections" not in w for w in warnings) or warnings == ()
+    tcp, _ = broker_from_config("emqx", "listeners.tcp.default { proxy_protocol = true\n"
+                                "proxy_protocol_timeout = 5s\n"
+                                'access_rules = ["allow 10.0.0.0/8", "deny all"] }',
+                                listener="tcp")
+    assert tcp["proxy_protocol"] is True and tcp["proxy_protocol_timeout"] == 5.0
+    assert tcp["access_rules"] == ("allow 10.0.0.0/8", "deny all")
+    with pytest.raises(ConfigurationError, match=r"listeners\.tcp\.default"):
+        broker_from_config("emqx", "listeners.ws.default { }", listener="tcp")
+    with pytest.raises(ConfigurationError, match="allow or deny"):
+        broker_from_config("emqx", 'listeners.tcp.default { access_rules = ["permit all"] }')
+    mq, _ = broker_from_config("mosquitto", "listener 1883\nenable_proxy_protocol 2\n")
+    assert mq["enable_proxy_protocol"] == 2 and mq["port"] == 1883
+    with pytest.raises(ConfigurationError, match=r"mosquitto\.conf:1"):
+        broker_from_config("mosquitto", "enable_proxy_protocol 2\n")
+
+
+def test_judge_recorded_is_the_rule_for_live_runs_too() -> None:
+    from realip.audit import judge_recorded
+
+    attack = next(a for a in battery(load(str(ROOT / "data" / "topologies" /
+                                               "ws-single-tier.yaml")))
+                  if a.name == "xff-several")
+    assert judge_recorded(None, attack, "1.2.3.4")[0] == "REFUSED"
+    assert judge_recorded("1.2.3.4:5", attack, "1.2.3.4")[0] == "SAFE"
+    assert judge_recorded(f"{BATTERY_CLAIM}:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded("192.0.2.1:5", attack, "1.2.3.4")[0] == "SPOOFED"  # a decoy
+    assert judge_recorded(f"{BATTERY_CLAIM}:31337:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded(f"::ffff:{BATTERY_CLAIM}:5", attack, "1.2.3.4")[0] == "SPOOFED"
+    assert judge_recorded("10.0.0.9:5", attack, "1.2.3.4")[0] == "LOST"
