@@ -39,6 +39,9 @@ class Acceptance:
     logged_source: Endpoint | None = None  #: client printed in the rejection log; None = peer
     #: program variables this header sets, e.g. nginx ``proxy_protocol_addr`` (name, value)
     variables: tuple[tuple[str, str], ...] = field(default=())
+    #: the header made the whole program die (aedes: an uncaught exception ends the Node
+    #: process and every client connected to it is disconnected), not only this connection
+    crash: bool = False
 
     def variable(self, name: str) -> str | None:
         """Value of a program variable (``"remote_addr"``, ``"proxy_protocol_port"``, ...)."""
@@ -54,6 +57,8 @@ class Acceptance:
 
     def describe(self) -> str:
         """One line for tables: ``accept 203.0.113.7:56324`` / ``reject: <reason>`` / ``wait``."""
+        if self.crash:
+            return f"crash: {self.reason}"
         if self.waiting:
             return f"wait: {self.reason}"
         if not self.accepted:

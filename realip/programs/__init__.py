@@ -11,6 +11,7 @@ room           what it holds (sans-IO)
 ``emqx``       Erlang's address grammar, esockd (tcp/ssl), ranch (ws/wss), the WebSocket
                listener's header rules, the ``emqx`` broker
 ``mosquitto``  ``enable_proxy_protocol``, the ``mosquitto`` broker
+``aedes``      aedes-protocol-decoder's PROXY reader (crashes are outcomes)
 ``relay``      a plain TCP relay hop
 =============  ==================================================================================
 
@@ -30,6 +31,8 @@ from .._addr import format_ip
 from ..errors import ConfigurationError
 from ..proxy_protocol import Endpoint
 from . import relay, spec
+from .aedes import broker as aedes_broker
+from .aedes import receive as aedes_receive
 from .base import (
     Broker,
     Fix,
@@ -95,7 +98,8 @@ __all__ = [
 #: Every PROXY protocol receiver model, in the order comparison tables print them.
 RECEIVER_MODELS: Final[Mapping[str, ReceiverModel]] = MappingProxyType({
     m.name: m for m in (spec.RECEIVER, nginx_receive.RECEIVER, haproxy_receive.RECEIVER,
-                        esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER)
+                        esockd.RECEIVER, ranch.RECEIVER, mosquitto_receive.RECEIVER,
+                        aedes_receive.RECEIVER)
 })
 
 
@@ -188,6 +192,11 @@ def _mosquitto_settings() -> type:
     return MosquittoSettings
 
 
+def _aedes_settings() -> type:
+    from .aedes.settings import AedesSettings
+    return AedesSettings
+
+
 #: Hop kinds by YAML ``kind``.
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
@@ -215,6 +224,8 @@ BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for 
                mosquitto_broker.trust, lambda node, peer: True,
                read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
                schema=_mosquitto_settings),
+    BrokerKind("aedes", "aedes", "aedes", aedes_broker.step, aedes_broker.trust,
+               lambda node, peer: True, schema=_aedes_settings),
 )})
 
 #: Any hop's settings.

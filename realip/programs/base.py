@@ -239,10 +239,11 @@ class Broker:
     ``ws``.  EMQX: ``proxy_protocol``, ``proxy_protocol_timeout``, ``access_rules`` (checked on
     the raw TCP peer), ``proxy_address_header``/``proxy_port_header`` (ws; ``version`` "6.3"
     empties their defaults) and ``proxy_address_allow`` (6.4).  Mosquitto: ``version`` "2.1"
-    with ``enable_proxy_protocol`` 1 or 2, or "2.0" (no PROXY support at all)."""
+    with ``enable_proxy_protocol`` 1 or 2, or "2.0" (no PROXY support at all).  aedes:
+    ``trust_proxy`` (aedes-server-factory's ``trustProxy``)."""
 
     name: str = "emqx"
-    kind: Literal["emqx", "mosquitto"] = "emqx"
+    kind: Literal["emqx", "mosquitto", "aedes"] = "emqx"
     addr: str
     port: int = 1883
     listener: Literal["tcp", "ws"] = "tcp"
@@ -253,6 +254,9 @@ class Broker:
     proxy_port_header: str | None = None
     proxy_address_allow: tuple[str, ...] | None = None
     enable_proxy_protocol: int | None = None
+    #: aedes-server-factory ``trustProxy``: read PROXY headers (tcp) / X-Forwarded-For and
+    #: X-Real-IP (ws) from any sender
+    trust_proxy: bool = False
     version: str = "5.7.0"
 
 

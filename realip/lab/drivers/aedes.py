@@ -1,0 +1,271 @@
+"""The real aedes broker (Node.js) for the live lab and the tests: ``node
+realip/lab/node/aedes-server.mjs --listen tcp:HOST:PORT …`` — aedes with aedes-server-factory's
+``trustProxy: true`` and aedes-protocol-decoder, as the decoder's README starts it.
+
+:class:`AedesListener` runs that process privately, reads the JSON events it prints on stdout
+(a client connected with its ``connDetails``, a client error, a crash) and notices when the
+process dies: an exception thrown by aedes-protocol-decoder is uncaught and ends Node, taking
+every client with it.  :meth:`AedesListener.restart` starts it again on the same listeners.
+The Node packages come from ``realip/lab/node/package-lock.json`` (``npm ci`` in that directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import base
+from .base import PACKAGES, ProgramError, ProgramInfo
+
+__all__ = ["NODE_DIR", "SERVER", "AedesEvent", "AedesListener", "find_aedes", "missing_detail"]
+
+PACKAGES["aedes"] = "nodejs npm"
+
+#: Where package.json, the lock file and the server script live.
+NODE_DIR = Path(__file__).resolve().parent.parent / "node"
+#: The server script.
+SERVER = NODE_DIR / "aedes-server.mjs"
+
+
+def _package_version(name: str) -> str | None:
+    path = NODE_DIR / "node_modules" / name / "package.json"
+    try:
+        return str(json.loads(path.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def find_aedes(*, refresh: bool = False) -> ProgramInfo | None:
+    """``node`` with aedes installed under :data:`NODE_DIR` (``npm ci`` there), or None.  The
+    info's ``path`` is node, its ``version`` aedes's."""
+    if "aedes" in base._CACHE and not refresh:
+        return base._CACHE["aedes"]
+    node = shutil.which("node")
+    version = _package_version("aedes")
+    info = ProgramInfo("aedes", node, version) if node and version else None
+    base._CACHE["aedes"] = info
+    return info
+
+
+def missing_detail() -> str:
+    """Why aedes counts as missing: no node, or its packages are not installed."""
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if _package_version("aedes") is None:
+        return f"aedes is not installed: run `npm ci` in {NODE_DIR}"
+    return ""
+
+
+def versions() -> dict[str, str | None]:
+    """The installed versions of the Node packages the server uses."""
+    return {n: _package_version(n) for n in ("aedes", "aedes-protocol-decoder",
+                                              "aedes-server-factory", "ws")}
+
+
+@dataclass(frozen=True)
+class AedesEvent:
+    """One line the server printed: ``event`` (``client``, ``clientError``, ``crash``, …),
+    its fields, the process generation (0, then +1 per restart) and when it was read."""
+
+    event: str
+    fields: dict[str, Any]
+    generation: int
+    at: float
+
+    @property
+    def details(self) -> dict[str, Any] | None:
+        """The client's ``connDetails`` (``ipAddress``, ``port``, ``isProxy``, …)."""
+        d = self.fields.get("connDetails")
+        return d if isinstance(d, dict) else None
+
+
+class AedesListener:
+    """One aedes process with listeners *listens* (``(kind, host, port)``, kind ``tcp`` or
+    ``ws``), its events and its crashes."""
+
+    def __init__(self, listens: Sequence[tuple[str, str, int]], *, node: str | None = None,
+                 directory: Path | None = None) -> None:
+        info = find_aedes()
+        self.node = node or (info.path if info else None)
+        if self.node is None or info is None:
+            from .base import ProgramMissing
+
+            raise ProgramMissing("aedes", missing_detail())
+        self.info = info
+        self.listens = [(k, h, int(p)) for k, h, p in listens]
+        self.directory = directory
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.events: list[AedesEvent] = []
+        self.generation = -1
+        self.crashes = 0
+        self.stderr_text = ""
+        self.started_versions: dict[str, Any] = {}
+        self._cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+
+    # -- process --------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        assert self.node is not None
+        cmd = [self.node, str(SERVER)]
+        for kind, host, port in self.listens:
+            cmd += ["--listen", f"{kind}:{host}:{port}"]
+        return cmd
+
+    @property
+    def pid(self) -> int | None:
+        """The running process's id."""
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def alive(self) -> bool:
+        """Whether the Node process is running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the process and wait for its ``listening`` line."""
+        if self.alive:
+            return
+        self.generation += 1
+        gen = self.generation
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                     cwd=str(NODE_DIR), preexec_fn=_die_with_parent)
+        proc = self.proc
+        self._reader = threading.Thread(target=self._read, args=(proc, gen), daemon=True)
+        self._reader.start()
+        threading.Thread(target=self._read_err, args=(proc,), daemon=True).start()
+        ev = self.wait_for(lambda e: e.event == "listening" and e.generation == gen, timeout,
+                           stop_on_exit=True)
+        if ev is None:
+            self.stop()
+            raise ProgramError(f"aedes did not start ({' '.join(self.command())}):\n"
+                               f"{self.stderr_text}")
+        self.started_versions = dict(ev.fields.get("versions", {}))
+
+    def _read(self, proc: subprocess.Popen[bytes], gen: int) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            ev = AedesEvent(str(obj.pop("event", "")), obj, gen, time.monotonic())
+            with self._cond:
+                self.events.append(ev)
+                if ev.event == "crash":
+                    self.crashes += 1
+                self._cond.notify_all()
+        proc.wait()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _read_err(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            self.stderr_text = (self.stderr_text + raw.decode("utf-8", "replace"))[-20000:]
+
+    def restart(self, timeout: float = 15.0) -> None:
+        """Start the process again (after a crash) on the same listeners."""
+        self.stop()
+        self.start(timeout)
+
+    def ensure(self, timeout: float = 15.0) -> bool:
+        """Restart the process when it died; True when it had to."""
+        if self.alive:
+            return False
+        self.restart(timeout)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM by pid, then SIGKILL."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+
+    close = stop
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def mark(self) -> int:
+        """A position in :attr:`events` (for :meth:`since`)."""
+        with self._cond:
+            return len(self.events)
+
+    def since(self, mark: int) -> list[AedesEvent]:
+        """The events read after *mark*."""
+        with self._cond:
+            return list(self.events[mark:])
+
+    def wait_for(self, pred: Callable[[AedesEvent], bool], timeout: float, *,
+                 after: int = 0, stop_on_exit: bool = False) -> AedesEvent | None:
+        """The first event after *after* matching *pred*, waiting up to *timeout* s (None on
+        timeout, or when the process exited and *stop_on_exit*)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self.events[after:]:
+                    if pred(ev):
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if stop_on_exit and self.proc is not None and self.proc.poll() is not None:
+                    return None
+                self._cond.wait(min(left, 0.1))
+
+    def client(self, client_id: str, timeout: float = 3.0, after: int = 0) -> AedesEvent | None:
+        """The ``client`` event of *client_id* (None: it never connected)."""
+        return self.wait_for(lambda e: e.event == "client" and e.fields.get("id") == client_id,
+                             timeout, after=after, stop_on_exit=True)
+
+    def died(self, timeout: float = 1.0) -> bool:
+        """Whether the process has exited (waiting up to *timeout* s for it to)."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+        return True
+
+    def __enter__(self) -> AedesListener:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.alive else "stopped"
+        return f"<AedesListener {self.info.version} {state} {self.listens}>"
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    from .base import _die_with_parent as die
+
+    die()
