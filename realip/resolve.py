@@ -13,6 +13,22 @@ reproducing it exactly, each result carrying a step-by-step trace (sans-IO).
 
 The trace (:class:`Step` per examined entry) is complete enough to draw the right-to-left walk
 without re-implementing any of it.
+
+Where each takes the client's *port* from — the field a forger can choose most easily:
+
+======================  =========================================================================
+``client_ip``           the chosen ``ip:port`` entry (written by the trusted proxy that appended
+                        it); ``X-Forwarded-Port`` only with ``x_forwarded_port=True`` (the
+                        configuration says every trusted proxy appends one element), aligned from
+                        the right; otherwise unknown (None) — never the client's own claim
+uvicorn                 none (the port of the TCP peer is dropped: ``client=(host, 0)``)
+Werkzeug ProxyFix       ``X-Forwarded-Port`` when ``x_port=1``: the value the last proxy sent,
+                        whoever wrote it
+python-ipware           none
+Express                 none (``req.ip`` only)
+EMQX (WebSocket)        the leftmost ``X-Forwarded-Port`` token: the client's claim when the
+                        proxies append
+======================  =========================================================================
 """
 
 from __future__ import annotations
@@ -72,13 +88,32 @@ class ClientIP:
     configuration on every request.  Bad configuration raises
     :class:`~realip.ConfigurationError` here."""
 
-    __slots__ = ("_cache", "_peers", "_raw", "_rules", "hops", "trust")
+    __slots__ = ("_cache", "_peers", "_raw", "_rules", "hops", "trust", "x_forwarded_port")
 
-    def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None) -> None:
+    def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None,
+                 x_forwarded_port: bool = False) -> None:
+        if isinstance(trusted, str | bytes):
+            raise ConfigurationError(
+                f"trusted must be a list of ranges, not the string {trusted!r} (a string would "
+                f"be read character by character): write [{trusted!r}]")
+        if isinstance(hops, bool) or not (hops is None or isinstance(hops, int)):
+            raise ConfigurationError(f"hops must be a whole number of proxies or None, not "
+                                     f"{hops!r}")
+        if not isinstance(x_forwarded_port, bool):
+            raise ConfigurationError("x_forwarded_port is True (the trusted proxies append an "
+                                     f"X-Forwarded-Port element each) or False, not "
+                                     f"{x_forwarded_port!r}")
+        trusted = tuple(trusted)
+        for entry in trusted:
+            _refuse_mapped(entry)
         if not trusted and hops is None:
             raise ConfigurationError("client_ip needs trusted ranges, a hop count, or both")
-        self.trust = Trust(tuple(trusted), hops=hops)
+        self.trust = Trust(trusted, hops=hops)
         self.hops = hops
+        #: the trusted proxies append one X-Forwarded-Port element each, so its elements aligned
+        #: from the right with the trusted part of X-Forwarded-For are theirs (off: the port is
+        #: only what a chosen entry carries itself, else unknown — never the client's claim)
+        self.x_forwarded_port = x_forwarded_port
         # token text → (parsed node, matching rule); bounded, so junk cannot grow it forever
         self._cache: dict[str, tuple[Node | None, str | None, str | None]] = {}
         self._peers: dict[str, bool] = {}
@@ -179,17 +214,34 @@ class ClientIP:
 _tuple_new = tuple.__new__
 
 
-_COMPILED: dict[tuple[tuple[str, ...], int | None], ClientIP] = {}
-_LAST: list[Any] = [None, None, None, None]
+def _refuse_mapped(entry: str) -> None:
+    """An IPv4-mapped IPv6 range can never match: v4-mapped peers and entries are compared as
+    IPv4 (so ``::ffff:10.0.0.5`` is 10.0.0.5).  Say so instead of compiling a dead rule."""
+    from ipaddress import IPv6Network, ip_network
+
+    try:
+        net = ip_network(str(entry).strip(), strict=False)
+    except ValueError:
+        return  # Trust names malformed entries itself
+    if isinstance(net, IPv6Network) and net.prefixlen >= 96 and \
+            net.network_address.ipv4_mapped is not None:
+        v4 = ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}", strict=False)
+        raise ConfigurationError(
+            f"trusted entry {entry!r} is an IPv4-mapped range: it never matches, because "
+            f"v4-mapped addresses are compared as IPv4 — write {v4} instead")
 
 
-def _compiled(trusted: tuple[str, ...], hops: int | None) -> ClientIP:
-    comp = _COMPILED.get((trusted, hops))
+_COMPILED: dict[tuple[tuple[str, ...], int | None, bool], ClientIP] = {}
+_LAST: list[Any] = [None, None, None, None, None]
+
+
+def _compiled(trusted: tuple[str, ...], hops: int | None, xfp: bool) -> ClientIP:
+    comp = _COMPILED.get((trusted, hops, xfp))
     if comp is None:
-        comp = ClientIP(trusted, hops=hops)
+        comp = ClientIP(trusted, hops=hops, x_forwarded_port=xfp)
         if len(_COMPILED) >= 64:
             _COMPILED.clear()
-        _COMPILED[(trusted, hops)] = comp
+        _COMPILED[(trusted, hops, xfp)] = comp
     return comp
 
 
@@ -202,6 +254,7 @@ def client_ip(
     peer_port: int | None = None,
     max_entries: int = 32,
     max_bytes: int = 8192,
+    x_forwarded_port: bool = False,
 ) -> Resolution:
     """The client address, the safe way — the resolver realip recommends.
 
@@ -214,8 +267,12 @@ def client_ip(
     3. It **fails closed** (``addr`` None) on a malformed entry at or before the boundary, when
        both ``Forwarded`` and ``X-Forwarded-For`` are present (they would disagree), and when the
        walk would need more than *max_entries* entries or *max_bytes* bytes.
-    4. The port comes from the chosen ``ip:port`` entry, else from the ``X-Forwarded-Port`` element
-       aligned with it (when that list has as many elements as the address list).
+    4. The port is never the client's claim: it comes from the chosen entry itself when that
+       entry is ``ip:port`` (written by the trusted proxy that appended it), else — only with
+       *x_forwarded_port* True, i.e. when the configuration says every trusted proxy appends one
+       ``X-Forwarded-Port`` element — from the element aligned with it counting from the right
+       (the trusted proxies' part of the list); otherwise it is unknown (None).  A client that
+       sends ``X-Forwarded-Port: 31337`` itself chooses nothing.
 
     Peer data never raises; a bad configuration raises :class:`~realip.ConfigurationError`.
     The configuration is compiled once and cached; :class:`ClientIP` does the same explicitly.
@@ -224,13 +281,16 @@ def client_ip(
     # even the dictionary lookup; the copy comparison catches a list changed in place.
     last = _LAST
     comp: ClientIP
-    if trusted is last[0] and hops == last[1] and trusted == last[2]:
+    if trusted is last[0] and hops == last[1] and trusted == last[2] and \
+            x_forwarded_port is last[4]:
         comp = last[3]
     else:
         if isinstance(trusted, str):  # "10.0.0.0/8, ::1" as a convenience
             trusted = tuple(t.strip() for t in trusted.split(",") if t.strip())
-        comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops)
-        _LAST[:] = [trusted, hops, trusted if type(trusted) is tuple else list(trusted), comp]
+        comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops,
+                         x_forwarded_port)
+        _LAST[:] = [trusted, hops, trusted if type(trusted) is tuple else list(trusted), comp,
+                    x_forwarded_port]
     return comp._resolve(peer, headers, peer_port, max_entries, max_bytes)
 
 
@@ -324,8 +384,12 @@ def _client_ip(comp: ClientIP, peer: str, headers: Headers, peer_port: int | Non
                               "walking left"))
             continue
         port = node.port
-        if port is None and ports and len(ports) == n and not truncated:
-            port = ports[k]
+        if port is None and ports and comp.x_forwarded_port and not forwarded:
+            # one element per trusted proxy, appended in step with X-Forwarded-For: count from
+            # the right, so elements a client put in front never line up with the client entry
+            at = len(ports) - (n - k)
+            if at >= 0:
+                port = ports[at]
         if is_trusted:
             if truncated:
                 return _fail(peer, peer_port, f"more than {max_entries} entries or {max_bytes}"

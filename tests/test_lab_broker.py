@@ -315,6 +315,17 @@ def test_safe_ws_listener(lab: Lab) -> None:
     wait_for(lambda: any(r.log.startswith("403") for r in lab.refusals(PROXY)))
 
 
+def test_safe_ws_listener_never_records_a_client_chosen_port(lab: Lab) -> None:
+    """Issue 11: through the trusted proxy, a client's own X-Forwarded-Port: 31337 is not the
+    port the safe listener records (the listener does not say its proxies set that header)."""
+    forged = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Port": "31337"}
+    with Paho("safe-ws-port", transport="ws", headers=forged) as c:
+        assert c.connect(*lab.addr("safe-ws"), bind=PROXY)
+        recorded = lab.broker.peername("safe-ws-port")
+    assert recorded is not None and recorded.startswith("203.0.113.7")
+    assert not recorded.endswith(":31337")
+
+
 def test_wrong_path_and_plain_http_are_refused(lab: Lab) -> None:
     with Paho("bad-path", transport="ws", path="/nope") as c, \
             pytest.raises(WebsocketConnectionError, match="not upgraded"):

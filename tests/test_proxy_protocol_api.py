@@ -180,3 +180,43 @@ def test_v1_address_memo_keeps_families_apart() -> None:
         h = decode(f"PROXY TCP4 10.{i >> 8 & 255}.{i & 255}.1 192.0.2.2 1 2\r\n".encode())
         assert h is not None and str(h.source) == f"10.{i >> 8 & 255}.{i & 255}.1:1"
     assert len(_codec._V1_MEMO4) <= _codec._V1_MEMO_MAX
+
+
+# -- the v1 fast path for tiny segments never changes a verdict -------------------------------
+
+from hypothesis import given as _given  # noqa: E402
+from hypothesis import settings as _settings  # noqa: E402
+from hypothesis import strategies as _st  # noqa: E402
+
+_V1_ALPHABET = b"PROXY TCP46UNKOWabcdefABCDEF0123456789:. \r\n"
+
+
+@_settings(max_examples=3000, deadline=None)
+@_given(_st.binary(max_size=60).map(lambda b: bytes(_V1_ALPHABET[x % len(_V1_ALPHABET)]
+                                                  for x in b)),
+        _st.sampled_from([b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY TCP4 192.168.1",
+                          b"PROXY TCP6 2001:db8", b"PROXY TCP6 ::ffff:1.2",
+                          b"PROXY TCP6 fe80::1 ", b""]))
+def test_bytewise_reader_agrees_with_decode_on_every_prefix(tail: bytes, head: bytes) -> None:
+    """Fed one byte at a time (the reader's O(1) path), every prefix gets decode()'s verdict:
+    incomplete, the header, or the same error."""
+    from realip import InvalidProxyHeader
+    from realip.proxy_protocol import Reader, decode
+
+    data = head + tail
+    reader = Reader()
+    for i in range(len(data)):
+        prefix = data[: i + 1]
+        try:
+            want = decode(prefix)
+        except InvalidProxyHeader as exc:
+            with pytest.raises(InvalidProxyHeader) as got:
+                reader.feed(data[i : i + 1])
+            assert got.value.reason == exc.reason
+            return
+        got_h = reader.feed(data[i : i + 1])
+        if want is None:
+            assert got_h is None, prefix
+        else:
+            assert got_h == want and reader.trailing == prefix[want.size:]
+            return

@@ -125,8 +125,9 @@ T = ["10.0.0.0/8"]
     ("10.0.0.1", [(XFF, "[2001:db8::1]:443")], "2001:db8::1", 443),
     ("10.0.0.1", [(XFF, "10.0.0.5, 10.0.0.2")], "10.0.0.5", None),  # all trusted → leftmost
     ("10.0.0.1", [(XFF, "1.1.1.1"), (XFF, "10.0.0.3")], "1.1.1.1", None),
+    # X-Forwarded-Port is not read unless the configuration says the proxies set it
     ("10.0.0.1", [(XFF, "1.1.1.1, 2.2.2.2"), ("X-Forwarded-Port", "1111, 2222")], "2.2.2.2",
-     2222),
+     None),
     ("10.0.0.1", [("Forwarded", 'for=192.0.2.60;proto=http, for="[2001:db8::7]:4711"')],
      "2001:db8::7", 4711),
     ("10.0.0.1", [("Forwarded", "for=unknown")], None, None),
@@ -292,3 +293,74 @@ def test_client_ip_sees_a_trusted_list_changed_in_place() -> None:
     trusted.append("172.16.0.0/12")
     assert client_ip("10.0.0.1", headers, trusted=trusted).addr == "1.2.3.4"
     assert client_ip("10.0.0.1", headers, trusted="10.0.0.0/8, 172.16.0.0/12").addr == "1.2.3.4"
+
+
+# ----------------------------------------------------------------------------------------------
+# The port is never the client's choice (issue 11): X-Forwarded-Port only when the configuration
+# says the trusted proxies append it, aligned from the right with their part of the list.
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from realip.resolve import ClientIP  # noqa: E402
+
+
+def test_a_client_sent_port_is_not_returned() -> None:
+    r = ClientIP(["10.0.0.0/8"])("10.0.0.5", [("X-Forwarded-For", "203.0.113.7"),
+                                              ("X-Forwarded-Port", "31337")])
+    assert (r.addr, r.port) == ("203.0.113.7", None)
+    with_port = ClientIP(["10.0.0.0/8"], x_forwarded_port=True)
+    # the proxy appended 50412 after the client's own claim: the right-aligned element is its
+    r = with_port("10.0.0.5", [("X-Forwarded-For", "203.0.113.7"),
+                               ("X-Forwarded-Port", "31337, 50412")])
+    assert (r.addr, r.port) == ("203.0.113.7", 50412)
+    assert client_ip("10.0.0.5", [("X-Forwarded-For", "203.0.113.7"),
+                                  ("X-Forwarded-Port", "31337, 50412")], trusted=["10.0.0.0/8"],
+                     x_forwarded_port=True).port == 50412
+
+
+def test_bad_configuration_is_refused_at_construction() -> None:
+    with pytest.raises(ConfigurationError, match=r"10\.0\.0\.0/8"):
+        ClientIP(["::ffff:10.0.0.0/104"])
+    with pytest.raises(ConfigurationError, match="hops"):
+        ClientIP(["10.0.0.0/8"], hops=True)
+    with pytest.raises(ConfigurationError, match="list"):
+        ClientIP("10.0.0.0/8")
+    with pytest.raises(ConfigurationError, match="x_forwarded_port"):
+        ClientIP(["10.0.0.0/8"], x_forwarded_port=1)  # type: ignore[arg-type]
+
+
+_port = st.integers(1, 65535)
+
+
+@settings(max_examples=400, deadline=None)
+@given(claims=st.lists(st.tuples(st.sampled_from(["198.51.100.66", "10.9.9.9", "127.0.0.1"]),
+                                 _port), max_size=4),
+       xfp_claims=st.lists(_port, max_size=4), proxies=st.integers(1, 4),
+       real_port=_port, with_xfp=st.booleans(), proxies_set_port=st.booleans())
+def test_no_client_chosen_port(claims: list[tuple[str, int]], xfp_claims: list[int],
+                               proxies: int, real_port: int, with_xfp: bool,
+                               proxies_set_port: bool) -> None:
+    """A client at 203.0.113.7:real_port sends any X-Forwarded-For / X-Forwarded-Port it likes;
+    each trusted proxy (10.0.0.x) appends the address (and, if it does, the port) of whoever
+    connected to it. The port client_ip returns is the real one, or unknown — never a claim."""
+    xff = [a for a, _ in claims]
+    xfp = list(xfp_claims)
+    sender, sender_port = "203.0.113.7", real_port
+    for i in range(proxies):
+        xff.append(sender)
+        if proxies_set_port:
+            xfp.append(sender_port)
+        sender, sender_port = f"10.0.0.{i + 1}", 40000 + i
+    headers = [("X-Forwarded-For", ", ".join(xff))]
+    if xfp:
+        headers.append(("X-Forwarded-Port", ", ".join(map(str, xfp))))
+    r = ClientIP(["10.0.0.0/8"], x_forwarded_port=with_xfp)(sender, headers,
+                                                             peer_port=sender_port)
+    assert r.addr == "203.0.113.7"
+    if with_xfp and proxies_set_port:
+        assert r.port == real_port
+    elif not with_xfp:
+        assert r.port is None
+    # (x_forwarded_port=True while the proxies do not append one is a false configuration:
+    # the docstring says the option asserts that every trusted proxy appends its element)

@@ -145,6 +145,9 @@ class SafeListener:
     proxy_protocol: bool = False
     proxy_protocol_timeout: float = 3.0
     access_rules: tuple[str, ...] = ()
+    #: the trusted proxies append X-Forwarded-Port (else a port comes only from the PROXY
+    #: header or an ``ip:port`` entry, never from what the client sent)
+    x_forwarded_port: bool = False
 
 
 Listener = Broker | SafeListener
@@ -1378,14 +1381,15 @@ def _receiver(lst: Broker) -> tuple[str, str | None, float] | None:
     return "emqx-tcp", None, lst.proxy_protocol_timeout
 
 
-_RESOLVERS: dict[tuple[tuple[str, ...], int | None], ClientIP] = {}
+_RESOLVERS: dict[tuple[tuple[str, ...], int | None, bool], ClientIP] = {}
 
 
 def _safe_resolver(lst: SafeListener) -> ClientIP:
-    key = (lst.trusted, lst.hops)
+    key = (lst.trusted, lst.hops, lst.x_forwarded_port)
     r = _RESOLVERS.get(key)
     if r is None:
-        r = _RESOLVERS[key] = ClientIP(lst.trusted, hops=lst.hops)
+        r = _RESOLVERS[key] = ClientIP(lst.trusted, hops=lst.hops,
+                                       x_forwarded_port=lst.x_forwarded_port)
     return r
 
 

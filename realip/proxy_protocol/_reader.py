@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from ..errors import InvalidProxyHeader
-from ._codec import decode
+from ._codec import _v1_ip6, decode
 from ._model import ProxyHeader
 from ._spec import V2_DEFAULT_MAX_SIZE, V2_FIXED, V2_MAX_SIZE, V2_SIGNATURE
 
@@ -61,6 +61,8 @@ class Reader:
         self._header: ProxyHeader | None = None
         self._error: InvalidProxyHeader | None = None
         self._trailing = bytearray()
+        # v1 fast path for tiny segments: the field being read, known to be a valid prefix
+        self._v1: _V1Prefix | None = None
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -103,6 +105,10 @@ class Reader:
         is returned again.  A malformed header raises :class:`~realip.InvalidProxyHeader`, and so
         does every later call.
         """
+        v1 = self._v1
+        if v1 is not None and len(data) == 1 and v1.take(data[0], self._buf):
+            self._buf += data  # the byte-at-a-time case: O(1), no decode
+            return None
         if self._error is not None:
             raise self._error
         if self._header is not None:
@@ -111,18 +117,43 @@ class Reader:
         self._buf += data
         if self._need and len(self._buf) < self._need:
             return None
+        # A v1 line fed in tiny pieces: each byte that provably keeps the line a valid prefix is
+        # taken in O(1) (a digit of an octet, a hex digit of a group…); anything else — a space,
+        # a colon after a colon, CR, LF, a byte that could be wrong — goes to decode(), which
+        # gives the exact verdict and the error of the shortest invalid prefix.  Without this a
+        # line sent a byte at a time cost one full decode per byte.
+        if len(data) <= 8 and len(self._buf) < 100:
+            if v1 is not None:
+                pre = self._buf[: len(self._buf) - len(data)]
+                for b in bytes(data):
+                    if not v1.take(b, pre):
+                        break  # decode() below judges, and sets the state afresh
+                    pre.append(b)
+                else:
+                    return None
+            elif self._version != 2 and len(self._buf) <= 11:
+                buf = bytes(self._buf)
+                for lit in _V1_STARTS:  # still spelling "PROXY TCP4 " and the like
+                    if lit.startswith(buf):
+                        if len(buf) == 11 and lit != b"PROXY UNKNOWN":
+                            self._v1 = _V1Prefix(buf[9:10], 0, b"")
+                        return None
         try:
             header = decode(bytes(self._buf), version=self._version, max_v2_size=self._max,
                             verify_crc32c=self._verify)
         except InvalidProxyHeader as exc:
             self._error = exc
+            self._v1 = None
             raise
         if header is None:
             buf = self._buf
             if len(buf) >= V2_FIXED and buf[:12] == V2_SIGNATURE:
                 self._need = V2_FIXED + ((buf[14] << 8) | buf[15])
+            elif buf[:1] == b"P":
+                self._v1 = _V1Prefix.after(bytes(buf))
             return None
         self._header = header
+        self._v1 = None  # from here on every byte is the application's
         self._trailing += self._buf[header.size :]
         self._buf = bytearray()
         return header
@@ -136,3 +167,123 @@ class Reader:
                 Reason.TRUNCATED, "the connection ended inside the header", bytes(self._buf[:64]),
                 len(self._buf))
             raise self._error
+
+
+def ipv6_ok(text: bytes) -> bool:
+    """Whether *text* is a whole IPv6 address as a v1 line may carry it (decode()'s own test)."""
+    return _v1_ip6(text) is not None
+
+
+_V1_STARTS = (b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_DIGITS = frozenset(b"0123456789")
+
+
+class _V1Prefix:
+    """Where a valid, incomplete v1 line stands, and which next bytes provably keep it valid.
+
+    Conservative by construction: :meth:`take` says True only for a byte after which decode()
+    would still say "incomplete" (a property test holds it to decode() on every prefix); for any
+    other byte it says False and the reader asks decode()."""
+
+    __slots__ = ("colons", "dbl", "field", "first", "glen", "n", "six", "val")
+
+    def __init__(self, proto: bytes, field: int, text: bytes) -> None:
+        self.six = proto == b"6"
+        self.field = field  # 0 source, 1 destination (addresses), 2 and 3 ports, 4 after CR
+        self._start(text)
+
+    def _start(self, text: bytes) -> None:
+        self.n = len(text)  # characters of the field so far
+        self.first = text[:2]  # how the field starts (a lone leading ":" needs another)
+        self.colons = text.count(b":")
+        self.dbl = b"::" in text
+        # the current octet / group / port: its length and (decimal) value
+        cur = text.rsplit(b":" if self.six and self.field < 2 else b".", 1)[-1]
+        self.glen = len(cur)
+        self.val = int(cur) if cur.isdigit() else -1
+        if self.field >= 2 or not self.six:
+            self.colons = text.count(b".")  # dots, for IPv4
+
+    @classmethod
+    def after(cls, buf: bytes) -> _V1Prefix | None:
+        """The state after *buf*, a valid prefix decode() has just confirmed (None: not inside
+        the fields of a TCP4/TCP6 line; decode() decides those)."""
+        if not buf.startswith((b"PROXY TCP4 ", b"PROXY TCP6 ")) or b"\r" in buf:
+            return None
+        parts = buf[11:].split(b" ")
+        if len(parts) > 4:
+            return None
+        text = parts[-1]
+        if len(parts) <= 2 and buf[9:10] == b"6" and b"." in text:
+            return None  # an IPv4 tail inside IPv6 text: decode() judges every byte of it
+        if len(parts) >= 3 and not text.isdigit() and text:
+            return None
+        return cls(buf[9:10], len(parts) - 1, text)
+
+    def take(self, b: int, buf: bytearray) -> bool:
+        """Whether byte *b*, arriving after *buf* (the line so far), keeps it a valid prefix;
+        if so the state moves on."""
+        field = self.field
+        if b == 0x20:  # the end of a field that is provably complete
+            if field >= 2:
+                done = self.n > 0 and field < 3
+            elif self.six:  # the whole address text, checked as decode() checks it
+                done = self.n > 0 and ipv6_ok(bytes(buf[len(buf) - self.n :]))
+            else:
+                done = self.colons == 3 and self.glen > 0
+            if done:
+                self.field = field + 1
+                self.n = self.glen = self.colons = 0
+                self.val = -1
+                self.first = b""
+                return True
+            return False
+        if b == 0x0D:  # CR after the destination port: "…1883\r" is still a valid prefix
+            if field == 3 and self.n:
+                self.field = 4
+                return True
+            return False
+        if field >= 4:
+            return False
+        if field >= 2 or not self.six:  # decimal: a port, or an IPv4 octet
+            if 0x30 <= b <= 0x39:
+                d = b - 0x30
+                if self.glen == 0:
+                    v = d
+                elif self.val == 0:
+                    return False  # no leading zeros
+                else:
+                    v = self.val * 10 + d
+                if v > (0xFFFF if field >= 2 else 255):
+                    return False
+                self.val = v
+                self.glen += 1
+                self.n += 1
+                return True
+            if b == 0x2E and field < 2 and self.glen and self.colons < 3:
+                self.colons += 1
+                self.glen = 0
+                self.val = -1
+                self.n += 1
+                return True
+            return False
+        # IPv6 text: hex groups of at most four, at most six colons here (more: decode())
+        if b in _HEX:
+            if self.glen < 4 and self.n < 39 and (self.first[:1] != b":" or
+                                                  self.first == b"::"):
+                self.glen += 1
+                self.n += 1
+                if self.n <= 2:
+                    self.first += bytes((b,))
+                return True
+            return False
+        if b == 0x3A and self.colons < 6 and (self.glen or (not self.dbl and self.n and
+                                                            buf[-1:] == b":")):
+            if not self.glen:
+                self.dbl = True  # "::", once per address
+            self.colons += 1
+            self.glen = 0
+            self.n += 1
+            return True
+        return False
