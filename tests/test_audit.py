@@ -48,7 +48,10 @@ def test_every_verdict_agrees_with_its_trace(path: Path) -> None:
             assert rec is not None
             forged = {row.attack.claim, *row.attack.decoys}
             forged |= {f"::ffff:{a}" for a in forged}
-            assert _host(rec).split("%")[0] in forged or \
+            host = _host(rec).split("%")[0]
+            if host.count(":") == 1 and "." in host:  # a verbatim "ip:port" entry (aedes)
+                host = host.split(":")[0]
+            assert host in forged or \
                 rec.endswith(f":{row.attack.claim_port}")
             assert row.culprit in [v.name for v in row.trace.views]
         elif row.verdict == "LOST":

@@ -1374,6 +1374,8 @@ def _receiver(lst: Broker) -> tuple[str, str | None, float] | None:
         if lst.version.startswith("2.0") or not lst.enable_proxy_protocol:
             return None
         return "mosquitto", str(lst.enable_proxy_protocol), lst.proxy_protocol_timeout
+    if lst.kind == "aedes":  # aedes-protocol-decoder with trustProxy: an optional header
+        return ("aedes", None, lst.proxy_protocol_timeout) if lst.trust_proxy else None
     if not lst.proxy_protocol:
         return None
     if lst.listener == "ws":
