@@ -364,3 +364,33 @@ def test_no_client_chosen_port(claims: list[tuple[str, int]], xfp_claims: list[i
         assert r.port is None
     # (x_forwarded_port=True while the proxies do not append one is a false configuration:
     # the docstring says the option asserts that every trusted proxy appends its element)
+
+
+# The fast path remembers the trusted proxies' part of the last list it walked; one resolver fed
+# a sequence of requests (spacing, lines, entry counts and bounds varying) must still give, for
+# every request, exactly what the traced walk gives.
+_SEQ_ENTRY = st.sampled_from(["10.0.0.2", " 10.0.0.3", "1.1.1.1", " 2.2.2.2", "8.8.8.8:80",
+                              "10.9.9.9 ", "junk", "", " [2001:db8::1]:1", "10.0.0.2:7"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests=st.lists(st.tuples(st.lists(_SEQ_ENTRY, max_size=9), st.integers(1, 3),
+                                   st.sampled_from([2, 3, 5, 16, 32]),
+                                   st.sampled_from(["10.0.0.1", "6.6.6.6"])),
+                         min_size=1, max_size=12),
+       hops=st.sampled_from([None, None, 2]))
+def test_client_ip_fast_path_over_a_sequence_agrees_with_the_traced_walk(
+        requests: list[tuple[list[str], int, int, str]], hops: int | None) -> None:
+    from realip.resolve import _client_ip
+
+    resolver = ClientIP(T, hops=hops)
+    for entries, lines, max_entries, peer in requests:
+        chunk = max(1, len(entries) // lines)
+        headers = [(XFF, ",".join(entries[i : i + chunk]))
+                   for i in range(0, len(entries), chunk)]
+        for _ in range(2):  # the second time through, the suffix learned from the first
+            fast = resolver(peer, headers, max_entries=max_entries)
+            slow = _client_ip(resolver, peer, headers, None, max_entries, 8192)
+            assert (fast.addr, fast.port, fast.code) == (slow.addr, slow.port, slow.code), \
+                (headers, max_entries)
+            assert fast.reason == slow.reason
