@@ -17,8 +17,9 @@ without re-implementing any of it.
 Where each takes the client's *port* from — the field a forger can choose most easily:
 
 ======================  =========================================================================
-``client_ip``           the chosen ``ip:port`` entry (written by the trusted proxy that appended
-                        it); ``X-Forwarded-Port`` only with ``x_forwarded_port=True`` (the
+``client_ip``           the chosen ``ip:port`` entry or ``Forwarded`` ``for="ip:port"``
+                        element (written by the trusted proxy that appended it);
+                        ``X-Forwarded-Port`` only with ``x_forwarded_port=True`` (the
                         configuration says every trusted proxy appends one element), aligned from
                         the right; otherwise unknown (None) — never the client's own claim
 uvicorn                 none (the port of the TCP peer is dropped: ``client=(host, 0)``)
@@ -38,7 +39,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 from typing import Any
 
-from ._addr import format_ip
+from ._addr import format_ip, ipv4_int
 from ._headers import Headers, parse_peer
 from .decisions import Entry, Resolution, Step
 from .errors import ConfigurationError
@@ -87,9 +88,16 @@ class ClientIP:
     """The safe resolver with its trust compiled once: ``ClientIP(trusted=[...], hops=N)`` then
     ``resolver(peer, headers)`` — what :func:`client_ip` does, without re-reading the
     configuration on every request.  Bad configuration raises
-    :class:`~realip.ConfigurationError` here."""
+    :class:`~realip.ConfigurationError` here: a string instead of a list of ranges, a bool or
+    non-integer *hops*, an IPv4-mapped range (``::ffff:10.0.0.0/104`` never matches: v4-mapped
+    addresses are compared as IPv4 — write ``10.0.0.0/8``).
 
-    __slots__ = ("_cache", "_peers", "_raw", "_rules", "_suffix", "hops", "trust",
+    Fast path: each list entry's verdict is memoised as it appears (spaces included), and the
+    trusted proxies' part of the last list walked is remembered, so a request through the same
+    proxies costs one suffix comparison and one memo lookup; anything unusual takes the traced
+    walk, which also gives every explanation on demand."""
+
+    __slots__ = ("_cache", "_peers", "_raw", "_rules", "_suffix", "_v4", "hops", "trust",
                  "x_forwarded_port")
 
     def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None,
@@ -122,6 +130,7 @@ class ClientIP:
         # raw list element (spaces included) → (address text, port, matches a rule)
         self._raw: dict[str, tuple[str | None, int | None, bool]] = {}
         self._rules = bool(self.trust.rules)
+        self._v4 = self.trust.ipv4_ranges
         # the trusted proxies' part of the last list walked (hops None): its text (from its
         # leading comma), its length and how many entries it holds — one tuple, replaced whole
         self._suffix: tuple[str, int, int] | None = None
@@ -194,8 +203,15 @@ class ClientIP:
             parts = xff.rsplit(",", limit)
 
     def _judge_raw(self, raw: str) -> tuple[str | None, int | None, bool]:
-        node, rule, shown = self._judge(raw.strip(" \t"), False)
-        hit = (shown, None if node is None else node.port, rule is not None)
+        text = raw.strip(" \t")
+        v4 = ipv4_int(text)
+        hit: tuple[str | None, int | None, bool]
+        if v4 is not None:
+            # a strict dotted quad (the usual new client) is its own canonical text
+            hit = (text, None, any(v4 & mask == net for net, mask in self._v4))
+        else:
+            node, rule, shown = self._judge(text, False)
+            hit = (shown, None if node is None else node.port, rule is not None)
         if len(self._raw) >= 4096:
             self._raw.clear()
         self._raw[raw] = hit
@@ -225,17 +241,19 @@ def _resolve(comp: ClientIP, peer: str, headers: Headers, peer_port: int | None,
             peer_ok = comp._peers.get(peer)
             if peer_ok is None:
                 peer_ok = comp._judge_peer(peer)
-            if peer_ok and len(xff) <= max_bytes:
+            size = len(xff)
+            if peer_ok and size <= max_bytes:
                 hit: tuple[str | None, int | None, bool] | None = None
                 suffix = comp._suffix  # one read: another thread may replace it meanwhile
-                if suffix is not None and suffix[2] < max_entries and xff.endswith(suffix[0]):
+                if suffix is not None and xff.endswith(suffix[0]) and suffix[2] < max_entries:
                     # The usual case, at C speed: the list ends with the trusted proxies'
                     # part seen last time (their entries are trusted whatever precedes
                     # them), so the entry just before it is the candidate; a memo of
                     # verdicts says at once whether it is an untrusted, well-formed client.
-                    end = len(xff) - suffix[1]
-                    hit = comp._raw.get(xff[xff.rfind(",", 0, end) + 1 : end])
-                    if hit is not None and (hit[2] or hit[0] is None):
+                    end = size - suffix[1]
+                    raw = xff[xff.rfind(",", 0, end) + 1 : end]
+                    hit = comp._raw.get(raw) or comp._judge_raw(raw)
+                    if hit[2] or hit[0] is None:
                         hit = None  # trusted or malformed: the walk decides
                 if hit is None:
                     hit = comp._walk(xff, max_entries)
