@@ -132,11 +132,11 @@ class Reader:
                 else:
                     return None
             elif self._version != 2 and len(self._buf) <= 11:
-                buf = bytes(self._buf)
+                start = bytes(self._buf)
                 for lit in _V1_STARTS:  # still spelling "PROXY TCP4 " and the like
-                    if lit.startswith(buf):
-                        if len(buf) == 11 and lit != b"PROXY UNKNOWN":
-                            self._v1 = _V1Prefix(buf[9:10], 0, b"")
+                    if lit.startswith(start):
+                        if len(start) == 11 and lit != b"PROXY UNKNOWN":
+                            self._v1 = _V1Prefix(start[9:10], 0, b"")
                         return None
         try:
             header = decode(bytes(self._buf), version=self._version, max_v2_size=self._max,
