@@ -20,9 +20,9 @@ LOST       not spoofed, but the broker records a proxy's address, not the client
 =========  ======================================================================================
 
 For a SPOOFED (or DOWN) row every change the programs' rooms propose
-(:func:`realip.programs.fixes`) is tried on the simulator, smallest first, starting with the hop that was fooled: a change is the
-fix when the attack stops *and* an honest client is still named as before.  The report applies
-all the fixes together and audits the result again.
+(:func:`realip.programs.fixes`) is tried on the simulator, smallest first, starting with the hop
+that was fooled: a change is the fix when the attack stops *and* an honest client is still named
+as before. The report applies all the fixes together and audits the result again.
 
 Sans-IO: only the simulator runs; a full audit of a bundled scenario takes well under a second
 (``benchmarks/bench_audit.py``).
