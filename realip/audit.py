@@ -304,6 +304,10 @@ class Report:
                 lines.append(f"  still {r.verdict}: {r.attack.name} from {r.position.name}")
         return "\n".join(lines).rstrip() + "\n"
 
+    def __repr__(self) -> str:
+        # what a notebook's plain-text view (nbval, GitHub) shows: the report, not the fields
+        return self.table()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``--json`` prints)."""
         return {"topology": self.topology.name, "ok": self.ok,
