@@ -19,10 +19,10 @@ DOWN       a receiver or the broker stops serving everybody (its process dies)
 LOST       not spoofed, but the broker records a proxy's address, not the client's
 =========  ======================================================================================
 
-For a SPOOFED row every change the programs' rooms propose (:func:`realip.programs.fixes`) is
-tried on the simulator, smallest first, starting with the hop that was fooled: a change is the
-fix when the attack stops *and* an honest client is still named as before.  The report applies
-all the fixes together and audits the result again.
+For a SPOOFED (or DOWN) row every change the programs' rooms propose
+(:func:`realip.programs.fixes`) is tried on the simulator, smallest first, starting with the hop
+that was fooled: a change is the fix when the attack stops *and* an honest client is still named
+as before. The report applies all the fixes together and audits the result again.
 
 Sans-IO: only the simulator runs; a full audit of a bundled scenario takes well under a second
 (``benchmarks/bench_audit.py``).
@@ -159,7 +159,8 @@ def _proxy_attacks(topology: Topology) -> list[Attack]:
                proxy=build(src, dst, tlvs=_FORGED_TLVS), claim=claim),
         Attack("proxy-malformed", "dos", "a malformed PROXY line (an address no parser "
                "accepts): does it take a receiver down?", both,
-               proxy=b"PROXY TCP4 999.0.0.1 " + first.addr.encode() + b" 1 1\r\n", claim=None),
+               proxy=b"PROXY TCP4 999.0.0.1 " + first.addr.encode() + b" 1 1\r\n", claim=None,
+               decoys=("999.0.0.1",)),
         Attack("proxy-unknown", "dos", "PROXY UNKNOWN (valid, but rarely handled): does it "
                "take a receiver down?", both, proxy=b"PROXY UNKNOWN\r\n", claim=None),
     ]
@@ -303,6 +304,10 @@ class Report:
                 lines.append(f"  still {r.verdict}: {r.attack.name} from {r.position.name}")
         return "\n".join(lines).rstrip() + "\n"
 
+    def __repr__(self) -> str:
+        # what a notebook's plain-text view (nbval, GitHub) shows: the report, not the fields
+        return self.table()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (what ``--json`` prints)."""
         return {"topology": self.topology.name, "ok": self.ok,
@@ -424,6 +429,7 @@ def _judge(trace: Trace, attack: Attack | None, attacker: Attacker
     host, _ = _split(trace.peername)
     if _norm(host) in {_norm(a) for a in (attack.claim, *attack.decoys) if a}:
         who = _believed(trace, replace(attack, claim=host))
+        who = who or (trace.views[-1].name if trace.views else None)
         return "SPOOFED", who, (f"the broker records the forged {host}: {who} took it "
                                 "from what the attacker sent")
     who = _believed(trace, attack)
@@ -622,7 +628,7 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     found = []
     known: list[tuple[Fix, ...]] = []
     for r in rows:
-        if r.verdict == "SPOOFED":
+        if r.verdict in ("SPOOFED", "DOWN"):
             hit = _find_fix(topology, r, honest_verdict, attacker, known)
             if hit is not None and hit[0] not in known:
                 known.append(hit[0])
@@ -634,7 +640,7 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     fixed = topology
     for _ in range(8):
         left = [r for r in audit(fixed, reach_inner=reach_inner, attacks=chosen, fix=False).rows
-                if r.verdict == "SPOOFED"]
+                if r.verdict in ("SPOOFED", "DOWN")]
         if not left:
             break
         hit = next((h for h in (_find_fix(fixed, r, honest_verdict, attacker)

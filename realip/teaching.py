@@ -367,7 +367,8 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
       ``"address"`` (its address part only),
       ``"outcome"`` (pick one of :data:`OUTCOMES`), or a variable such as ``"$remote_addr"``
       with *hop* (that hop's value; the why is the hop's decisions and resolution steps);
-    * PROXY header bytes and ``"size"`` (the why is the decoder's field list);
+    * PROXY header bytes and ``"size"`` (the why is the decoder's field list), or
+      ``"refused by"`` (pick which receivers refuse them; the why is each one's decision);
     * two headers ``(a, b)`` and ``"difference"`` (pick the field that differs).
     """
     from .topology import Trace
@@ -397,6 +398,17 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
                                  f"'$variable', not {what!r}")
     if isinstance(subject, (bytes, bytearray)) and what == "size":
         return Prediction(question, str(len(subject)), _bytes_why(bytes(subject)), "number")
+    if isinstance(subject, (bytes, bytearray)) and what == "refused by":
+        from .receivers import RECEIVERS, accepts
+
+        decided = [(name, accepts(name, bytes(subject))) for name in RECEIVERS]
+        refused = [name for name, acc in decided if not acc.accepted]
+        answer = ", ".join(refused) if refused else "none of them"
+        if len(refused) == len(decided):
+            answer = "all of them"
+        choices = tuple(dict.fromkeys(("none of them", "all of them", answer)))
+        why = tuple(f"{name}: {acc.describe()}" for name, acc in decided)
+        return Prediction(question, answer, why, "choice", choices)
     if isinstance(subject, tuple) and len(subject) == 2 and what == "difference":
         from .proxy_protocol import annotate
 

@@ -213,3 +213,13 @@ def test_judge_recorded_is_the_rule_for_live_runs_too() -> None:
     assert judge_recorded(f"{BATTERY_CLAIM}:31337:5", attack, "1.2.3.4")[0] == "SPOOFED"
     assert judge_recorded(f"::ffff:{BATTERY_CLAIM}:5", attack, "1.2.3.4")[0] == "SPOOFED"
     assert judge_recorded("10.0.0.9:5", attack, "1.2.3.4")[0] == "LOST"
+
+
+def test_a_receiver_that_dies_is_down_and_its_fix_is_computed() -> None:
+    """aedes with trustProxy: PROXY UNKNOWN kills the process (DOWN); turning trustProxy off
+    closes that and the forged headers."""
+    report = audit(load(str(ROOT / "data" / "topologies" / "aedes-malformed-header-down.yaml")))
+    down = [r for r in report.rows if r.verdict == "DOWN"]
+    assert [r.attack.name for r in down] == ["proxy-unknown"]
+    assert down[0].fix is not None and down[0].fix.fixes[0].setting == "trust_proxy"
+    assert not report.ok and report.reaudit is not None and report.reaudit.ok

@@ -138,10 +138,8 @@ def test_reveals_stay_collapsed_behind_a_neutral_summary(path: Path) -> None:
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_no_reveal_types_its_answer(path: Path) -> None:
-    """Old-style ``reveal("…literal answer…")`` or ``explanation="…"`` cells are gone from the
-    simulated course (the live lab, 07, reveals what real programs did)."""
-    if path.stem.startswith("07-"):
-        return
+    """Old-style ``reveal("…literal answer…")`` or ``explanation="…"`` cells are gone from every
+    notebook, the live lab's included."""
     for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         if cell["cell_type"] == "code":
             assert "reveal(" not in _source(cell), _source(cell)[:120]

@@ -137,6 +137,9 @@ damaged[19] ^= 0x01
 hex_view(bytes(damaged))
 
 # %%
+predict("Which receivers refuse the damaged header?", bytes(damaged), "refused by")
+
+# %%
 acceptance_table(bytes(damaged))
 
 # %% [markdown]

@@ -16,7 +16,7 @@
 # %%
 from realip.lab import Lab
 from realip.render import loopback_plan
-from realip.teaching import reveal, scenario
+from realip.teaching import predict, scenario
 
 # %% [markdown]
 # ## Every host gets its own loopback address
@@ -69,8 +69,13 @@ lab.connect()
 
 # %%
 direct = lab.connect(direct=True)
-reveal(direct.peername, explanation="Nothing: the listener waits for a PROXY header and closes "
-       "the connection after proxy_protocol_timeout (3 s) — " + str(direct.refused))
+predict("What does EMQX's listener do with this client?", direct.trace, "outcome")
+
+# %% [markdown]
+# And what the lab's broker really did, beside the simulator's prediction:
+
+# %%
+direct
 
 # %% [markdown]
 # A client that reaches the listener directly can also write a header of its own — and EMQX

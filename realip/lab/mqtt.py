@@ -93,6 +93,17 @@ class MalformedPacket(RealIPError):
         super().__init__(detail)
 
 
+def _utf8(raw: bytes) -> str:
+    """An MQTT UTF-8 string: valid UTF-8 and no U+0000 [MQTT-1.5.4-1, -2]."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPacket(f"not UTF-8: {raw[:32]!r}") from None
+    if "\x00" in text:
+        raise MalformedPacket("U+0000 in a UTF-8 string")
+    return text
+
+
 # -- properties (MQTT 5 §2.2.2.2) --------------------------------------------------------------
 
 _BYTE, _INT2, _INT4, _VARINT, _STR, _BIN, _PAIR = range(7)
@@ -206,14 +217,7 @@ class _Cursor:
         raise MalformedPacket("variable byte integer longer than 4 bytes")
 
     def string(self) -> str:
-        raw = self.take(self.u16())
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedPacket(f"not UTF-8: {raw[:32]!r}") from None
-        if "\x00" in text:
-            raise MalformedPacket("U+0000 in a UTF-8 string")
-        return text
+        return _utf8(self.take(self.u16()))
 
     def binary(self) -> bytes:
         return self.take(self.u16())
@@ -472,14 +476,7 @@ def _filters(body: bytes, pos: int) -> list[tuple[str, int]]:
         stop = pos + 2 + ((body[pos] << 8) | body[pos + 1])
         if stop >= end:  # the options byte must follow
             raise MalformedPacket(f"packet ends {stop + 1 - end} bytes early")
-        raw = body[pos + 2 : stop]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise MalformedPacket(f"not UTF-8: {raw[:32]!r}") from None
-        if "\x00" in text:
-            raise MalformedPacket("U+0000 in a UTF-8 string")
-        out.append((text, body[stop]))
+        out.append((_utf8(body[pos + 2 : stop]), body[stop]))
         pos = stop + 1
     return out
 

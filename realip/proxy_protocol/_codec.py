@@ -493,17 +493,10 @@ def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHe
     family = Family(ft >> 4)
     transport = Transport(ft & 0xF)
     _note(notes, data, 13, 1, "family/transport", f"{family.name} over {transport.name}")
-    if n < 16:
-        _note(notes, data, 14, n - 14, "length", "the 2-byte length is still incomplete",
-              "incomplete")
+    length = _v2_length(data, max_size, notes)
+    if length is None:
         return None
-    length = (data[14] << 8) | data[15]
     end = V2_FIXED + length
-    if end > max_size:
-        raise InvalidProxyHeader(
-            Reason.V2_TOO_LARGE, f"header would be {end} bytes, the cap is {max_size}",
-            data[14:16], 14)
-    _note(notes, data, 14, 2, "length", f"{length} more bytes (header is {end} bytes)")
     block = ADDRESS_BLOCK[family]
     if length < block and (command is _PROXY or length):
         raise InvalidProxyHeader(
@@ -560,16 +553,9 @@ def _walk_v2(data: bytes, max_size: int, verify: bool, notes: _Notes) -> ProxyHe
                                     None, None))
 
 
-def _walk_v2_local_ignored(data: bytes, ft: int, max_size: int, notes: _Notes
-                           ) -> ProxyHeader | None:
-    """A LOCAL header whose family/transport byte is undefined, or whose body is shorter than
-    that family's address block: spec §2.2 says the receiver ignores the family and the block
-    and uses the real connection's addresses — only the length is honoured (so no TLVs are
-    read from that body)."""
+def _v2_length(data: bytes, max_size: int, notes: _Notes) -> int | None:
+    """The v2 length field (None while incomplete), checked against the size cap."""
     n = len(data)
-    _note(notes, data, 13, 1, "family/transport",
-          f"0x{ft:02X}: ignored (LOCAL: the family and its address block do not count)",
-          "ignored")
     if n < 16:
         _note(notes, data, 14, n - 14, "length", "the 2-byte length is still incomplete",
               "incomplete")
@@ -581,6 +567,23 @@ def _walk_v2_local_ignored(data: bytes, ft: int, max_size: int, notes: _Notes
             Reason.V2_TOO_LARGE, f"header would be {end} bytes, the cap is {max_size}",
             data[14:16], 14)
     _note(notes, data, 14, 2, "length", f"{length} more bytes (header is {end} bytes)")
+    return length
+
+
+def _walk_v2_local_ignored(data: bytes, ft: int, max_size: int, notes: _Notes
+                           ) -> ProxyHeader | None:
+    """A LOCAL header whose family/transport byte is undefined, or whose body is shorter than
+    that family's address block: spec §2.2 says the receiver ignores the family and the block
+    and uses the real connection's addresses — only the length is honoured (so no TLVs are
+    read from that body)."""
+    n = len(data)
+    _note(notes, data, 13, 1, "family/transport",
+          f"0x{ft:02X}: ignored (LOCAL: the family and its address block do not count)",
+          "ignored")
+    length = _v2_length(data, max_size, notes)
+    if length is None:
+        return None
+    end = V2_FIXED + length
     if n < end:
         _note(notes, data, 16, n - 16, "rest", f"{end - n} byte(s) still to come", "incomplete")
         return None

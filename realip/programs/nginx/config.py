@@ -296,7 +296,7 @@ def _nginx_map(d: dict[str, Any], warnings: list[str]) -> NginxMap:
 def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
                    kind: str) -> None:
     name, args = d["directive"], _args(d)
-    if name in _ON_OFF and args[0] not in ("on", "off"):
+    if name in _ON_OFF and args[0].lower() not in ("on", "off"):
         raise ConfigurationError(f'{_at(d)}: invalid value "{args[0]}" in "{name}" directive, '
                                  'it must be "on" or "off"')
     if name == "set_real_ip_from":
@@ -304,7 +304,7 @@ def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
     elif name == "real_ip_header":
         into["real_ip_header"] = args[0]
     elif name == "real_ip_recursive":
-        into["real_ip_recursive"] = args[0] == "on"
+        into["real_ip_recursive"] = args[0].lower() == "on"  # ngx_conf_set_flag_slot: any case
     elif name == "proxy_set_header":
         into.setdefault("proxy_set_header", []).append(
             (args[0], args[1] if len(args) > 1 else "", _at(d)))
