@@ -517,8 +517,18 @@ class ProxyProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._done:
             return
+        self._received += len(data)
         try:
-            self._feed(data)
+            if self._detecting:
+                self._detect_header(data)
+                return
+            # the reader takes each segment in O(its length): a header sent a byte at a time
+            # costs one call per byte here, never a decode of everything so far
+            reader = self._reader
+            assert reader is not None
+            header = reader.feed(data)
+            if header is not None:
+                self._hand_over(header, reader.trailing)
         except RealIPError as exc:
             self._fail(exc)
 
@@ -569,24 +579,23 @@ class ProxyProtocol(asyncio.Protocol):
             self._f.pending -= 1
             self._counted = False
 
-    def _feed(self, data: bytes) -> None:
+    def _detect_header(self, data: bytes) -> None:
+        """OPTIONAL/REJECT/IGNORE: the first bytes say whether a header is there at all."""
         reader = self._reader
         assert reader is not None
-        self._received += len(data)
-        if self._detecting:
-            self._detect += data
-            verdict = _starts_like_header(self._detect)
-            if verdict is None:
-                return
-            self._detecting = False
-            data = bytes(self._detect)
-            self._detect = bytearray()
-            if not verdict:
-                self._hand_over(None, data)
-                return
-            if self._policy is Policy.REJECT:
-                raise ProxyPolicyError(Policy.REJECT, f"a PROXY header from {self._peer}, which "
-                                       "may not send one")
+        self._detect += data
+        verdict = _starts_like_header(self._detect)
+        if verdict is None:
+            return
+        self._detecting = False
+        data = bytes(self._detect)
+        self._detect = bytearray()
+        if not verdict:
+            self._hand_over(None, data)
+            return
+        if self._policy is Policy.REJECT:
+            raise ProxyPolicyError(Policy.REJECT, f"a PROXY header from {self._peer}, which "
+                                   "may not send one")
         header = reader.feed(data)
         if header is not None:
             self._hand_over(header, reader.trailing)

@@ -17,8 +17,9 @@ without re-implementing any of it.
 Where each takes the client's *port* from — the field a forger can choose most easily:
 
 ======================  =========================================================================
-``client_ip``           the chosen ``ip:port`` entry (written by the trusted proxy that appended
-                        it); ``X-Forwarded-Port`` only with ``x_forwarded_port=True`` (the
+``client_ip``           the chosen ``ip:port`` entry or ``Forwarded`` ``for="ip:port"``
+                        element (written by the trusted proxy that appended it);
+                        ``X-Forwarded-Port`` only with ``x_forwarded_port=True`` (the
                         configuration says every trusted proxy appends one element), aligned from
                         the right; otherwise unknown (None) — never the client's own claim
 uvicorn                 none (the port of the TCP peer is dropped: ``client=(host, 0)``)
@@ -38,7 +39,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from types import MappingProxyType
 from typing import Any
 
-from ._addr import format_ip
+from ._addr import format_ip, ipv4_int
 from ._headers import Headers, parse_peer
 from .decisions import Entry, Resolution, Step
 from .errors import ConfigurationError
@@ -76,6 +77,7 @@ __all__ = [
 
 IP = IPv4Address | IPv6Address
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_XFF_NAMES = frozenset({"X-Forwarded-For", "x-forwarded-for"})  # skip .lower() for these
 
 
 # ==============================================================================================
@@ -86,9 +88,17 @@ class ClientIP:
     """The safe resolver with its trust compiled once: ``ClientIP(trusted=[...], hops=N)`` then
     ``resolver(peer, headers)`` — what :func:`client_ip` does, without re-reading the
     configuration on every request.  Bad configuration raises
-    :class:`~realip.ConfigurationError` here."""
+    :class:`~realip.ConfigurationError` here: a string instead of a list of ranges, a bool or
+    non-integer *hops*, an IPv4-mapped range (``::ffff:10.0.0.0/104`` never matches: v4-mapped
+    addresses are compared as IPv4 — write ``10.0.0.0/8``).
 
-    __slots__ = ("_cache", "_peers", "_raw", "_rules", "hops", "trust", "x_forwarded_port")
+    Fast path: each list entry's verdict is memoised as it appears (spaces included), and the
+    trusted proxies' part of the last list walked is remembered, so a request through the same
+    proxies costs one suffix comparison and one memo lookup; anything unusual takes the traced
+    walk, which also gives every explanation on demand."""
+
+    __slots__ = ("_cache", "_peers", "_raw", "_rules", "_suffix", "_v4", "hops", "trust",
+                 "x_forwarded_port")
 
     def __init__(self, trusted: Sequence[str] = (), *, hops: int | None = None,
                  x_forwarded_port: bool = False) -> None:
@@ -117,9 +127,13 @@ class ClientIP:
         # token text → (parsed node, matching rule); bounded, so junk cannot grow it forever
         self._cache: dict[str, tuple[Node | None, str | None, str | None]] = {}
         self._peers: dict[str, bool] = {}
-        # raw list element (spaces included) → (address text, port, rule) for the fast path
-        self._raw: dict[str, tuple[str | None, int | None, str | None]] = {}
+        # raw list element (spaces included) → (address text, port, matches a rule)
+        self._raw: dict[str, tuple[str | None, int | None, bool]] = {}
         self._rules = bool(self.trust.rules)
+        self._v4 = self.trust.ipv4_ranges
+        # the trusted proxies' part of the last list walked (hops None): its text (from its
+        # leading comma), its length and how many entries it holds — one tuple, replaced whole
+        self._suffix: tuple[str, int, int] | None = None
 
     def judge(self, text: str, forwarded: bool = False) -> tuple[Node | None, str | None]:
         """Parse *text* and find the trust rule it matches (memoised)."""
@@ -142,69 +156,62 @@ class ClientIP:
     def __call__(self, peer: str, headers: Headers, *, peer_port: int | None = None,
                  max_entries: int = 32, max_bytes: int = 8192) -> Resolution:
         """Resolve one request (see :func:`client_ip`)."""
-        return self._resolve(peer, headers, peer_port, max_entries, max_bytes)
+        return _resolve(self, peer, headers, peer_port, max_entries, max_bytes)
 
-    def _resolve(self, peer: str, headers: Headers, peer_port: int | None, max_entries: int,
-                 max_bytes: int) -> Resolution:
-        # Fast path for the common case (X-Forwarded-For lines, nothing unusual): no trace is
-        # built.  Everything else, and every explanation (reason, trace), comes from the traced
-        # walk, on demand; a property test holds the two paths to the same answers.
-        xff = None
-        for name, value in headers:
-            size = len(name)
-            if size == 15 and name.lower() == "x-forwarded-for":
-                xff = value if xff is None else f"{xff}, {value}"
-            elif (size == 9 or size == 16) and name.lower() in ("forwarded", "x-forwarded-port"):
-                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
-        peer_ok = self._peers.get(peer)
-        if peer_ok is None:
-            try:
-                pip: IP | str = parse_peer(peer)
-            except ConfigurationError:
-                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
-            peer_ok = self.trust(pip, 0)
-            if len(self._peers) >= 4096:
-                self._peers.clear()
-            self._peers[peer] = peer_ok
-        if not peer_ok or xff is None or len(xff) > max_bytes:
-            return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+    def _judge_peer(self, peer: str) -> bool | None:
+        """Whether the TCP peer is trusted (memoised); None: not an address (traced walk)."""
+        try:
+            pip: IP | str = parse_peer(peer)
+        except ConfigurationError:
+            return None
+        ok = self.trust(pip, 0)
+        if len(self._peers) >= 4096:
+            self._peers.clear()
+        self._peers[peer] = ok
+        return ok
+
+    def _walk(self, xff: str, max_entries: int) -> tuple[str | None, int | None, bool] | None:
+        """The client of a plain X-Forwarded-For list, or None where the traced walk must
+        decide (a malformed entry, more than *max_entries* entries to read)."""
         # C-level splits from the right: first just a few entries (the boundary is usually near
         # the right end), the rest only if the walk gets that far; never more than max_entries.
-        # Entries are looked up in the memo as they are (spaces included): nothing is copied.
         cache = self._raw
         hops = self.hops
+        rules = self._rules
         limit = 4 if max_entries > 4 else max_entries
         parts = xff.rsplit(",", limit)
         while True:
             n = len(parts)
             truncated = n > limit
-            stop = 1 if truncated else 0
+            stop = 1 if truncated else 0  # parts[0] is then the unread rest
             for k in range(n - 1, stop - 1, -1):
-                hit = cache.get(parts[k])
-                if hit is None:
-                    hit = self._judge_raw(parts[k])
-                shown, port, rule = hit
-                if shown is None:
-                    return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
-                if hops is None:
-                    trusted = rule is not None
-                else:
-                    trusted = (rule is not None or not self._rules) and n - k < hops
+                hit = cache.get(parts[k]) or self._judge_raw(parts[k])
+                if hit[0] is None:
+                    return None
+                trusted = hit[2] if hops is None else (hit[2] or not rules) and n - k < hops
                 if trusted and (k or truncated):
                     continue
-
-                return _tuple_new(Resolution, (shown, port, "realip", True, "HEADER", "", (),
-                                               (), "X-Forwarded-For", "", None, "", _EMPTY, (),
-                                               (_client_ip, self, peer, headers, peer_port,
-                                                max_entries, max_bytes)))
+                if hops is None and not trusted:
+                    # remember the trusted part (the proxies' entries, a comma before each)
+                    # for the next request through the same proxies
+                    cut = sum(map(len, parts[k + 1 :])) + n - 1 - k
+                    self._suffix = (xff[len(xff) - cut :] if cut else "", cut, n - 1 - k)
+                return hit
             if not truncated or limit >= max_entries:
-                return _client_ip(self, peer, headers, peer_port, max_entries, max_bytes)
+                return None
             limit = max_entries
             parts = xff.rsplit(",", limit)
 
-    def _judge_raw(self, raw: str) -> tuple[str | None, int | None, str | None]:
-        node, rule, shown = self._judge(raw.strip(" \t"), False)
-        hit = (shown, None if node is None else node.port, rule)
+    def _judge_raw(self, raw: str) -> tuple[str | None, int | None, bool]:
+        text = raw.strip(" \t")
+        v4 = ipv4_int(text)
+        hit: tuple[str | None, int | None, bool]
+        if v4 is not None:
+            # a strict dotted quad (the usual new client) is its own canonical text
+            hit = (text, None, any(v4 & mask == net for net, mask in self._v4))
+        else:
+            node, rule, shown = self._judge(text, False)
+            hit = (shown, None if node is None else node.port, rule is not None)
         if len(self._raw) >= 4096:
             self._raw.clear()
         self._raw[raw] = hit
@@ -212,6 +219,53 @@ class ClientIP:
 
 
 _tuple_new = tuple.__new__
+
+
+def _resolve(comp: ClientIP, peer: str, headers: Headers, peer_port: int | None,
+             max_entries: int, max_bytes: int) -> Resolution:
+    """:class:`ClientIP`'s resolution, positional (what :func:`client_ip` calls directly)."""
+    # Fast path for the common case (X-Forwarded-For lines, nothing unusual), compiled down
+    # to C-level operations: no trace is built and nothing is parsed twice.  Everything else,
+    # and every explanation (reason, trace), comes from the traced walk, on demand; a
+    # property test holds the two paths to the same answers.
+    xff = None
+    for name, value in headers:
+        size = len(name)
+        if size == 15:
+            if name in _XFF_NAMES or name.lower() == "x-forwarded-for":
+                xff = value if xff is None else f"{xff}, {value}"
+        elif (size == 9 or size == 16) and name.lower() in ("forwarded", "x-forwarded-port"):
+            break  # the traced walk reads those
+    else:
+        if xff is not None:
+            peer_ok = comp._peers.get(peer)
+            if peer_ok is None:
+                peer_ok = comp._judge_peer(peer)
+            size = len(xff)
+            if peer_ok and size <= max_bytes:
+                hit: tuple[str | None, int | None, bool] | None = None
+                suffix = comp._suffix  # one read: another thread may replace it meanwhile
+                if suffix is not None and xff.endswith(suffix[0]) and suffix[2] < max_entries:
+                    # The usual case, at C speed: the list ends with the trusted proxies'
+                    # part seen last time (their entries are trusted whatever precedes
+                    # them), so the entry just before it is the candidate; a memo of
+                    # verdicts says at once whether it is an untrusted, well-formed client.
+                    end = size - suffix[1]
+                    raw = xff[xff.rfind(",", 0, end) + 1 : end]
+                    hit = comp._raw.get(raw) or comp._judge_raw(raw)
+                    if hit[2] or hit[0] is None:
+                        hit = None  # trusted or malformed: the walk decides
+                if hit is None:
+                    hit = comp._walk(xff, max_entries)
+                if hit is not None:
+                    # (addr, port, mode, used_header, code, reason, trace, entries, header,
+                    #  nginx fields…, explain): the explanation is recomputed on demand
+                    return _tuple_new(Resolution, (
+                        hit[0], hit[1], "realip", True, "HEADER", "", (), (),
+                        "X-Forwarded-For", "", None, "", _EMPTY, (),
+                        (_client_ip, comp, peer, headers, peer_port, max_entries,
+                         max_bytes)))
+    return _client_ip(comp, peer, headers, peer_port, max_entries, max_bytes)
 
 
 def _refuse_mapped(entry: str) -> None:
@@ -232,7 +286,7 @@ def _refuse_mapped(entry: str) -> None:
 
 
 _COMPILED: dict[tuple[tuple[str, ...], int | None, bool], ClientIP] = {}
-_LAST: list[Any] = [None, None, None, None, None]
+_LAST: tuple[Any, ...] = (None, None, None, None, None)
 
 
 def _compiled(trusted: tuple[str, ...], hops: int | None, xfp: bool) -> ClientIP:
@@ -277,21 +331,22 @@ def client_ip(
     Peer data never raises; a bad configuration raises :class:`~realip.ConfigurationError`.
     The configuration is compiled once and cached; :class:`ClientIP` does the same explicitly.
     """
+    global _LAST
     # The same configuration object as last time (the usual case: a module-level list) skips
     # even the dictionary lookup; the copy comparison catches a list changed in place.
-    last = _LAST
+    last = _LAST  # one read: another thread may replace it meanwhile
     comp: ClientIP
-    if trusted is last[0] and hops == last[1] and trusted == last[2] and \
-            x_forwarded_port is last[4]:
+    if trusted is last[0] and hops == last[1] and x_forwarded_port is last[4] and \
+            trusted == last[2]:
         comp = last[3]
     else:
         if isinstance(trusted, str):  # "10.0.0.0/8, ::1" as a convenience
             trusted = tuple(t.strip() for t in trusted.split(",") if t.strip())
         comp = _compiled(trusted if type(trusted) is tuple else tuple(trusted), hops,
                          x_forwarded_port)
-        _LAST[:] = [trusted, hops, trusted if type(trusted) is tuple else list(trusted), comp,
-                    x_forwarded_port]
-    return comp._resolve(peer, headers, peer_port, max_entries, max_bytes)
+        _LAST = (trusted, hops, trusted if type(trusted) is tuple else list(trusted), comp,
+                 x_forwarded_port)
+    return _resolve(comp, peer, headers, peer_port, max_entries, max_bytes)
 
 
 def _fail(peer: str, peer_port: int | None, reason: str, steps: list[Step],

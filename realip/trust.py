@@ -96,6 +96,12 @@ class Trust:
         self._v6 = tuple((r.network, r.mask, r.text) for r in rules if r.family == 6)
         self._unix = next((r.text for r in rules if r.family == "unix"), None)
 
+    @property
+    def ipv4_ranges(self) -> tuple[tuple[int, int], ...]:
+        """The IPv4 entries as ``(network, mask)`` integers: *value* matches one when
+        ``value & mask == network`` (for callers that compile their own fast test)."""
+        return tuple((net, mask) for net, mask, _ in self._v4)
+
     def __repr__(self) -> str:
         hops = "" if self.hops is None else f", hops={self.hops}"
         return f"Trust({[r.text for r in self.rules]!r}{hops})"

@@ -646,3 +646,142 @@ async def test_200_bad_connections_do_not_stop_good_clients() -> None:
 
 def factory_pending(server: asyncio.Server) -> int:
     return int(server.proxy_factory.pending)  # type: ignore[attr-defined]
+
+
+# -- 1-byte segments, in process (issue 11) -----------------------------------------------------
+# ProxyProtocolFactory driven through asyncio's own callbacks with a stub transport, so that
+# every segment boundary is exactly the one chosen (TCP on loopback may merge small writes).
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from realip.aio import ProxyProtocol  # noqa: E402
+from realip.proxy_protocol import decode  # noqa: E402
+
+V1_TCP6 = b"PROXY TCP6 2001:db8:85a3::8a2e:370:7334 2001:db8::1 56324 1883\r\n"
+V2_IP6 = build(("2001:db8::7", 56324), ("2001:db8::1", 1883), version=2,
+               tlvs=[(0x02, b"mqtt.example")])
+SEGMENT_HEADERS = {"v1": V1, "v1-tcp6": V1_TCP6, "v1-unknown": V1_UNKNOWN, "v2": V2,
+                   "v2-ipv6": V2_IP6, "v2-local": V2_LOCAL}
+
+
+class _StubTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.41.9", 40001), "sockname": ("127.0.41.1", 1883)}.get(
+            name, default)
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+class _App(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.data = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+
+def _deliver_segments(factory: ProxyProtocolFactory, segments: list[bytes]) -> tuple[
+        ProxyProtocol, _StubTransport]:
+    proto = factory()
+    transport = _StubTransport()
+    proto.connection_made(transport)
+    for seg in segments:
+        target = transport.protocol if hasattr(transport, "protocol") else proto
+        target.data_received(seg)  # type: ignore[attr-defined]
+    return proto, transport
+
+
+def _segmentings(stream: bytes) -> list[list[bytes]]:
+    """All 1-byte segments; for every i, i 1-byte segments then the rest in one; and every
+    two-piece split."""
+    n = len(stream)
+    ones = [stream[i : i + 1] for i in range(n)]
+    out = [ones]
+    out += [[*ones[:i], stream[i:]] for i in range(n)]
+    out += [[stream[:i], stream[i:]] for i in range(1, n)]
+    return out
+
+
+def _check(factory: ProxyProtocolFactory, header: bytes, segments: list[bytes]) -> None:
+    want = decode(header)
+    assert want is not None
+    _, transport = _deliver_segments(factory, segments)
+    app = transport.protocol
+    assert isinstance(app, _App), segments  # handed over: the header was complete and valid
+    result = app.transport.get_extra_info("proxy_result")
+    assert result.header == want
+    assert app.data == PAYLOAD  # not a byte lost, added or reordered after the header
+    assert not transport.closed
+    if want.is_local:
+        assert app.transport.get_extra_info("peername") == ("127.0.41.9", 40001)
+    else:
+        src = want.source
+        assert src is not None
+        assert app.transport.get_extra_info("peername")[:2] == (str(src.host), src.port)
+
+
+@pytest.mark.parametrize("policy", [Policy.REQUIRE, Policy.OPTIONAL])
+@pytest.mark.parametrize("name", list(SEGMENT_HEADERS))
+@run(60)
+async def test_one_byte_segments_every_split_same_header_no_byte_lost(
+        name: str, policy: Policy) -> None:
+    header = SEGMENT_HEADERS[name]
+    # OPTIONAL (for the trusted stub peer): the first bytes are sniffed before the reader
+    factory = ProxyProtocolFactory(_App, policy=PeerPolicy(["127.0.41.0/24"],
+                                                           trusted_policy=policy), timeout=30)
+    cases = _segmentings(header + PAYLOAD)
+    for segments in cases:
+        _check(factory, header, segments)
+    kind = "local" if decode(header).is_local else "proxied"  # type: ignore[union-attr]
+    assert factory.stats[kind] == len(cases) and factory.pending == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(list(SEGMENT_HEADERS)),
+       cuts=st.lists(st.integers(1, 4), min_size=1, max_size=120))
+def test_any_segmenting_gives_the_same_header(name: str, cuts: list[int]) -> None:
+    header = SEGMENT_HEADERS[name]
+    stream = header + PAYLOAD
+    segments, at = [], 0
+    for size in cuts:
+        if at >= len(stream):
+            break
+        segments.append(stream[at : at + size])
+        at += size
+    if at < len(stream):
+        segments.append(stream[at:])
+
+    async def go() -> None:
+        _check(ProxyProtocolFactory(_App, timeout=30), header, segments)
+
+    asyncio.run(go())
+
+
+@run()
+async def test_one_byte_segments_of_a_bad_header_are_refused_at_the_first_bad_byte() -> None:
+    errors: list[Exception] = []
+    factory = ProxyProtocolFactory(_App, timeout=30, on_error=lambda p, e: errors.append(e))
+    bad = b"PROXY TCP4 192.168.1.256 10.0.0.1 1 2\r\n"
+    proto, transport = _deliver_segments(factory, [bad[i : i + 1] for i in range(len(bad))])
+    assert transport.closed and len(errors) == 1
+    assert isinstance(errors[0], InvalidProxyHeader)
+    assert proto._received == len(b"PROXY TCP4 192.168.1.25") + 1  # closed at the '6'

@@ -364,3 +364,94 @@ def test_no_client_chosen_port(claims: list[tuple[str, int]], xfp_claims: list[i
         assert r.port is None
     # (x_forwarded_port=True while the proxies do not append one is a false configuration:
     # the docstring says the option asserts that every trusted proxy appends its element)
+
+
+# The fast path remembers the trusted proxies' part of the last list it walked; one resolver fed
+# a sequence of requests (spacing, lines, entry counts and bounds varying) must still give, for
+# every request, exactly what the traced walk gives.
+_SEQ_ENTRY = st.sampled_from(["10.0.0.2", " 10.0.0.3", "1.1.1.1", " 2.2.2.2", "8.8.8.8:80",
+                              "10.9.9.9 ", "junk", "", " [2001:db8::1]:1", "10.0.0.2:7"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(requests=st.lists(st.tuples(st.lists(_SEQ_ENTRY, max_size=9), st.integers(1, 3),
+                                   st.sampled_from([2, 3, 5, 16, 32]),
+                                   st.sampled_from(["10.0.0.1", "6.6.6.6"])),
+                         min_size=1, max_size=12),
+       hops=st.sampled_from([None, None, 2]))
+def test_client_ip_fast_path_over_a_sequence_agrees_with_the_traced_walk(
+        requests: list[tuple[list[str], int, int, str]], hops: int | None) -> None:
+    from realip.resolve import _client_ip
+
+    resolver = ClientIP(T, hops=hops)
+    for entries, lines, max_entries, peer in requests:
+        chunk = max(1, len(entries) // lines)
+        headers = [(XFF, ",".join(entries[i : i + chunk]))
+                   for i in range(0, len(entries), chunk)]
+        for _ in range(2):  # the second time through, the suffix learned from the first
+            fast = resolver(peer, headers, max_entries=max_entries)
+            slow = _client_ip(resolver, peer, headers, None, max_entries, 8192)
+            assert (fast.addr, fast.port, fast.code) == (slow.addr, slow.port, slow.code), \
+                (headers, max_entries)
+            assert fast.reason == slow.reason
+
+
+# Over whole header sets: whatever the client writes (X-Forwarded-For entries with ports,
+# Forwarded elements with ports, X-Forwarded-Port) — its claims use ports 30000–39999 — and
+# however the trusted proxies (10.0.0.x) append what they saw (an address, ip:port, a
+# Forwarded for="ip:port", an X-Forwarded-Port element: real ports are 40000+), the port
+# returned is the TCP peer's, None, or one a trusted hop wrote: never a claim.
+_claim_port = st.integers(30000, 39999)
+_claim_addr = st.sampled_from(["198.51.100.66", "10.9.9.9", "127.0.0.1", "2001:db8::66"])
+
+
+@settings(max_examples=600, deadline=None)
+@given(xff_claims=st.lists(st.tuples(_claim_addr, st.none() | _claim_port), max_size=3),
+       fwd_claims=st.lists(st.tuples(_claim_addr, st.none() | _claim_port), max_size=3),
+       xfp_claims=st.lists(_claim_port, max_size=3), client_header=st.sampled_from(
+           ["none", "xff", "fwd", "both"]),
+       proxies=st.integers(1, 3), style=st.sampled_from(["ip", "ip:port", "forwarded"]),
+       proxies_set_port=st.booleans(), with_xfp=st.booleans(), hops=st.sampled_from([None, 4]),
+       real_port=st.integers(40000, 49999))
+def test_no_client_chosen_port_over_header_sets(
+        xff_claims: list[tuple[str, int | None]], fwd_claims: list[tuple[str, int | None]],
+        xfp_claims: list[int], client_header: str, proxies: int, style: str,
+        proxies_set_port: bool, with_xfp: bool, hops: int | None, real_port: int) -> None:
+    def xff_text(addr: str, port: int | None) -> str:
+        if port is None:
+            return addr
+        return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+
+    xff = [xff_text(a, p) for a, p in xff_claims] if client_header in ("xff", "both") else []
+    fwd = [f'for="{xff_text(a, p)}"' if p is not None or ":" in a else f"for={a}"
+           for a, p in fwd_claims] if client_header in ("fwd", "both") else []
+    xfp = [str(p) for p in xfp_claims]
+    written: set[int] = set()
+    sender, sender_port = "203.0.113.7", real_port
+    for i in range(proxies):
+        if style == "forwarded":
+            fwd.append(f'for="{sender}:{sender_port}"')
+        else:
+            xff.append(f"{sender}:{sender_port}" if style == "ip:port" else sender)
+        if style != "ip":
+            written.add(sender_port)
+        if proxies_set_port:
+            xfp.append(str(sender_port))
+            written.add(sender_port)
+        sender, sender_port = f"10.0.0.{i + 1}", 40000 + i
+    headers = []
+    if xff:
+        headers.append(("X-Forwarded-For", ", ".join(xff)))
+    if fwd:
+        headers.append(("Forwarded", ", ".join(fwd)))
+    if xfp:
+        headers.append(("X-Forwarded-Port", ", ".join(xfp)))
+    # x_forwarded_port=True is the configuration's promise that every trusted proxy appends an
+    # element: only generated where they do (a false promise hands the client the port)
+    with_xfp = with_xfp and proxies_set_port
+    resolver = ClientIP(["10.0.0.0/8"], hops=hops, x_forwarded_port=with_xfp)
+    r = resolver(sender, headers, peer_port=sender_port)
+    assert r.port is None or r.port == sender_port or r.port in written, (headers, r)
+    assert r.port is None or r.port >= 40000
+    assert client_ip(sender, headers, trusted=["10.0.0.0/8"], hops=hops,
+                     x_forwarded_port=with_xfp).port == r.port

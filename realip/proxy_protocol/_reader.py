@@ -117,6 +117,14 @@ class Reader:
         self._buf += data
         if self._need and len(self._buf) < self._need:
             return None
+        # A v2 header in tiny pieces: its fixed part is judged without decoding the buffer each
+        # time — the signature byte by byte, and the second length byte (bytes 12 and 13 were
+        # judged when they came); decode() gives every verdict that can change.
+        n = len(self._buf)
+        if n < 16 and self._buf[:1] == b"\r" and self._version != 1 and (
+                (n <= 12 and V2_SIGNATURE.startswith(self._buf))
+                or (n == 15 and n - len(data) == 14)):
+            return None
         # A v1 line fed in tiny pieces: each byte that provably keeps the line a valid prefix is
         # taken in O(1) (a digit of an octet, a hex digit of a group…); anything else — a space,
         # a colon after a colon, CR, LF, a byte that could be wrong — goes to decode(), which
