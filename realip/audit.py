@@ -38,7 +38,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
 
 from .errors import ConfigurationError
-from .programs import Broker, Fix, FixContext, fixes
+from .programs import Fix, FixContext, fixes
 from .proxy_protocol import Endpoint, build
 from .topology import Topology, Trace, simulate
 
@@ -454,10 +454,6 @@ def judge_recorded(peername: str | None, attack: Attack | None, attacker_addr: s
                     "client")
 
 
-def _applies(attack: Attack, topology: Topology, position: Position) -> bool:
-    return topology.client.transport in attack.transports
-
-
 def _nodes(topology: Topology) -> list[Any]:
     return [*topology.hops, topology.broker]
 
@@ -618,7 +614,7 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     rows: list[Row] = []
     for position in _positions(topology, attacker):
         for attack in chosen:
-            if not _applies(attack, topology, position):
+            if topology.client.transport not in attack.transports:
                 continue
             trace = _run(topology, attack, position)
             verdict, culprit, why = _judge(trace, attack, attacker)
@@ -658,6 +654,4 @@ def audit(topology: Topology, *, reach_inner: bool = False,
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
-    if isinstance(value, Broker):  # pragma: no cover - settings values are plain data
-        return value.name
     return value

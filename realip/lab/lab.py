@@ -1270,8 +1270,8 @@ def netns_setup(topology: Topology) -> dict[str, str]:
     for addr in sorted(set(plan.values())):
         if addr in ("127.0.0.1", "::1"):
             continue
-        bits = 128 if ":" in addr else 32
-        subprocess.run(["ip", "addr", "add", f"{addr}/{bits}", "dev", "lo", "nodad"]
-                       if bits == 128 else ["ip", "addr", "add", f"{addr}/{bits}", "dev", "lo"],
-                       check=True)
+        # nodad: an IPv6 address is usable at once (no duplicate detection on a lone lo)
+        six = ":" in addr
+        subprocess.run(["ip", "addr", "add", f"{addr}/{128 if six else 32}", "dev", "lo",
+                        *(["nodad"] if six else [])], check=True)
     return plan
