@@ -14,6 +14,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
 	touch $(STAMP)
 
+# The real aedes broker the tests drive: Node packages pinned by the lock file (npm ci); without
+# npm the aedes tests skip (and fail under REALIP_REQUIRE_REAL=1)
+NODE_STAMP := realip/lab/node/node_modules/.installed
+$(NODE_STAMP): realip/lab/node/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd realip/lab/node && npm ci --no-audit --no-fund --silent && touch node_modules/.installed; \
+	else echo "npm not found: the aedes tests will skip"; fi
+
 # (root — containers, Binder-like images — needs --allow-root)
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -22,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check realip tests benchmarks tools
 	$(BIN)/mypy
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -16,7 +16,7 @@ REQUIRE = os.environ.get("REALIP_REQUIRE_REAL") == "1"
 
 def _need(path: str | None, what: str) -> str:
     if path is None:
-        message = f"{what} is not installed (apt-get install {what}; see apt.txt)"
+        message = f"{what} is not installed (see the README: apt.txt, or `npm ci` for aedes)"
         if REQUIRE:
             pytest.fail(f"REALIP_REQUIRE_REAL=1 but {message}")
         pytest.skip(message)
