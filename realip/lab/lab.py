@@ -472,6 +472,14 @@ class Lab:
             raise ConfigurationError(f"proxies must be one of {', '.join(PROXIES)}, not "
                                      f"{proxies!r}")
         self.topology = _as_topology(topology)
+        from ..render import needs_tls
+
+        if needs_tls(self.topology):
+            # refused rather than run without TLS: a plain-text chain would predict and
+            # observe something other than the scenario says
+            raise ConfigurationError(f"topology {self.topology.name} uses TLS: the live lab "
+                                     "does not terminate TLS yet; simulate it instead "
+                                     "(realip.topology.simulate)")
         self.proxies = str(proxies)
         # label → address; inside a private network namespace holding the scenario's own
         # addresses (render.netns_plan, netns_setup) nothing needs mapping, IPv6 included

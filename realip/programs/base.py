@@ -221,8 +221,9 @@ class ReceiverModel:
 
 
 def version_tuple(text: str) -> tuple[int, ...] | None:
-    """``"1.23.2"`` / ``"v2.9"`` as numbers (None when the text starts with none)."""
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
+    """``"1.23.2"`` / ``"v2.9"`` / EMQX Enterprise's ``"e5.10.4"`` as numbers (None when the
+    text starts with none)."""
+    m = re.match(r"\s*[ve]?(\d+(?:\.\d+)*)", text)
     if m is None:
         return None
     return tuple(int(x) for x in m.group(1).split("."))
@@ -274,10 +275,11 @@ class Broker:
     #: X-Real-IP (ws) from any sender
     trust_proxy: bool = False
     #: EMQX ``mqtt.peer_cert_as_username`` / ``peer_cert_as_clientid``: the client's identity
-    #: from its certificate (``cn``, ``dn``, ``crt``, ``pem``, ``md5``) — on a tcp listener with
+    #: from its certificate (``cn`` or ``dn``; EMQX's ``crt``/``pem``/``md5`` are not modelled)
+    #: — on a tcp listener with
     #: ``proxy_protocol``, from the PROXY v2 SSL TLV
-    peer_cert_as_username: Literal["disabled", "cn", "dn", "crt", "pem", "md5"] = "disabled"
-    peer_cert_as_clientid: Literal["disabled", "cn", "dn", "crt", "pem", "md5"] = "disabled"
+    peer_cert_as_username: Literal["disabled", "cn", "dn"] = "disabled"
+    peer_cert_as_clientid: Literal["disabled", "cn", "dn"] = "disabled"
     #: ssl/wss ``ssl_options``: ``verify`` (``verify_peer`` asks for a client certificate),
     #: ``fail_if_no_peer_cert``, and the CA (a label) that ``cacertfile`` holds
     verify: Literal["verify_none", "verify_peer"] = "verify_none"

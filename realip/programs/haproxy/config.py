@@ -34,7 +34,7 @@ def _hap_name(text: str) -> str:
 
 
 def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
-             tag: str = "") -> str:
+             tag: str = "", tls_dir: str = "/etc/realip/tls") -> str:
     """The ``frontend``/``backend`` pair of HAProxy hop *hop* listening on *listen*, its server
     line sourced from *own* and sent to *upstream* (named ``<tag><hop>`` and
     ``<tag><hop>_next``; the bind line is named after the hop, so HAProxy's connection errors
@@ -46,6 +46,13 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     bind = f"bind {listen} name {_hap_name(hop.name)}"
     if hop.accept_proxy:
         bind += " accept-proxy"
+    if hop.bind_ssl:
+        # <hop>.pem: certificate and key in one file, as HAProxy's crt takes them
+        bind += f" ssl crt {tls_dir}/{hop.name}.pem"
+        if hop.verify != "none":
+            bind += f" ca-file {tls_dir}/{hop.ca_file}.pem verify {hop.verify}"
+            if hop.crt_ignore_err:
+                bind += " crt-ignore-err all"
     # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
     # header) at all, only "Connect from" lines
     front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
@@ -73,8 +80,9 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     server = f"server next {upstream} source {own}"
     if hop.send_proxy == "v1":
         server += " send-proxy"
-    elif hop.send_proxy == "v2":
-        server += " send-proxy-v2"
+    elif hop.send_proxy in ("v2", "v2-ssl", "v2-ssl-cn"):
+        server += {"v2": " send-proxy-v2", "v2-ssl": " send-proxy-v2-ssl",
+                   "v2-ssl-cn": " send-proxy-v2-ssl-cn"}[hop.send_proxy]
         if hop.proxy_v2_options:
             server += " proxy-v2-options " + ",".join(hop.proxy_v2_options)
     back = [f"mode {hop.mode}", server]

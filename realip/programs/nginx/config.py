@@ -38,11 +38,31 @@ def _ngx_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
-                 ) -> tuple[str, str]:
+#: Where rendered configurations expect TLS files: ``<dir>/<hop>.crt`` / ``.key`` (the hop's
+#: own certificate and key, ``.pem`` both in one file for HAProxy) and ``<dir>/<ca>.pem`` (a CA
+#: by label); the live lab writes its run-time PKI with these names.
+TLS_DIR = "/etc/realip/tls"
+
+
+def _tls_lines(hop: Any, tls_dir: str) -> list[str]:
+    lines: list[str] = []
+    if getattr(hop, "listen_ssl", False):
+        lines += [f"ssl_certificate {tls_dir}/{hop.name}.crt;",
+                  f"ssl_certificate_key {tls_dir}/{hop.name}.key;"]
+        if hop.ssl_verify_client != "off":
+            lines += [f"ssl_verify_client {hop.ssl_verify_client};",
+                      f"ssl_client_certificate {tls_dir}/{hop.ssl_client_certificate}.pem;"]
+    if getattr(hop, "ssl_preread", False):
+        lines.append("ssl_preread on;")
+    return lines
+
+
+def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
+                 tls_dir: str = TLS_DIR) -> tuple[str, str]:
     """``("http" | "stream", server block)`` for nginx hop *hop* listening on *listen*, binding
     its upstream connections to *own* (``addr`` or ``addr:port``) and sending to *upstream*; a
-    :class:`~realip.programs.relay.Relay` becomes a plain stream relay."""
+    :class:`~realip.programs.relay.Relay` becomes a plain stream relay.  TLS files are named
+    under *tls_dir* (see :data:`TLS_DIR`)."""
     hop_name = hop.name
     if isinstance(hop, Relay):  # a plain TCP relay is an nginx stream server without PROXY
         lines = [f"# {hop.name} ({scenario}): plain relay", f"listen {listen};",
@@ -50,8 +70,10 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
         return "stream", _block("server", lines)
     if not isinstance(hop, NginxStream | NginxHttp):
         raise ConfigurationError(f"{hop_name} is not an nginx hop")
+    ssl = " ssl" if hop.listen_ssl else ""
     pp = " proxy_protocol" if hop.listen_proxy_protocol else ""
-    lines = [f"# {hop.name} ({scenario})", f"listen {listen}{pp};"]
+    lines = [f"# {hop.name} ({scenario})", f"listen {listen}{ssl}{pp};"]
+    lines += _tls_lines(hop, tls_dir)
     lines += [f"set_real_ip_from {e};" for e in hop.set_real_ip_from]
     if isinstance(hop, NginxStream):
         if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
@@ -59,6 +81,8 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
                                      "'proxy_protocol v2' (1.31.4+)")
         lines += [f"proxy_pass {upstream};", f"proxy_bind {own};",
                   f"proxy_protocol {hop.proxy_protocol};"]
+        if hop.proxy_ssl:
+            lines.append("proxy_ssl on;")
         return "stream", _block("server", lines)
     lines += [f"real_ip_header {hop.real_ip_header};",
               f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
