@@ -408,6 +408,7 @@ def test_bad_input_refused_and_next_client_served(lab: TlsLab, case: str) -> Non
         assert "did not complete" in refusal.log
     if reason == "unexpected_message":
         assert not answer.startswith(b"\x20")  # never a CONNACK
+        assert repr(data[:16]) in refusal.log  # the offending bytes, quoted
     lab.good_client(f"127.0.55.{150 + index}", f"after-{case}")
 
 

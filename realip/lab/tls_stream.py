@@ -283,8 +283,12 @@ async def server_handshake(ctx: ssl.SSLContext, raw_reader: asyncio.StreamReader
                 or str(exc)
             sender = "the listener sent the alert" if who == "SERVER" else \
                 "the client sent the alert"
+            # bytes that are not TLS at all: say what they were
+            quoted = f"; the first bytes were {bytes(seen[:16])!r}" \
+                if alert == "unexpected_message" else ""
             raise TlsRefused(alert, f"ssl_error {{tls_alert,{{{alert},...}}}}: handshake "
-                             f"failure, {sender} (OpenSSL: {detail})", len(seen)) from None
+                             f"failure, {sender} (OpenSSL: {detail}){quoted}",
+                             len(seen)) from None
         left = deadline - loop.time()
         try:
             if left <= 0:
