@@ -156,6 +156,18 @@ def test_pki_files_labels_and_cleanup() -> None:
     assert not directory.exists()
 
 
+def test_pki_removed_without_close() -> None:
+    import gc
+
+    pki = LabPKI()
+    pki.client("left-behind")
+    directory = pki.directory
+    assert any(directory.iterdir())
+    del pki
+    gc.collect()
+    assert not directory.exists()
+
+
 def test_pki_rsa_keys() -> None:
     with LabPKI(key_type="rsa") as pki:
         issued = pki.client("rsa-device")
@@ -456,3 +468,51 @@ def test_tls_and_wss_carry_large_and_many_messages(lab: TlsLab) -> None:
     info = lab.record("tls-sub")
     assert info.tls is not None and info.tls.cert is not None
     assert info.tls.cert.cn == "subscriber"
+
+
+def _bio_handshake(sock: socket.socket, ctx: ssl.SSLContext, prefix: bytes,
+                   server_hostname: str) -> tuple[ssl.SSLObject, ssl.MemoryBIO, ssl.MemoryBIO]:
+    """A client handshake whose ClientHello leaves in the same write as *prefix* (so the
+    broker reads the PROXY header and the start of TLS in one segment)."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
+    first = True
+    while True:
+        try:
+            obj.do_handshake()
+            sock.sendall(outgoing.read())
+            return obj, incoming, outgoing
+        except ssl.SSLWantReadError:
+            data = outgoing.read()
+            sock.sendall(prefix + data if first else data)
+            first = False
+            chunk = sock.recv(65536)
+            assert chunk, "the broker closed the connection inside the handshake"
+            incoming.write(chunk)
+
+
+def test_proxy_header_and_client_hello_in_one_segment(lab: TlsLab) -> None:
+    host, port = lab.addr("ssl-pp")
+    header = build(("203.0.113.44", 4444), (HOST, 8883))
+    ctx = lab.pki.client_context("one-segment")
+    with socket.socket() as s:
+        s.settimeout(3)
+        s.bind(("127.0.55.70", 0))
+        s.connect((host, port))
+        obj, incoming, outgoing = _bio_handshake(s, ctx, header, "mqtt.example.com")
+        obj.write(mqtt_connect("one-segment"))
+        s.sendall(outgoing.read())
+        answer = b""
+        while len(answer) < 4:
+            chunk = s.recv(65536)
+            assert chunk
+            incoming.write(chunk)
+            try:
+                answer += obj.read(65536)
+            except ssl.SSLWantReadError:
+                continue
+        assert answer[:1] == b"\x20" and answer[3] == 0  # CONNACK, accepted
+    info = lab.record("one-segment")
+    assert info.peername == "203.0.113.44:4444"
+    assert info.tls is not None and info.tls.cert is not None
+    assert info.tls.cert.cn == "one-segment" and info.tls.server_name == "mqtt.example.com"

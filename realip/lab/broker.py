@@ -1,8 +1,10 @@
 """A real MQTT broker for the lab: listeners with EMQX's rules, and realip's safe ones.
 
 :class:`LabBroker` serves MQTT 3.1, 3.1.1 and 5.0 over TCP and over WebSocket (path ``/mqtt``,
-subprotocol ``mqtt``) — CONNECT, SUBSCRIBE (wildcards, retained messages, QoS 0–2), PUBLISH,
-UNSUBSCRIBE, PING, wills — on any number of loopback listeners.  Each listener is configured
+subprotocol ``mqtt``), each also over TLS (EMQX's ``ssl`` and ``wss`` listeners, certificates
+from :class:`realip.lab.pki.LabPKI`; see :class:`LabBroker`) — CONNECT, SUBSCRIBE (wildcards,
+retained messages, QoS 0–2), PUBLISH, UNSUBSCRIBE, PING, wills — on any number of loopback
+listeners.  Each listener is configured
 with the simulator's own :class:`~realip.topology.Broker` model, and the decision that matters
 here — *which peername does this connection get?* — is taken by **the simulator's own code**
 (:func:`listener_decision`, which runs :mod:`realip.topology`'s broker logic: the

@@ -27,6 +27,7 @@ import ipaddress
 import shutil
 import ssl
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -159,6 +160,14 @@ class LabPKI:
         self.days = days
         # a fresh private directory outside the repository (mkdtemp: mode 0700)
         self.directory = Path(tempfile.mkdtemp(prefix="realip-pki-"))
+        repo = Path(__file__).resolve().parents[2]
+        if (repo / ".git").exists() and repo in self.directory.resolve().parents:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise ConfigurationError(f"the temporary directory {self.directory} is inside the "
+                                     f"repository {repo} (TMPDIR?): keys are never written "
+                                     "there")
+        # removed even if close() is never called (a notebook kernel that ends, a crash)
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.directory), True)
         self._cas: dict[str, LabCA] = {}
         self._issued: dict[tuple[str, str, str, KeyType], Issued] = {}
         self._count = 0
@@ -168,7 +177,7 @@ class LabPKI:
     def close(self) -> None:
         """Remove every file written (keys included); the PKI cannot be used afterwards."""
         self._closed = True
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self._finalizer()
 
     def __enter__(self) -> LabPKI:
         return self

@@ -297,7 +297,8 @@ async def server_handshake(ctx: ssl.SSLContext, raw_reader: asyncio.StreamReader
         except (TimeoutError, asyncio.TimeoutError):
             raise TlsRefused("ssl_upgrade_timeout", f"ssl_upgrade_timeout: the TLS handshake "
                              f"did not complete within {timeout:g} s ({len(seen)} bytes of it "
-                             "received)", len(seen)) from None
+                             "received; EMQX exits {shutdown, ssl_upgrade_timeout})",
+                             len(seen)) from None
         if not chunk:
             raise TlsRefused("closed", f"closed inside the TLS handshake after {len(seen)} "
                              "bytes (EMQX: {error, closed}, a normal exit)", len(seen))
