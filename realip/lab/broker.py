@@ -4,9 +4,9 @@
 subprotocol ``mqtt``), each also over TLS (EMQX's ``ssl`` and ``wss`` listeners, certificates
 from :class:`realip.lab.pki.LabPKI`; see :class:`LabBroker`) — CONNECT, SUBSCRIBE (wildcards,
 retained messages, QoS 0–2), PUBLISH, UNSUBSCRIBE, PING, wills — on any number of loopback
-listeners.  Each listener is configured
-with the simulator's own :class:`~realip.topology.Broker` model, and the decision that matters
-here — *which peername does this connection get?* — is taken by **the simulator's own code**
+listeners.  Each listener is configured with the simulator's own
+:class:`~realip.topology.Broker` model, and the decision that matters here — *which peername
+does this connection get?* — is taken by **the simulator's own code**
 (:func:`listener_decision`, which runs :mod:`realip.topology`'s broker logic: the
 :mod:`realip.receivers` EMQX/Mosquitto models for the PROXY header, EMQX ``access_rules``,
 :func:`realip.resolve.emqx_ws_peer` for ``proxy_address_header``/``proxy_port_header`` and 6.4's
