@@ -345,10 +345,8 @@ def test_forged_ssl_tlv_on_tcp_listener(lab: TlsLab) -> None:
     assert ssl_info is not None
     assert ssl_info.cn == "admin" and ssl_info.verify == 0
     assert ssl_info.verified  # what the header claims, and what EMQX would trust
-    # the username is the room's (peer_cert_as_username = cn) once its step reads the TLV,
-    # else the CONNECT packet's
-    want = "admin" if info.view.username is not None else "mallory"
-    assert info.username == want
+    # peer_cert_as_username = cn: the TLV's CN wins over the CONNECT packet's username
+    assert info.view.username == "admin" and info.username == "admin"
 
 
 # -- bad input: each refused, nothing else lost ---------------------------------------------------

@@ -129,23 +129,11 @@ def tls_listener_decision(listener: Broker, peer: Endpoint, local: Endpoint, cle
     came before the handshake (a PROXY header, or nothing), *session* the TLS connection as
     the lab broker terminated it (SNI, version, client certificate, the first plaintext).
 
-    It is :func:`realip.programs.step` with ``tls=session``.  A step that does not terminate
-    TLS on this listener yet (its view's ``tls`` is not ``"terminated"``) is answered by the
-    room's rules for the plain listener the TLS wraps (``tcp`` for ``ssl``, ``ws`` for
-    ``wss``) on the decrypted bytes — what esockd and cowboy do once the handshake is done
-    — and the view says so."""
+    It is :func:`realip.programs.step` with ``tls=session``: the room decides from the
+    facts of the real handshake (which CA signed the client certificate, the SNI, the
+    version) exactly as the simulator does."""
     out = step(listener, Inbound(clear, peer, local, "client", None, client_id, tls=session))
-    if out.view.tls == "terminated":
-        return out.view, out.view.peername
-    plain = replace(listener, listener="tcp" if listener.listener == "ssl" else "ws")
-    view, peername = listener_decision(plain, peer, local, clear + session.plaintext, client_id)
-    cert = session.cert
-    who = f"client certificate CN={cert.cn!r} ({cert.ca})" if cert else "no client certificate"
-    note = (f"TLS terminated by the lab broker ({session.version}, SNI "
-            f"{session.server_name or 'none'}, {who}); the step does not model {listener.listener}"
-            f" listeners yet: decided as the {plain.listener} listener on the decrypted bytes")
-    return replace(view, kind=f"{listener.kind}-{listener.listener}", tls="terminated",
-                   decisions=(note, *view.decisions)), peername
+    return out.view, out.view.peername
 
 
 def access_allowed(rules: Sequence[str], peer: Endpoint) -> bool:
