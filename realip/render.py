@@ -57,11 +57,12 @@ from .errors import ConfigurationError
 from .programs import HOP_KINDS
 from .programs.haproxy import config as haproxy_config
 from .programs.nginx import config as nginx_config
-from .programs.nginx.config import NGINX_STREAM_MODULE
+from .programs.nginx.config import NGINX_STREAM_MODULE, TLS_DIR
 from .topology import Broker, Hop, Topology
 
 __all__ = [
     "NGINX_STREAM_MODULE",
+    "TLS_DIR",
     "config_file",
     "haproxy_cfg",
     "haproxy_main",
@@ -355,12 +356,15 @@ def _ends(topology: Topology, hop_name: str, addresses: Mapping[str, str],
 
 def nginx_server(topology: Topology, hop_name: str, addresses: Mapping[str, str],
                  ports: Mapping[str, int] | None = None, *,
-                 source_ports: Mapping[str, int] | None = None) -> tuple[str, str]:
+                 source_ports: Mapping[str, int] | None = None,
+                 tls_dir: str = TLS_DIR) -> tuple[str, str]:
     """``("http" | "stream", server block)`` for one nginx hop on the loopback plan (a
     :class:`~realip.topology.Relay` becomes a plain stream relay).  With the hop's label in
-    *source_ports*, ``proxy_bind`` pins the source port too (``addr:port``)."""
+    *source_ports*, ``proxy_bind`` pins the source port too (``addr:port``).  TLS files are
+    named under *tls_dir* (``<hop>.crt``, ``<hop>.key``, ``<ca-label>.pem``)."""
     hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
-    return nginx_config.server_block(hop, topology.name, listen, own, upstream)
+    return nginx_config.server_block(hop, topology.name, listen, own, upstream,
+                                     tls_dir=tls_dir)
 
 
 def nginx_main(prefix: str, *, http: Sequence[str] = (), stream: Sequence[str] = (),
@@ -377,10 +381,11 @@ def nginx_main(prefix: str, *, http: Sequence[str] = (), stream: Sequence[str] =
 def nginx_conf(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
                prefix: str, ports: Mapping[str, int] | None = None,
                source_ports: Mapping[str, int] | None = None,
-               stream_module: str | None = NGINX_STREAM_MODULE) -> str:
+               stream_module: str | None = NGINX_STREAM_MODULE, tls_dir: str = TLS_DIR) -> str:
     """The whole ``nginx.conf`` of nginx hop *hop_name* on loopback (run it with
-    ``nginx -p PREFIX -c PREFIX/nginx.conf``)."""
-    kind, server = nginx_server(topology, hop_name, addresses, ports, source_ports=source_ports)
+    ``nginx -p PREFIX -c PREFIX/nginx.conf``); TLS files under *tls_dir*."""
+    kind, server = nginx_server(topology, hop_name, addresses, ports, source_ports=source_ports,
+                                tls_dir=tls_dir)
     if kind == "http":
         return nginx_main(prefix, http=[server], stream_module=stream_module)
     return nginx_main(prefix, stream=[server], stream_module=stream_module)
@@ -388,13 +393,16 @@ def nginx_conf(topology: Topology, hop_name: str, addresses: Mapping[str, str], 
 
 def haproxy_sections(topology: Topology, hop_name: str, addresses: Mapping[str, str],
                      ports: Mapping[str, int] | None = None, *, tag: str = "",
-                     source_ports: Mapping[str, int] | None = None) -> str:
+                     source_ports: Mapping[str, int] | None = None,
+                     tls_dir: str = TLS_DIR) -> str:
     """The ``frontend``/``backend`` pair of HAProxy hop *hop_name* on loopback (named
     ``<tag><hop>`` and ``<tag><hop>_next``; the bind line is named after the hop, so HAProxy's
     connection errors read ``ip:port [date] <tag><hop>/<hop>: message``).  With the hop's
-    label in *source_ports*, ``source`` pins the source port too."""
+    label in *source_ports*, ``source`` pins the source port too.  TLS files are named under
+    *tls_dir* (``<hop>.pem``: certificate, chain and key; ``<ca-label>.pem``)."""
     hop, listen, own, upstream = _ends(topology, hop_name, addresses, ports, source_ports)
-    return haproxy_config.sections(hop, topology.name, listen, own, upstream, tag=tag)
+    return haproxy_config.sections(hop, topology.name, listen, own, upstream, tag=tag,
+                                   tls_dir=tls_dir)
 
 
 def haproxy_main(prefix: str, sections: Sequence[str]) -> str:
@@ -405,23 +413,24 @@ def haproxy_main(prefix: str, sections: Sequence[str]) -> str:
 
 def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
                 prefix: str, ports: Mapping[str, int] | None = None,
-                source_ports: Mapping[str, int] | None = None) -> str:
+                source_ports: Mapping[str, int] | None = None, tls_dir: str = TLS_DIR) -> str:
     """The whole HAProxy configuration of hop *hop_name* on loopback (run it with
-    ``haproxy -db -f PREFIX/haproxy.cfg``)."""
+    ``haproxy -db -f PREFIX/haproxy.cfg``); TLS files under *tls_dir*."""
     return haproxy_main(prefix, [haproxy_sections(topology, hop_name, addresses, ports,
-                                                  source_ports=source_ports)])
+                                                  source_ports=source_ports, tls_dir=tls_dir)])
 
 
 def config_file(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
-                prefix: str) -> str | None:
+                prefix: str, tls_dir: str = TLS_DIR) -> str | None:
     """The whole configuration file realip writes for hop *hop_name* (``nginx.conf``,
-    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker)."""
+    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker); its
+    TLS files are named under *tls_dir*."""
     node = next((h for h in topology.hops if h.name == hop_name), None)
     if node is None:
         return None
     program = HOP_KINDS_BY_TYPE[type(node)].program
     if program == "nginx":
-        return nginx_conf(topology, hop_name, addresses, prefix=prefix)
+        return nginx_conf(topology, hop_name, addresses, prefix=prefix, tls_dir=tls_dir)
     if program == "haproxy":
-        return haproxy_cfg(topology, hop_name, addresses, prefix=prefix)
+        return haproxy_cfg(topology, hop_name, addresses, prefix=prefix, tls_dir=tls_dir)
     return None

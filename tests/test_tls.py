@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from realip import ScenarioError
-from realip.lab import Lab
 from realip.programs import Broker, Inbound, NginxStream, step
 from realip.proxy_protocol import SSLClient, decode, forged_header, ssl_tlv
 from realip.render import needs_tls
@@ -164,13 +163,29 @@ def test_nginx_stream_terminates_and_checks_client_certificates(
     # the upstream gets the PROXY line, then the decrypted CONNECT, in clear
     assert out.data == b"PROXY TCP4 203.0.113.7 10.0.0.2 50000 8883\r\n" + CONNECT
     v = out.view.variables
-    assert v["ssl_protocol"] == "TLSv1.3" and v["ssl_server_name"] == "mqtt.example.com"
+    # nginx 1.22.1's default ssl_protocols stop at TLSv1.2 (the live lab's real nginx)
+    assert v["ssl_protocol"] == "TLSv1.2" and v["ssl_server_name"] == "mqtt.example.com"
     if mode == "off" or cert is None:
         assert v["ssl_client_verify"] == "NONE" and v["ssl_client_s_dn"] == ""
     elif mode == "optional_no_ca":
         assert v["ssl_client_verify"] == "FAILED:unable to get local issuer certificate"
     else:
         assert (v["ssl_client_s_dn"], v["ssl_client_verify"]) == ("CN=device-42", "SUCCESS")
+
+
+@pytest.mark.parametrize(("version", "protocol"), [("1.22.1", "TLSv1.2"),
+                                                  ("1.23.3", "TLSv1.2"),
+                                                  ("1.23.4", "TLSv1.3"),
+                                                  ("1.26.1", "TLSv1.3")])
+def test_nginx_default_ssl_protocols_by_version(version: str, protocol: str) -> None:
+    """Until 1.23.4 nginx's default ssl_protocols is TLSv1 TLSv1.1 TLSv1.2: a client offering
+    1.3 (and 1.2) gets 1.2 — what the real Debian 1.22.1 does in tests/real/test_tls_lab_real."""
+    node = _ngx(listen_ssl=True, proxy_protocol="on", version=version)
+    out = step(node, _in(TlsSession(CONNECT, "mqtt", "mqtt.example.com")))
+    assert out.ok and out.view.variables["ssl_protocol"] == protocol
+    assert out.view.variables["ssl_cipher"] == (
+        "TLS_AES_256_GCM_SHA384" if protocol == "TLSv1.3" else "ECDHE-ECDSA-AES256-GCM-SHA384")
+    assert any("ssl_protocols" in d for d in out.view.decisions) is (protocol == "TLSv1.2")
 
 
 def test_nginx_ssl_listener_refuses_bytes_that_are_not_tls() -> None:
@@ -450,7 +465,3 @@ def test_forged_header_and_ssl_tlv() -> None:
     with pytest.raises(ValueError, match="must name each"):
         ssl_tlv(order=("cn",))
 
-
-def test_the_lab_refuses_tls_topologies_clearly() -> None:
-    with pytest.raises(Exception, match="does not terminate TLS yet"):
-        Lab("tls-nginx-terminates")

@@ -87,6 +87,7 @@ from .loopback import Background, check_loopback, private_netns
 
 if TYPE_CHECKING:
     from .broker import ClientInfo, LabBroker, Limits
+    from .pki import LabPKI
     from .relay import HopRelay
 
 __all__ = [
@@ -95,6 +96,7 @@ __all__ = [
     "PahoResult",
     "Probe",
     "Progress",
+    "TlsFacts",
     "alias_commands",
     "can_bind",
     "missing_loopback",
@@ -257,6 +259,50 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class TlsFacts:
+    """A TLS client's connection as the end that terminated it saw it: ``terminated_by``
+    (the host label whose certificate the client's handshake met), ``server_name`` (the SNI
+    it received) and ``cert_cn`` (the client certificate's CN it learned).  Live, a fact the
+    lab cannot observe is None (nginx and HAProxy do not tell the SNI or CN they saw; the CN a
+    terminating HAProxy writes into the PROXY v2 SSL TLV is what the broker reads)."""
+
+    terminated_by: str | None
+    server_name: str | None
+    cert_cn: str | None
+
+    def text(self) -> str:
+        if self.terminated_by is None:
+            return "no handshake completed"
+        sni = "not observed" if self.server_name is None else repr(self.server_name)
+        cn = "not observed / none" if self.cert_cn is None else repr(self.cert_cn)
+        return f"terminated by {self.terminated_by}, SNI {sni}, client certificate CN {cn}"
+
+
+def _predicted_tls(trace: Trace) -> TlsFacts:
+    """The simulator's :class:`TlsFacts`: the first end that terminated the client's TLS, the
+    SNI and CN its variables hold (or the CN a broker read from a PROXY v2 SSL TLV)."""
+    for view in trace.views:
+        if view.tls != "terminated":
+            continue
+        v = view.variables
+        sni = v.get("ssl_server_name") or v.get("ssl_fc_sni") or \
+            trace.topology.client.sni or None
+        dn = v.get("ssl_client_s_dn", "")
+        cn = v.get("ssl_c_s_dn(cn)") or v.get("cert_common_name") or \
+            (dn[3:] if dn.startswith("CN=") else None) or None
+        return TlsFacts(view.name, sni, cn)
+    return TlsFacts(None, None, None)
+
+
+def _facts_agree(live: TlsFacts, predicted: TlsFacts) -> bool:
+    """The terminating host agrees, and every fact the lab observed is the predicted one."""
+    if live.terminated_by != predicted.terminated_by:
+        return False
+    return all(got is None or got == want for got, want in
+               ((live.server_name, predicted.server_name), (live.cert_cn, predicted.cert_cn)))
+
+
+@dataclass(frozen=True)
 class Probe:
     """One client connection through the lab, beside the simulator's prediction.
 
@@ -279,11 +325,24 @@ class Probe:
     source_ports: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     logs: Mapping[str, str] = field(default_factory=dict)
+    #: the MQTT username the broker gave the session (EMQX's ``peer_cert_as_username``; None:
+    #: the CONNECT packet's, which the lab client leaves empty), and the simulator's
+    username: str | None = None
+    predicted_username: str | None = None
+    #: a TLS client's connection, live and simulated (None: the client spoke no TLS)
+    tls: TlsFacts | None = None
+    predicted_tls: TlsFacts | None = None
 
     @property
     def agree(self) -> bool:
-        """The broker's peername is the predicted one (both None: both refused)."""
-        return self.peername == self.predicted
+        """The broker's peername and username are the predicted ones (both None: both
+        refused), and for a TLS client so are who terminated it and what it learned (where the
+        lab observed it: :class:`TlsFacts`)."""
+        if self.peername != self.predicted or self.username != self.predicted_username:
+            return False
+        if self.tls is not None and self.predicted_tls is not None and self.connected:
+            return _facts_agree(self.tls, self.predicted_tls)
+        return True
 
     @property
     def connected(self) -> bool:
@@ -306,7 +365,11 @@ class Probe:
                 "path": list(self.path), "forged": list(self.forged), "refused": self.refused,
                 "predicted_failure": self.trace.failure,
                 "addresses": dict(self.addresses), "source_ports": dict(self.source_ports),
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "username": self.username,
+                "predicted_username": self.predicted_username,
+                "tls": None if self.tls is None else vars(self.tls),
+                "predicted_tls": None if self.predicted_tls is None else
+                vars(self.predicted_tls)}
 
     def lines(self) -> list[str]:
         via = " → ".join(self.path)
@@ -321,6 +384,12 @@ class Probe:
             out.append(f"  simulator predicts {self.predicted}{self.label(self.predicted)}")
         else:
             out.append(f"  simulator predicts — refused ({self.trace.failure})")
+        if self.username is not None or self.predicted_username is not None:
+            out.append(f"  broker's username  {self.username!r}")
+            out.append(f"  simulator predicts {self.predicted_username!r}")
+        if self.tls is not None and self.predicted_tls is not None and self.connected:
+            out.append(f"  TLS (live)         {self.tls.text()}")
+            out.append(f"  TLS (simulated)    {self.predicted_tls.text()}")
         out.append("  ✓ they agree" if self.agree else "  ✗ they DIFFER")
         out += [f"  note: {n}" for n in self.notes]
         return out
@@ -347,6 +416,12 @@ class Probe:
         rows.append(row("simulator predicts",
                         (self.predicted + self.label(self.predicted)) if self.predicted
                         else f"refused ({self.trace.failure})"))
+        if self.username is not None or self.predicted_username is not None:
+            rows.append(row("broker's username", repr(self.username)))
+            rows.append(row("simulator predicts", repr(self.predicted_username)))
+        if self.tls is not None and self.predicted_tls is not None and self.connected:
+            rows.append(row("TLS (live)", self.tls.text()))
+            rows.append(row("TLS (simulated)", self.predicted_tls.text()))
         verdict = ("<b style='color:green'>✓ they agree</b>" if self.agree
                    else "<b style='color:red'>✗ they differ</b>")
         notes = "".join(f"<br><i>note: {html.escape(n)}</i>" for n in self.notes)
@@ -365,6 +440,7 @@ class _Resources:
         self.programs: list[RealProgram] = []
         self.servers: list[Any] = []  # HopRelay / LabBroker (closed in this order)
         self.bg: Background | None = None
+        self.pki: LabPKI | None = None
         self.directory: str | None = None
         self.keep_files = False
         self.errors: list[BaseException] = []
@@ -396,6 +472,9 @@ class _Resources:
                 attempt(lambda: bg.run(close_all(), timeout=10.0))
             attempt(bg.close)
             self.bg = None
+        if self.pki is not None:  # after the programs and servers that read its files
+            pki, self.pki = self.pki, None
+            attempt(pki.close)
         if self.directory is not None and not self.keep_files:
             attempt(lambda: shutil.rmtree(self.directory or "", ignore_errors=True))
         if interrupted is not None:
@@ -475,14 +554,6 @@ class Lab:
             raise ConfigurationError(f"proxies must be one of {', '.join(PROXIES)}, not "
                                      f"{proxies!r}")
         self.topology = _as_topology(topology)
-        from ..render import needs_tls
-
-        if needs_tls(self.topology):
-            # refused rather than run without TLS: a plain-text chain would predict and
-            # observe something other than the scenario says
-            raise ConfigurationError(f"topology {self.topology.name} uses TLS: the live lab "
-                                     "does not terminate TLS yet; simulate it instead "
-                                     "(realip.topology.simulate)")
         self.proxies = str(proxies)
         # label → address; inside a private network namespace holding the scenario's own
         # addresses (render.netns_plan, netns_setup) nothing needs mapping, IPv6 included
@@ -499,6 +570,8 @@ class Lab:
         self.ports: dict[str, int] = {}
         self.mapped: Topology | None = None
         self.broker: LabBroker | None = None
+        #: the run-time PKI of a topology that uses TLS (None otherwise)
+        self.pki: LabPKI | None = None
         self.relays: dict[str, HopRelay] = {}
         self.programs: dict[str, RealProgram] = {}
         self._res = _Resources()
@@ -643,8 +716,16 @@ class Lab:
         b = mapped.broker
         self.progress.step(f"broker {b.name}: lab broker with {b.kind} {b.version}'s {b.listener} "
                            f"listener rules on {b.addr}")
+        from ..render import needs_tls
+
+        if needs_tls(topo):
+            from .pki import LabPKI
+
+            # every server certificate also covers the names clients send as SNI
+            sni = tuple(dict.fromkeys(n for n in (topo.client.sni, "localhost") if n))
+            self.pki = self._res.pki = LabPKI(server_names=sni)
         self._res.bg = Background()
-        self.broker = LabBroker(mapped.broker, limits=self.limits)
+        self.broker = LabBroker(mapped.broker, limits=self.limits, pki=self.pki)
         self._res.servers.insert(0, self.broker)
         self._res.bg.run(self.broker.start(), timeout=self.start_timeout)
 
@@ -656,7 +737,7 @@ class Lab:
             nxt = nodes[i + 1]
             self.progress.step(f"{hop.name}: {self.runs[hop.name].kind} as a python relay on "
                                f"{hop.addr}")
-            relay = HopRelay(hop, (nxt.addr, nxt.port), pin_source_port=False)
+            relay = HopRelay(hop, (nxt.addr, nxt.port), pin_source_port=False, pki=self.pki)
             self._res.servers.insert(0, relay)
             self._res.bg.run(relay.start(), timeout=self.start_timeout)
             self.relays[hop.name] = relay
@@ -667,6 +748,8 @@ class Lab:
                 self._res.directory = base
             else:
                 Path(base).mkdir(parents=True, exist_ok=True)
+        tls_dir = self._tls_files(Path(base) / "tls", [n for ns in groups.values() for n in ns]) \
+            if groups and self.pki is not None else None
         for program, names in groups.items():
             info = require(program)
             self.progress.step(f"{', '.join(names)}: {program} {info.version} on "
@@ -675,7 +758,8 @@ class Lab:
             if directory.exists():
                 shutil.rmtree(directory)
             cls = DRIVERS[program][0]
-            driver = cls.for_hops(info, topo, names, self.addresses, self.ports, directory)
+            driver = cls.for_hops(info, topo, names, self.addresses, self.ports, directory,
+                                  tls_dir=tls_dir)
             self._res.programs.append(driver)
             self.programs[program] = driver
             driver.start(self.start_timeout)
@@ -683,6 +767,34 @@ class Lab:
         chain = " → ".join(f"{n} {self.addresses[n]}" for n in
                            [topo.client.name, *labels])
         self.progress.finish(f"ready: {chain}")
+
+    def _tls_files(self, directory: Path, hops: Sequence[str]) -> str:
+        """The TLS files the rendered configurations of *hops* name (``<hop>.crt`` /
+        ``.key`` / ``.pem``, ``<ca-label>.pem``; :data:`realip.render.TLS_DIR`), as symbolic
+        links into the PKI's own directory, so no key is ever copied (they dangle once the PKI
+        is closed)."""
+        assert self.pki is not None and self.mapped is not None
+        directory.mkdir(parents=True, exist_ok=True)
+
+        def link(name: str, target: Path) -> None:
+            path = directory / name
+            if path.is_symlink() or path.exists():
+                path.unlink()
+            path.symlink_to(target)
+
+        for name in hops:
+            hop = self.mapped.hop(name)
+            key = str(getattr(hop, "ssl_key", "EC256"))
+            kt: Literal["ec", "rsa"] = "rsa" if key.startswith("RSA") else "ec"
+            issued = self.pki.server(hop.addr, key_type=kt)
+            link(f"{name}.crt", issued.chain_file)
+            link(f"{name}.key", issued.key_file)
+            link(f"{name}.pem", issued.pem_file)
+            for attr in ("ssl_client_certificate", "ca_file"):
+                label = getattr(hop, attr, None)
+                if isinstance(label, str) and label:
+                    link(f"{label}.pem", self.pki.ca_file(label))
+        return str(directory)
 
     def close(self) -> None:
         """Stop every program, close every socket, end the lab's thread (idempotent; survives
@@ -703,11 +815,13 @@ class Lab:
                 transport: str | None = None, forge_xff: str | None = None,
                 forge_proxy: str | bytes | None = None, direct: bool = False,
                 source_ports: Mapping[str, int] | None = None,
-                headers: Sequence[tuple[str, str]] | None = None) -> Trace:
+                headers: Sequence[tuple[str, str]] | None = None,
+                client: Mapping[str, Any] | None = None) -> Trace:
         """:func:`~realip.topology.simulate` for this lab: the topology on its loopback
         addresses and ports (*client_port*: the client's source port; *source_ports*: each hop's
         upstream source port), real hops at the installed program's version; *direct* leaves
-        the hops out (the client dials the broker)."""
+        the hops out (the client dials the broker); *client* changes the client's settings
+        (as :meth:`connect`)."""
         self._need_running()
         topo = self.topology
         ports = dict(self.ports)
@@ -721,7 +835,7 @@ class Lab:
                 hop = replace(cast(Any, hop), version=run.version)
             hops.append(hop)
         mapped = replace(mapped, hops=() if direct else tuple(hops))
-        changes: dict[str, Any] = {}
+        changes: dict[str, Any] = dict(client or {})
         if client_id is not None:
             changes["client_id"] = client_id
         if transport is not None:
@@ -742,7 +856,8 @@ class Lab:
                 forge_proxy: str | bytes | None = None, transport: str | None = None, *,
                 direct: bool = False, port: int | None = None, raw: bool = False,
                 timeout: float | None = None,
-                headers: Sequence[tuple[str, str]] | None = None) -> Probe:
+                headers: Sequence[tuple[str, str]] | None = None,
+                client: Mapping[str, Any] | None = None) -> Probe:
         """Connect one client from the client's loopback address and compare.
 
         *client_id* (default the scenario's), *transport* (``tcp``/``ws``, default the
@@ -752,19 +867,26 @@ class Lab:
         default the scenario's, 0 for any), *raw* (send the simulator's exact first bytes from a
         plain socket instead of paho-mqtt), *headers* (WebSocket: the upgrade request's extra
         header lines instead of the scenario's — any forgery, duplicates and odd names
-        included).  The client disconnects before this returns."""
+        included), *client* the client's settings changed for this probe, checked as a
+        scenario's are (bad input: ``{"tls": False}`` — plain bytes to a TLS port,
+        ``{"cert_cn": None}`` — no certificate, ``{"cert_ca": "other-ca"}`` — one nobody
+        trusts).  A TLS client (``tls: true``) is paho-mqtt over TLS or wss with the lab PKI's
+        client certificate of ``cert_cn`` (signed by ``cert_ca``; none when null), dialling the
+        loopback address and sending the scenario's ``sni`` as the server name.  The client
+        disconnects before this returns."""
         self._need_running()
         with self._lock:
             return self._connect(client_id, forge_xff, forge_proxy, transport, direct, port,
                                  raw, self.connect_timeout if timeout is None else timeout,
-                                 headers)
+                                 headers, dict(client or {}))
 
     def _connect(self, client_id: str | None, forge_xff: str | None,
                  forge_proxy: str | bytes | None, transport: str | None, direct: bool,
                  port: int | None, raw: bool, timeout: float,
-                 extra: Sequence[tuple[str, str]] | None = None) -> Probe:
+                 extra: Sequence[tuple[str, str]] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> Probe:
         topo = self.topology
-        client = topo.client
+        client = topo.with_client(**overrides).client if overrides else topo.client
         cid = client_id or client.client_id
         transport = transport or client.transport
         if transport not in ("tcp", "ws"):
@@ -782,6 +904,12 @@ class Lab:
         names = [k.lower() for k, _ in headers]
         use_raw = raw or (transport == "ws" and len(set(names)) != len(names)) \
             or not _paho_can_prefix()
+        tls_ctx: ssl.SSLContext | None = None
+        if client.tls:
+            if use_raw:
+                raise ConfigurationError("a TLS client is paho-mqtt over TLS: raw=True (and "
+                                         "duplicate WebSocket headers) need a plain client")
+            tls_ctx = self._client_context(client)
         assert self.mapped is not None and self.broker is not None
         target = topo.broker.name if direct or not topo.hops else topo.hops[0].name
         host, dport = self.addresses[target], self.ports[target]
@@ -809,7 +937,7 @@ class Lab:
         cport = int(sock.getsockname()[1])
         first = self.predict(client_port=cport, client_id=cid, transport=transport,
                              forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
-                             headers=extra)
+                             headers=extra, client=overrides)
         outcome = _Outcome()
         last = src_addr if direct or not topo.hops else self.addresses[topo.hops[-1].name]
 
@@ -824,12 +952,15 @@ class Lab:
                 _paho_client(sock, host, dport, transport, cid, client.path,
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
                              outcome, lambda: self._observe(links, before, cport, direct,
-                                                            cid, outcome), seen_refusal)
+                                                            cid, outcome), seen_refusal,
+                             tls=tls_ctx, server_name=client.sni if client.tls else None)
             if outcome.connected and outcome.peername is None:
                 info = self.broker.clients().get(cid)
                 if info is not None:
                     outcome.peername = info.peername
                     notes.append(f"{outcome.error}: the broker's record is shown")
+            if outcome.connected and outcome.record is None:
+                outcome.record = self.broker.clients().get(cid)
             if outcome.connected and not outcome.observed:
                 self._observe(links, before, cport, direct, cid, outcome)
         finally:
@@ -846,12 +977,59 @@ class Lab:
                          "uses the scenario's")
         trace = self.predict(client_port=cport, client_id=cid, transport=transport,
                              forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
-                             source_ports=sources, headers=extra)
+                             source_ports=sources, headers=extra, client=overrides)
         peername = outcome.peername
         refused = None if peername is not None else self._refusal(marks, outcome)
+        record = outcome.record
+        live_tls = predicted_tls = None
+        if client.tls:
+            live_tls = self._live_tls(outcome)
+            predicted_tls = _predicted_tls(trace)
         return Probe(topo.name, f"{src_addr}:{cport}", cid, transport, path, peername,
                      trace.peername, trace, dict(self.addresses), tuple(forged), refused,
-                     sources, tuple(notes), self._new_logs(marks))
+                     sources, tuple(notes), self._new_logs(marks),
+                     username=record.username if record is not None and peername else None,
+                     predicted_username=trace.username, tls=live_tls,
+                     predicted_tls=predicted_tls)
+
+    def _client_context(self, client: Any) -> ssl.SSLContext:
+        """The TLS client's context: trusting the lab's servers-ca, presenting the certificate
+        of ``cert_cn`` signed by ``cert_ca`` (none when null), at the scenario's version and
+        ALPN."""
+        if self.pki is None:
+            raise ConfigurationError(f"topology {self.topology.name} uses no TLS: its lab has "
+                                     "no PKI for a TLS client (give the scenario's client "
+                                     "tls: true)")
+        ctx = self.pki.client_context(client.cert_cn, cert_ca=client.cert_ca)
+        # tls_version is the highest version offered: OpenSSL's client offers 1.2 as well
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_3 if client.tls_version == "TLSv1.3" \
+            else ssl.TLSVersion.TLSv1_2
+        if client.alpn:
+            ctx.set_alpn_protocols(list(client.alpn))
+        return ctx
+
+    def _live_tls(self, outcome: _Outcome) -> TlsFacts:
+        """What the lab saw of the client's TLS: whose certificate the client's handshake
+        met (the terminating host), and the SNI and CN the terminating end learned — from the
+        broker's own handshake, or the PROXY v2 SSL TLV a terminating hop sent it (None: not
+        observable here)."""
+        from .pki import common_name
+
+        holder = None
+        if outcome.server_cert is not None:
+            cn = common_name(outcome.server_cert)
+            names = [k for k, v in self.addresses.items()
+                     if v == cn and not k.endswith(".public")]
+            holder = names[0] if names else f"({cn})"
+        rec = outcome.record
+        sni = cert = None
+        if rec is not None and rec.tls is not None:
+            sni = rec.tls.server_name
+            cert = rec.tls.cert.cn if rec.tls.cert is not None else None
+        elif rec is not None and rec.pp2_ssl is not None:
+            cert = rec.pp2_ssl.cn
+        return TlsFacts(holder, sni, cert)
 
     # -- what the lab saw ----------------------------------------------------------------------
     def _links(self, direct: bool) -> list[tuple[str, str, int]]:
@@ -870,6 +1048,8 @@ class Lab:
         outcome.observed = True
         assert self.broker is not None
         info: ClientInfo | None = self.broker.clients().get(cid)
+        if info is not None:
+            outcome.record = info
         after = _established(links)
         prev: tuple[str, int] = (self.addresses[self.topology.client.name], cport)
         for i, (name, _, _) in enumerate(links):
@@ -1061,6 +1241,10 @@ class _Outcome:
     observed: bool = False
     sources: dict[str, int | None] = field(default_factory=dict)
     closers: list[Callable[[], object]] = field(default_factory=list)
+    #: the server certificate (DER) the client's TLS handshake met
+    server_cert: bytes | None = None
+    #: the broker's record of the session (while it was connected)
+    record: ClientInfo | None = None
 
     def close(self) -> None:
         for fn in self.closers:
@@ -1241,6 +1425,8 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
                          if state["connack"] is not None else "closed before CONNACK")
         return
     outcome.connected = True
+    if tls is not None:
+        outcome.server_cert = _server_cert(client)
     topic = f"{WHOAMI}/{cid}"
     client.subscribe(topic, 0)
     if pump(lambda: state["subscribed"]):
@@ -1251,6 +1437,18 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
         observe()
     else:
         outcome.error = "no answer from $realip/whoami"
+
+
+def _server_cert(client: Any) -> bytes | None:
+    """The server certificate (DER) of paho's TLS connection (its WebSocket wrapper holds the
+    TLS socket as ``_socket``)."""
+    sock = client.socket()
+    sock = getattr(sock, "_socket", sock)
+    getter = getattr(sock, "getpeercert", None)
+    if getter is None:
+        return None
+    der = getter(binary_form=True)
+    return bytes(der) if der else None
 
 
 # -- a raw client ------------------------------------------------------------------------------

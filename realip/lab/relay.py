@@ -41,6 +41,7 @@ from ..topology import Topology
 from ..trust import Trust
 from .broker import LabBroker, Limits
 from .loopback import check_loopback
+from .pki import LabPKI
 
 __all__ = [
     "HopOutput",
@@ -146,7 +147,8 @@ class HopRelay:
 
     def __init__(self, hop: Hop, upstream: tuple[str, int], *, pin_source_port: bool = False,
                  header_timeout: float = 5.0, idle_timeout: float | None = 600.0,
-                 connect_timeout: float = 5.0, history: int = 1000) -> None:
+                 connect_timeout: float = 5.0, history: int = 1000,
+                 pki: LabPKI | None = None) -> None:
         check_loopback(hop.addr)
         check_loopback(upstream[0])
         self.hop = hop
@@ -155,6 +157,7 @@ class HopRelay:
         self.header_timeout = header_timeout
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.pki = pki
         self.passages: deque[Passage] = deque(maxlen=history)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

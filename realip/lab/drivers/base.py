@@ -235,10 +235,12 @@ class RealProgram:
     @classmethod
     def for_hops(cls, info: ProgramInfo, topology: Any, hops: Sequence[str],
                  addresses: Mapping[str, str], ports: Mapping[str, int],
-                 directory: Path) -> RealProgram:
+                 directory: Path, *, tls_dir: str | None = None) -> RealProgram:
         """One process holding every hop in *hops* (names of *topology*'s hops this program
         runs; *topology* has its original addresses, *addresses* is the loopback plan, *ports*
-        the listening port of every label).  Each program's driver writes its own files."""
+        the listening port of every label; *tls_dir* the directory holding the TLS files the
+        configuration names, see :data:`realip.render.TLS_DIR`).  Each program's driver writes
+        its own files."""
         raise NotImplementedError(f"{cls.__name__} does not run hops")
 
     def __init__(self, info: ProgramInfo, directory: Path, config: str,

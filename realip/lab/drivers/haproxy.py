@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ...errors import ConfigurationError
 from ...programs import hop_kind
-from ...render import haproxy_main, haproxy_sections
+from ...render import TLS_DIR, haproxy_main, haproxy_sections
 from ...topology import Topology
 from . import base
 from .base import PACKAGES, ProgramInfo, RealProgram, run_text, which
@@ -43,14 +43,15 @@ class HAProxyDriver(RealProgram):
     @classmethod
     def for_hops(cls, info: ProgramInfo, topology: Topology, hops: Sequence[str],
                  addresses: Mapping[str, str], ports: Mapping[str, int],
-                 directory: Path) -> HAProxyDriver:
+                 directory: Path, *, tls_dir: str | None = None) -> HAProxyDriver:
         """One HAProxy process holding every hop in *hops* (see :meth:`NginxDriver.for_hops`)."""
         sections = []
         listen = []
         for name in hops:
             if hop_kind(topology.hop(name)).program != "haproxy":
                 raise ConfigurationError(f"{name} is not an HAProxy hop")
-            sections.append(haproxy_sections(topology, name, addresses, ports))
+            sections.append(haproxy_sections(topology, name, addresses, ports,
+                                             tls_dir=tls_dir or TLS_DIR))
             listen.append((addresses[name], int(ports[name])))
         return cls(info, directory, haproxy_main(str(directory), sections), listen, hops)
 

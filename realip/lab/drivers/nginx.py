@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ...errors import ConfigurationError
 from ...programs import hop_kind
-from ...render import NGINX_STREAM_MODULE, nginx_main, nginx_server
+from ...render import NGINX_STREAM_MODULE, TLS_DIR, nginx_main, nginx_server
 from ...topology import Topology
 from . import base
 from .base import PACKAGES, ProgramInfo, RealProgram, run_text, which
@@ -59,10 +59,10 @@ class NginxDriver(RealProgram):
     @classmethod
     def for_hops(cls, info: ProgramInfo, topology: Topology, hops: Sequence[str],
                  addresses: Mapping[str, str], ports: Mapping[str, int],
-                 directory: Path) -> NginxDriver:
+                 directory: Path, *, tls_dir: str | None = None) -> NginxDriver:
         """One nginx process holding every hop in *hops* (names of *topology*'s nginx hops;
         *topology* has its original addresses, *addresses* is the loopback plan, *ports* the
-        listening port of every label)."""
+        listening port of every label; *tls_dir* the TLS files' directory)."""
         http: list[str] = []
         stream: list[str] = []
         listen = []
@@ -70,7 +70,8 @@ class NginxDriver(RealProgram):
             hop = topology.hop(name)
             if hop_kind(hop).program not in ("nginx", "relay"):
                 raise ConfigurationError(f"{name} is not an nginx hop")
-            kind, server = nginx_server(topology, name, addresses, ports)
+            kind, server = nginx_server(topology, name, addresses, ports,
+                                        tls_dir=tls_dir or TLS_DIR)
             (http if kind == "http" else stream).append(server)
             listen.append((addresses[name], int(ports[name])))
         config = nginx_main(str(directory), http=http, stream=stream,

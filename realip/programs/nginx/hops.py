@@ -25,7 +25,7 @@ from .http_realip import (
     nginx_realip,
 )
 from .receive import RECEIVER, read_http_listener
-from .tls import preread_variables, terminate
+from .tls import default_max_version, preread_variables, terminate
 from .variables import check_variables
 
 __all__ = [
@@ -237,7 +237,8 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     tls_out = None
     if node.listen_ssl:
         t = terminate(conn.tls, payload, verify_client=node.ssl_verify_client,
-                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False)
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False,
+                      max_version=default_max_version(ngx.parse_version(node.version)))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:
@@ -364,7 +365,8 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     tls_state: str | None = None
     if node.listen_ssl:
         t = terminate(conn.tls, body, verify_client=node.ssl_verify_client,
-                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True)
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True,
+                      max_version=default_max_version(ngx.parse_version(node.version)))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:

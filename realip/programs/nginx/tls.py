@@ -13,11 +13,20 @@ checks and their 400 pages), ``src/stream/ngx_stream_ssl_preread_module.c``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...tls import HandshakeResult, TlsSession, handshake, looks_like_tls, read_client_hello
 
-__all__ = ["Terminated", "preread_variables", "terminate", "verify_error_optional"]
+__all__ = ["Terminated", "default_max_version", "preread_variables", "terminate",
+           "verify_error_optional"]
+
+
+def default_max_version(version: tuple[int, ...]) -> str:
+    """The highest TLS version nginx *version* enables when ``ssl_protocols`` is not set: its
+    default was ``TLSv1 TLSv1.1 TLSv1.2`` until 1.23.4 added TLSv1.3 (CHANGES 1.23.4) — the
+    real Debian 1.22.1 answers a client offering TLS 1.3 with TLS 1.2, and refuses one that
+    offers only 1.3 ("unsupported protocol")."""
+    return "TLSv1.3" if version >= (1, 23, 4) else "TLSv1.2"
 
 #: X509 errors ``ssl_verify_client optional_no_ca`` lets through (ngx_ssl_verify_error_optional)
 _OPTIONAL_NO_CA = frozenset({2, 18, 19, 20, 21, 27})
@@ -50,10 +59,17 @@ def _openssl_error(data: bytes) -> str:
 
 
 def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
-              trusted_ca: str, key: str, http: bool) -> Terminated:
+              trusted_ca: str, key: str, http: bool,
+              max_version: str = "TLSv1.3") -> Terminated:
     """nginx's handshake on a ``listen … ssl`` connection whose bytes after any PROXY header
-    are *clear* then *session*."""
+    are *clear* then *session*; *max_version* is the highest protocol ``ssl_protocols``
+    enables (:func:`default_max_version`)."""
     decisions: list[str] = []
+    if session is not None and session.version == "TLSv1.3" and max_version == "TLSv1.2":
+        # the client offers 1.3 and 1.2 (OpenSSL's default): they agree on 1.2
+        decisions.append("ssl_protocols (default TLSv1 TLSv1.1 TLSv1.2 before nginx 1.23.4): "
+                         "TLSv1.3 is not enabled: the handshake negotiates TLSv1.2")
+        session = replace(session, version="TLSv1.2")
     if session is None or clear:
         first = clear or b""
         if http and first[:1] not in (b"\x16", b"\x80") and first:
