@@ -1137,7 +1137,10 @@ class Lab:
 
 #: Words of the log lines in which nginx and HAProxy refuse a connection.
 _REFUSAL_WORDS = ("[error]", "[crit]", "[alert]", "broken header", "invalid", "failed",
-                  "does not look like", "PROXY protocol", "timeout", "<BADREQ>", "PR--")
+                  "does not look like", "PROXY protocol", "timeout", "<BADREQ>", "PR--",
+                  # TLS: nginx's info-level certificate refusals, HAProxy's connection errors
+                  "no required SSL certificate", "SSL certificate verify error",
+                  "plain HTTP request", "SSL handshake failure", "not trusted")
 
 
 def _free_port(addr: str) -> int:

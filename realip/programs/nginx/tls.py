@@ -97,7 +97,9 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
     decisions.append(f"listen … ssl: terminates TLS ({result.protocol}, {result.cipher}"
                      + (f", SNI {session.server_name}" if session.server_name else ", no SNI")
                      + "): the rest of this server reads the plaintext")
-    where = " while reading client request headers" if http else ""
+    # ngx_stream_ssl_handler checks the certificate inside the handshake handler: the stream
+    # log line ends "while SSL handshaking" (as the real 1.22.1 writes it)
+    where = " while reading client request headers" if http else " while SSL handshaking"
     if asks:
         if result.cert is None:
             decisions.append(f"ssl_verify_client {verify_client}: the client sent no "
