@@ -212,6 +212,19 @@ def test_nginx_http_ssl_listener_answers_plain_http_with_400() -> None:
         "lb: client sent plain HTTP request to HTTPS port while reading client request headers")
 
 
+def test_nginx_http_ssl_listener_refuses_a_proxy_line_as_a_bad_request_line() -> None:
+    """A PROXY line before the ClientHello to ``listen 8084 ssl`` (no proxy_protocol): nginx
+    reads plain HTTP, and that request line does not parse — the real 1.22.1 logs "client
+    sent invalid request while reading client request line", not the plain-HTTP 400."""
+    t = _topo({"transport": "ws", "tls": True,
+               "send_proxy": "PROXY TCP4 6.6.6.6 10.0.0.1 1111 8084\r\n"},
+              [{"kind": "nginx-http", "name": "lb", "addr": "10.0.0.2", "port": 8084,
+                "listen_ssl": "on"}], {"port": 8083, "listener": "ws"})
+    trace = simulate(t)
+    assert not trace.connected and trace.failure == (
+        "lb: client sent invalid request while reading client request line")
+
+
 def test_nginx_http_ssl_variables_reach_proxy_set_header() -> None:
     t = _topo({"transport": "ws", "tls": True, "cert_cn": "device-42"},
               [{"kind": "nginx-http", "name": "lb", "addr": "10.0.0.2", "port": 8084,

@@ -332,6 +332,8 @@ class Probe:
     #: a TLS client's connection, live and simulated (None: the client spoke no TLS)
     tls: TlsFacts | None = None
     predicted_tls: TlsFacts | None = None
+    #: the broker's record of the session (its handshake, the PROXY v2 SSL TLV it read …)
+    record: ClientInfo | None = field(default=None, repr=False, compare=False)
 
     @property
     def agree(self) -> bool:
@@ -990,7 +992,7 @@ class Lab:
                      sources, tuple(notes), self._new_logs(marks),
                      username=record.username if record is not None and peername else None,
                      predicted_username=trace.username, tls=live_tls,
-                     predicted_tls=predicted_tls)
+                     predicted_tls=predicted_tls, record=record if peername else None)
 
     def _client_context(self, client: Any) -> ssl.SSLContext:
         """The TLS client's context: trusting the lab's servers-ca, presenting the certificate

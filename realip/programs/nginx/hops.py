@@ -188,6 +188,13 @@ def _ngx_pp(node: NginxStream | NginxHttp, conn: Inbound, decisions: list[str],
     return True, None, consumed, None, acc
 
 
+def _plain_request_line(data: bytes) -> bool:
+    """Whether *data* starts with a request line nginx parses (``GET /path HTTP/1.x``): only
+    then does a plain request to a ``listen … ssl`` port get the "plain HTTP request" 400."""
+    line = data.lstrip(b"\r\n").split(b"\r\n", 1)[0]
+    return re.fullmatch(rb"[A-Z_-]+ /\S* HTTP/1\.[01]", line) is not None
+
+
 def _ngx_bad_request(data: bytes) -> str:
     """The info-level message ``ngx_http_parse_request_line`` leads to for a request line that
     is not HTTP: leading CR/LF are skipped; a first byte that cannot start a method (``A-Z``,
@@ -363,7 +370,15 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
                             False, log, acceptance=acc), ok=False)
     body = conn.data[consumed:]
     tls_state: str | None = None
-    if node.listen_ssl:
+    plain = node.listen_ssl and body[:1] not in (b"", b"\x16", b"\x80")
+    if plain and not _plain_request_line(body):
+        # ngx_http_ssl_handshake: not a handshake, so nginx reads plain HTTP; the "plain HTTP
+        # request to HTTPS port" page comes only after a request line that parses — anything
+        # else (a PROXY line in front of the ClientHello) is refused as a bad request line,
+        # as the real 1.22.1 logs it
+        decisions.append("listen … ssl: the first byte is not a TLS handshake: nginx reads "
+                         "the bytes as plain HTTP")
+    elif node.listen_ssl:
         t = terminate(conn.tls, body, verify_client=node.ssl_verify_client,
                       trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True,
                       max_version=default_max_version(ngx.parse_version(node.version)))
