@@ -1070,6 +1070,19 @@ class LabBroker:
         peer, local = result.peer, result.local
         assert peer is not None and local is not None
         while True:
+            first = buf[hdr] if len(buf) > hdr else None
+            proxy_line = buf[hdr:hdr + 6] == b"PROXY " and buf.find(b"\n", hdr) >= 0
+            if proxy_line or (first is not None and
+                              (first >= 0x7F or (first < 0x20 and first not in b"\r\n"))):
+                # a byte no request line starts with (a TLS ClientHello's 0x16, an MQTT
+                # packet), or a PROXY line the listener does not expect: EMQX refuses at once
+                # rather than wait for a whole request head
+                if isinstance(lst, Broker):
+                    view, _ = decide(bytes(buf), "")
+                    refuse(view.log or "400 Bad Request", view)
+                else:
+                    refuse("not an HTTP request")
+                return
             end = buf.find(b"\r\n\r\n", hdr)
             if end >= 0:
                 end += 4

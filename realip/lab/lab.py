@@ -906,12 +906,7 @@ class Lab:
         names = [k.lower() for k, _ in headers]
         use_raw = raw or (transport == "ws" and len(set(names)) != len(names)) \
             or not _paho_can_prefix()
-        tls_ctx: ssl.SSLContext | None = None
-        if client.tls:
-            if use_raw:
-                raise ConfigurationError("a TLS client is paho-mqtt over TLS: raw=True (and "
-                                         "duplicate WebSocket headers) need a plain client")
-            tls_ctx = self._client_context(client)
+        tls_ctx = self._client_context(client) if client.tls else None
         assert self.mapped is not None and self.broker is not None
         target = topo.broker.name if direct or not topo.hops else topo.hops[0].name
         host, dport = self.addresses[target], self.ports[target]
@@ -948,8 +943,11 @@ class Lab:
 
         try:
             if use_raw:
-                _raw_client(sock, host, dport, first.links[0].data, transport, cid, timeout,
-                            outcome, self.broker, seen_refusal)
+                link = first.links[0]
+                _raw_client(sock, host, dport, link.data, transport, cid, timeout,
+                            outcome, self.broker, seen_refusal, tls=tls_ctx,
+                            server_name=client.sni,
+                            plaintext=link.tls.plaintext if link.tls is not None else b"")
             else:
                 _paho_client(sock, host, dport, transport, cid, client.path,
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
@@ -1461,9 +1459,12 @@ def _server_cert(client: Any) -> bytes | None:
 
 def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transport: str,
                 cid: str, timeout: float, outcome: _Outcome, broker: LabBroker,
-                refused: Callable[[], bool]) -> None:
+                refused: Callable[[], bool], *, tls: ssl.SSLContext | None = None,
+                server_name: str | None = None, plaintext: bytes = b"") -> None:
     """Send the simulator's first bytes (PROXY header, then the CONNECT or the upgrade request),
-    finish the WebSocket handshake if any, and wait for the CONNACK."""
+    finish the WebSocket handshake if any, and wait for the CONNACK.  With *tls*, *first* is
+    what goes in clear before the handshake, then the TLS connection (server name
+    *server_name*) carries *plaintext* — the simulator's bytes inside it."""
     from ..topology import mqtt_connect
 
     deadline = time.monotonic() + timeout
@@ -1480,7 +1481,7 @@ def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transpo
                 chunk = sock.recv(65536)
             except TimeoutError:
                 continue
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return False
             if not chunk:
                 return False
@@ -1491,6 +1492,16 @@ def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transpo
         sock.settimeout(timeout)
         sock.connect((host, port))
         sock.sendall(first)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=server_name or host)
+            except ssl.SSLError as exc:
+                outcome.error = f"the TLS handshake failed: {exc}"
+                return
+            outcome.closers.append(sock.close)
+            der = sock.getpeercert(binary_form=True)
+            outcome.server_cert = bytes(der) if der else None
+            sock.sendall(plaintext)
         start = 0
         if transport == "ws":
             if not need(None):
@@ -1513,6 +1524,7 @@ def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transpo
     outcome.connected = True
     info = broker.clients().get(cid)
     outcome.peername = None if info is None else info.peername
+    outcome.record = info
 
 
 def _ws_frame(payload: bytes, mask: bytes = b"\x5a\x17\xc3\x2e") -> bytes:

@@ -352,11 +352,10 @@ def capture_server(host: str = "127.0.0.3") -> Iterator[CaptureServer]:
         server.close()
 
 
-def proxied_scenarios() -> list[Any]:
+def proxied_scenarios(*, tls: bool = True) -> list[Any]:
     """The scenarios of data/topologies/ that have at least one nginx or HAProxy hop and run on
-    loopback (IPv6 ones run in a private network namespace: test_ipv6_lab_real.py).  TLS
-    scenarios are not among them: the lab cannot terminate TLS yet (issue 12 is open; their
-    simulated behaviour is checked in tests/test_tls.py)."""
+    loopback (IPv6 ones run in a private network namespace: test_ipv6_lab_real.py); with
+    *tls* False, not those that use TLS (for a suite that cannot run them: say why there)."""
     from realip.render import needs_netns, needs_tls
     from realip.topology import HAProxy, NginxHttp, NginxStream, load
 
@@ -366,6 +365,6 @@ def proxied_scenarios() -> list[Any]:
         topo = load(str(path))
         # a Relay runs as a plain nginx stream server; relay-only chains test nothing real
         if any(isinstance(h, NginxStream | NginxHttp | HAProxy) for h in topo.hops) and \
-                not needs_netns(topo) and not needs_tls(topo):
+                not needs_netns(topo) and (tls or not needs_tls(topo)):
             out.append(topo)
     return out

@@ -144,6 +144,10 @@ def test_tls_scenario_live_equals_simulated(lab_of: Any, topo: Topology) -> None
     # the session is encrypted up to the terminating end, whose certificate the client met
     terminator = probe.tls.terminated_by
     assert terminator in (*(h.name for h in topo.hops), topo.broker.name)
+    # the simulator's own plaintext (CONNECT or upgrade request) inside a real TLS connection
+    raw = lab.connect(raw=True)
+    assert raw.agree and raw.peername == probe.peername, (str(raw), raw.logs)
+    assert raw.tls is not None and raw.tls.terminated_by == terminator
 
 
 @pytest.mark.parametrize("topo", SCENARIOS, ids=[t.name for t in SCENARIOS])
