@@ -27,15 +27,16 @@ from realip.__main__ import main
 from realip.errors import ConfigurationError
 from realip.lab import Lab, LoopbackUnavailable, Probe, ProgramMissing, Progress, drivers
 from realip.lab.drivers import parse_netstat, tcp_sockets
-from realip.render import loopback_plan, needs_netns, needs_tls
+from realip.render import loopback_plan, needs_netns
 from realip.topology import load
 
 ROOT = Path(__file__).resolve().parents[1]
 # IPv6 scenarios cannot be placed on loopback: tests/real/test_ipv6_lab_real.py runs them (python
 # relays and the real programs) inside a private network namespace with their own addresses
+# (TLS scenarios run here too: the relays terminate TLS where the hop does — more of them in
+# tests/test_lab_tls_relays.py)
 SCENARIOS = [p for p in sorted((ROOT / "data" / "topologies").glob("*.yaml"))
-             if not needs_netns(load(str(p))) and not needs_tls(load(str(p)))]
-# (TLS scenarios: the lab refuses them until it terminates TLS — tests/test_tls.py checks that)
+             if not needs_netns(load(str(p)))]
 
 
 # ==============================================================================================

@@ -1024,7 +1024,13 @@ class Lab:
             holder = names[0] if names else f"({cn})"
         rec = outcome.record
         sni = cert = None
-        if rec is not None and rec.tls is not None:
+        relay = self.relays.get(holder or "")
+        shake = next((p.handshake for p in reversed(_since(relay.passages, None))
+                      if p.handshake is not None), None) if relay is not None else None
+        if shake is not None:  # a python relay terminated it: its real handshake
+            sni = shake.server_name
+            cert = shake.cert.cn if shake.cert is not None else None
+        elif rec is not None and rec.tls is not None:
             sni = rec.tls.server_name
             cert = rec.tls.cert.cn if rec.tls.cert is not None else None
         elif rec is not None and rec.pp2_ssl is not None:

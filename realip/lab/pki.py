@@ -236,6 +236,11 @@ class LabPKI:
         EMQX ``cacertfile``)."""
         return self.ca(label).cert_file
 
+    @property
+    def ca_labels(self) -> tuple[str, ...]:
+        """The labels of the CAs made so far (in the order they were made)."""
+        return tuple(self._cas)
+
     def label_of(self, cert: x509.Certificate | bytes) -> str | None:
         """The label of the lab CA that signed *cert* (a certificate or DER), None if none."""
         if isinstance(cert, bytes | bytearray):

@@ -14,19 +14,29 @@ and one relay per hop, on the topology's addresses — which must be loopback ad
 the article's addresses with :func:`realip.render.loopback_plan` and
 :func:`realip.render.topology_on` first).
 
+**TLS.**  A hop that terminates TLS (``listen … ssl``, ``bind … ssl``) runs a real server
+handshake with its certificate from the lab's :class:`~realip.lab.pki.LabPKI` (every lab CA
+trusted at the TLS level when it asks for a client certificate), reads the first plaintext,
+and hands the step an :class:`~realip.tls.TlsSession` made of what the handshake gave (SNI,
+the offered version, the client certificate by its CA's label): the step decides — refusing a
+missing or untrusted certificate as the program does, but after the handshake rather than
+inside it — and the plaintext is relayed upstream.  ``ssl_preread`` waits for the whole
+ClientHello and passes it on; any other hop relays TLS as bytes.
+
 What the relays do not reproduce: timing (nginx and HAProxy decide on their first read, so a
-header split across TCP segments is refused by them while the relay waits for all of it), TLS,
-the responses (the broker's answer is relayed as it is, and a refused request is closed without
-nginx's or HAProxy's 400 page), and requests after the first one on a connection (an ``http``
-hop rewrites the first request head — in the lab, the WebSocket upgrade — and relays what
-follows unchanged).  Like nginx's stream module with ``proxy_half_close off``, a connection
-ends as soon as either side closes.
+header split across TCP segments is refused by them while the relay waits for all of it), the
+TLS alerts a real program sends, the responses (the broker's answer is relayed as it is, and a
+refused request is closed without nginx's or HAProxy's 400 page), and requests after the first
+one on a connection (an ``http`` hop rewrites the first request head — in the lab, the
+WebSocket upgrade — and relays what follows unchanged).  Like nginx's stream module with
+``proxy_half_close off``, a connection ends as soon as either side closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,14 +44,31 @@ from ipaddress import ip_address
 from typing import Any
 
 from .. import aio
-from ..programs import Broker, Hop, HopView, Inbound, hop_kind, reads_proxy_header, step
+from ..errors import ConfigurationError
+from ..programs import (
+    Broker,
+    HAProxy,
+    Hop,
+    HopView,
+    Inbound,
+    NginxHttp,
+    NginxStream,
+    Outbound,
+    hop_kind,
+    reads_proxy_header,
+    step,
+)
 from ..programs import speaks_http as hop_speaks_http
+from ..programs.nginx.grammar import parse_version
+from ..programs.nginx.tls import default_max_version
 from ..proxy_protocol import V2_SIGNATURE, Endpoint
+from ..tls import ClientHelloInfo, HandshakeResult, TlsSession, read_client_hello
 from ..topology import Topology
 from ..trust import Trust
 from .broker import LabBroker, Limits
 from .loopback import check_loopback
 from .pki import LabPKI
+from .tls_stream import TlsRefused, server_handshake
 
 __all__ = [
     "HopOutput",
@@ -98,6 +125,25 @@ def speaks_http(hop: Hop) -> bool:
     return hop_speaks_http(hop)
 
 
+def tls_role(hop: Hop) -> str | None:
+    """What *hop* does with a client's TLS: ``terminate`` (nginx ``listen … ssl``, HAProxy
+    ``bind … ssl``), ``preread`` (nginx ``ssl_preread on``: it reads the ClientHello and
+    passes it on), or None (it relays whatever comes as bytes)."""
+    if getattr(hop, "listen_ssl", False) or getattr(hop, "bind_ssl", False):
+        return "terminate"
+    if getattr(hop, "ssl_preread", False):
+        return "preread"
+    return None
+
+
+def asks_client_cert(hop: Hop) -> bool:
+    """Whether a terminating *hop* requests a client certificate (nginx
+    ``ssl_verify_client`` other than off, HAProxy ``verify optional|required``)."""
+    if isinstance(hop, HAProxy):
+        return hop.verify in ("optional", "required")
+    return str(getattr(hop, "ssl_verify_client", "off")) != "off"
+
+
 def proxy_header_end(buf: bytes | bytearray, v1_cap: int = 108) -> int | None:
     """Framing only: the length of the PROXY header at the start of *buf* once it is complete
     (through the v1 line's LF, or 16 + the v2 length), 0 when *buf* cannot start a header or a
@@ -124,15 +170,17 @@ def proxy_header_end(buf: bytes | bytearray, v1_cap: int = 108) -> int | None:
 
 @dataclass(frozen=True)
 class Passage:
-    """One connection through a relay: who came (``peer``), the first bytes read (``data_in``),
-    what the hop wrote upstream first (``data_out``, empty when it refused) and from where
-    (``source``)."""
+    """One connection through a relay: who came (``peer``), the first bytes read (``data_in``:
+    for a hop that terminates TLS, what came in clear then the first plaintext), what the hop
+    wrote upstream first (``data_out``, empty when it refused) and from where (``source``);
+    ``handshake`` the real TLS handshake's outcome where the hop terminated TLS."""
 
     peer: Endpoint
     data_in: bytes
     data_out: bytes
     source: Endpoint | None
     view: HopView
+    handshake: HandshakeResult | None = None
 
 
 class HopRelay:
@@ -237,6 +285,8 @@ class HopRelay:
 
         pp_end = 0
         expects = expects_proxy_header(hop, peer)
+        role = tls_role(hop)
+        hello: ClientHelloInfo | bool | None = None
         try:
             if expects:
                 cap = hop_kind(hop).header_window  # type: ignore[union-attr]
@@ -244,7 +294,16 @@ class HopRelay:
                     if not await more(left()):
                         return
                 pp_end = end
-            if speaks_http(hop):
+            if role is not None:
+                # the ClientHello decides (ssl_preread reads it; a terminating hop hands it to
+                # its handshake) — or the bytes are not TLS at all, and the step says what then
+                while len(buf) == pp_end or read_client_hello(bytes(buf[pp_end:])) is None:
+                    if not await more(left()):
+                        return
+            if role == "terminate":
+                hello = read_client_hello(bytes(buf[pp_end:]))
+                cut = len(buf)  # not TLS: the step refuses it as the program does
+            elif speaks_http(hop) and role is None:
                 while True:
                     i = buf.find(b"\r\n\r\n", pp_end)
                     if i >= 0:
@@ -261,6 +320,10 @@ class HopRelay:
                 cut = len(buf)
         except (TimeoutError, asyncio.TimeoutError):
             timed_out("PROXY header" if expects and not pp_end else "input")
+            return
+        if isinstance(hello, ClientHelloInfo):
+            await self._terminate(reader, writer, buf, pp_end, hello, peer, local,
+                                  max(deadline - loop.time(), 0.001))
             return
         data, rest = bytes(buf[:cut]), bytes(buf[cut:])
         up_host, up_port = self.upstream
@@ -286,7 +349,131 @@ class HopRelay:
         finally:
             up_writer.close()
 
-    async def _connect(self, sport: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # -- TLS ---------------------------------------------------------------------------------
+    def _server_context(self) -> ssl.SSLContext:
+        """The hop's server side: its certificate from the lab PKI (the key type of its
+        ``ssl_key``), the highest version its program enables, and — when it asks for a client
+        certificate — every lab CA trusted at the TLS level, so that the *step* decides by the
+        certificate's CA label (``ssl_client_certificate`` / ``ca-file``), as the program
+        does with its one CA file."""
+        hop = self.hop
+        if self.pki is None:
+            raise ConfigurationError(f"{hop.name} terminates TLS: the relay needs pki= (a "
+                                     "realip.lab.pki.LabPKI)")
+        key = str(getattr(hop, "ssl_key", "EC256"))
+        issued = self.pki.server(hop.addr, key_type="rsa" if key.startswith("RSA") else "ec")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if isinstance(hop, NginxStream | NginxHttp) and \
+                default_max_version(parse_version(hop.version)) == "TLSv1.2":
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(issued.chain_file, issued.key_file)
+        if asks_client_cert(hop):
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            for label in self.pki.ca_labels:
+                ctx.load_verify_locations(cafile=self.pki.ca_file(label))
+        return ctx
+
+    async def _terminate(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         buf: bytearray, pp_end: int, hello: ClientHelloInfo, peer: Endpoint,
+                         local: Endpoint, limit: float) -> None:
+        """Terminate the client's TLS (a real handshake), read the first plaintext (the
+        MQTT CONNECT, or the whole request head of an http hop), let the hop's step decide on
+        the session the handshake gave, and relay the plaintext upstream."""
+        assert self.pki is not None
+        hop = self.hop
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limit
+
+        def refused(log: str, decisions: tuple[str, ...] = ()) -> None:
+            view = HopView(hop.name, type(hop).__name__, peer, local, {},
+                           (*decisions, f"relay: {log}"), False, log)
+            self.passages.append(Passage(peer, bytes(buf), b"", None, view))
+
+        try:
+            ts = await server_handshake(self._server_context(), reader, writer,
+                                        bytes(buf[pp_end:]), limit, self.pki.label_of)
+        except TlsRefused as exc:
+            refused(str(exc))
+            writer.transport.abort()
+            return
+        ts.start()
+        try:
+            plain = bytearray()
+            http = speaks_http(hop)
+            try:
+                while (b"\r\n\r\n" not in plain) if http else not plain:
+                    if len(plain) > _MAX_HEAD:
+                        break
+                    chunk = await asyncio.wait_for(ts.reader.read(65536),
+                                                   max(deadline - loop.time(), 0.001))
+                    if not chunk:
+                        refused("closed after the TLS handshake, before any data")
+                        return
+                    plain += chunk
+            except (TimeoutError, asyncio.TimeoutError):
+                refused(f"no complete input inside TLS after {self.header_timeout:g} s")
+                return
+            cut = plain.find(b"\r\n\r\n") + 4 if http and b"\r\n\r\n" in plain \
+                else len(plain)
+            first, rest = bytes(plain[:cut]), bytes(plain[cut:])
+            result = ts.result
+            session = TlsSession(first, "http" if first[:4] == b"GET " else "mqtt",
+                                 server_name=result.server_name, alpn=hello.alpn,
+                                 version=hello.version if hello.version in
+                                 ("TLSv1.3", "TLSv1.2") else "TLSv1.2",
+                                 cert=result.cert)
+            up_host, up_port = self.upstream
+            out = step(hop, Inbound(bytes(buf[:pp_end]), peer, local, "",
+                                    Endpoint(ip_address(up_host), up_port), tls=session))
+            if not out.ok:
+                self.passages.append(Passage(peer, bytes(buf[:pp_end]) + first, b"", None,
+                                             out.view, result))
+                ts.transport.abort()
+                return
+            await self._forward(out, bytes(buf[:pp_end]) + first, rest, peer, local,
+                                ts.reader, ts.writer, result)
+        finally:
+            await ts.stop()
+
+    async def _forward(self, out: Outbound, data: bytes, rest: bytes, peer: Endpoint,
+                       local: Endpoint, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter,
+                       handshake: HandshakeResult | None = None) -> None:
+        """Open the upstream connection (TLS when the step opens one: ``proxy_ssl``), write
+        what the step produced and *rest*, then relay both ways."""
+        up_host, up_port = self.upstream
+        sport = self.hop.source_port if self.pin_source_port else 0
+        ctx: ssl.SSLContext | None = None
+        clear = b""
+        if out.tls is not None:
+            # proxy_ssl: the PROXY header in clear, then a TLS connection of its own (no SNI,
+            # no client certificate, the upstream's certificate not verified: nginx's default
+            # proxy_ssl_verify off)
+            clear = b"".join(p for k, p in out.parts if k == "proxy")
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        try:
+            up_reader, up_writer = await self._connect(sport, clear, ctx)
+        except (OSError, asyncio.TimeoutError, TimeoutError) as exc:
+            view = HopView(out.view.name, out.view.kind, peer, local, out.view.variables,
+                           (*out.view.decisions, f"relay: upstream {up_host}:{up_port} "
+                            f"unreachable ({exc!r})"), False, "connect() failed")
+            self.passages.append(Passage(peer, data, b"", None, view, handshake))
+            return
+        source = aio.endpoint(up_writer.get_extra_info("sockname"))
+        self.passages.append(Passage(peer, data, out.data, source, out.view, handshake))
+        try:
+            up_writer.write((out.tls.plaintext if out.tls is not None else out.data) + rest)
+            await self._pipe_both(reader, writer, up_reader, up_writer)
+        finally:
+            up_writer.close()
+
+    async def _connect(self, sport: int, clear: bytes = b"", tls: ssl.SSLContext | None = None,
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """The upstream connection from the hop's address (and *sport*); with *tls*, *clear*
+        goes first in clear, then the TLS handshake."""
         up_host, up_port = self.upstream
         family = socket.AF_INET6 if ":" in self.hop.addr else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -297,7 +484,13 @@ class HopRelay:
             loop = asyncio.get_running_loop()
             await asyncio.wait_for(loop.sock_connect(sock, (up_host, up_port)),
                                    self.connect_timeout)
-            return await asyncio.open_connection(sock=sock)
+            if tls is None:
+                return await asyncio.open_connection(sock=sock)
+            if clear:
+                await loop.sock_sendall(sock, clear)
+            return await asyncio.wait_for(
+                asyncio.open_connection(sock=sock, ssl=tls, server_hostname=""),
+                self.connect_timeout)
         except BaseException:
             sock.close()
             raise
@@ -336,7 +529,9 @@ class LiveTopology:
     """A topology running for real: its broker (:class:`~realip.lab.broker.LabBroker` with the
     topology's listener) and a :class:`HopRelay` per hop, each on its own (loopback) address
     and port, every hop's upstream connection leaving from its ``source_port`` (pinned by
-    default, so the peernames match :func:`~realip.topology.simulate` exactly).
+    default, so the peernames match :func:`~realip.topology.simulate` exactly).  A topology
+    that uses TLS needs *pki* (:class:`~realip.lab.pki.LabPKI`) for the broker's ssl/wss
+    listeners and the hops that terminate TLS.
 
     ``async with LiveTopology(topology_on(topo, loopback_plan(topo), ports)) as live:`` then
     connect the client to ``live.entry`` from the client's address.  *limits* goes to the
@@ -345,13 +540,13 @@ class LiveTopology:
 
     def __init__(self, topology: Topology, *, pin_source_ports: bool = True,
                  extra_listeners: Sequence[Broker] = (), limits: Limits | None = None,
-                 **relay_options: Any) -> None:
+                 pki: LabPKI | None = None, **relay_options: Any) -> None:
         self.topology = topology
         check_loopback(topology.client.addr)
-        self.broker = LabBroker(topology.broker, *extra_listeners, limits=limits)
+        self.broker = LabBroker(topology.broker, *extra_listeners, limits=limits, pki=pki)
         nodes: list[Hop | Broker] = [*topology.hops, topology.broker]
         self.relays = [HopRelay(h, (nodes[i + 1].addr, nodes[i + 1].port),
-                                pin_source_port=pin_source_ports, **relay_options)
+                                pin_source_port=pin_source_ports, pki=pki, **relay_options)
                        for i, h in enumerate(topology.hops)]
 
     @property
