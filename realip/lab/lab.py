@@ -983,7 +983,7 @@ class Lab:
         record = outcome.record
         live_tls = predicted_tls = None
         if client.tls:
-            live_tls = self._live_tls(outcome)
+            live_tls = self._live_tls(outcome, f"{src_addr}:{cport}")
             predicted_tls = _predicted_tls(trace)
         return Probe(topo.name, f"{src_addr}:{cport}", cid, transport, path, peername,
                      trace.peername, trace, dict(self.addresses), tuple(forged), refused,
@@ -1009,11 +1009,12 @@ class Lab:
             ctx.set_alpn_protocols(list(client.alpn))
         return ctx
 
-    def _live_tls(self, outcome: _Outcome) -> TlsFacts:
+    def _live_tls(self, outcome: _Outcome, client: str) -> TlsFacts:
         """What the lab saw of the client's TLS: whose certificate the client's handshake
         met (the terminating host), and the SNI and CN the terminating end learned — from the
         broker's own handshake, or the PROXY v2 SSL TLV a terminating hop sent it (None: not
-        observable here)."""
+        observable here).  For nginx and HAProxy, the ``realip-tls`` line the lab's
+        configuration makes them log (:data:`realip.lab.drivers.base.TLS_LOG_MARK`)."""
         from .pki import common_name
 
         holder = None
@@ -1027,9 +1028,15 @@ class Lab:
         relay = self.relays.get(holder or "")
         shake = next((p.handshake for p in reversed(_since(relay.passages, None))
                       if p.handshake is not None), None) if relay is not None else None
+        run = self.runs.get(holder or "")
+        program = self.programs.get(run.runner) if run is not None else None
+        logged = program.tls_record(client) if program is not None and outcome.connected \
+            else None
         if shake is not None:  # a python relay terminated it: its real handshake
             sni = shake.server_name
             cert = shake.cert.cn if shake.cert is not None else None
+        elif logged is not None:  # nginx / HAProxy logged what they saw
+            sni, cert = logged
         elif rec is not None and rec.tls is not None:
             sni = rec.tls.server_name
             cert = rec.tls.cert.cn if rec.tls.cert is not None else None

@@ -128,10 +128,10 @@ def test_tls_scenario_live_equals_simulated(lab_of: Any, topo: Topology) -> None
     assert probe.username == probe.predicted_username == topo.expect_username, detail
     assert probe.tls is not None and probe.predicted_tls is not None
     assert probe.tls.terminated_by == probe.predicted_tls.terminated_by is not None, detail
-    # the broker learns the CN wherever the scenario gives it one: from its own handshake or
-    # from the SSL TLV a terminating HAProxy wrote
-    if topo.client.cert_cn is not None and probe.username is not None:
-        assert probe.tls.cert_cn is not None
+    # every fact observed: the terminating end's SNI and client CN — from the broker's own
+    # handshake, or the realip-tls line the lab makes nginx / HAProxy log
+    assert probe.tls == probe.predicted_tls, detail
+    assert probe.tls.server_name == topo.client.sni
     assert probe.agree, detail
     # the scenario's expectation holds on loopback: the peername names the expected host
     # (or the forged address, which is not mapped)
@@ -212,6 +212,9 @@ def test_haproxy_crt_ignore_err_tlv_live_as_simulated(lab_of: Any) -> None:
     probe = lab.connect(client={"cert_cn": "evil", "cert_ca": "other-ca"})
     detail = (str(probe), probe.trace.table(), probe.logs)
     assert probe.connected and probe.agree and probe.username == "evil", detail
+    # HAProxy's own log: it saw the other CA's certificate and let it through
+    assert probe.tls is not None and probe.tls.cert_cn == "evil", detail
+    assert "realip-tls" in probe.logs["haproxy"] or "realip-tls" in lab.logs()["haproxy"]
     header = decode(probe.trace.links[-1].parts[0][1])
     want = header.ssl
     assert want is not None and want.verify == 21

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -386,9 +387,44 @@ class RealProgram:
             f.seek(offset)
             return f.read().decode("utf-8", "replace")
 
+    # -- TLS facts -----------------------------------------------------------------------------
+    @property
+    def tls_log_path(self) -> Path | None:
+        """Where the program logs a ``realip-tls`` line per TLS connection it terminated
+        (:data:`TLS_LOG_MARK`), None when it keeps none."""
+        return None
+
+    def tls_record(self, client: str, timeout: float = 1.0) -> tuple[str | None, str | None] | None:
+        """``(SNI, client certificate CN)`` the program logged for the TLS connection from
+        *client* (``ip:port``; None for a field it logged empty), waiting up to *timeout*
+        for the line — nginx and HAProxy write it when the connection ends; None if none."""
+        path = self.tls_log_path
+        if path is None:
+            return None
+        pattern = re.compile(rf"{TLS_LOG_MARK} {re.escape(client)} \S+ sni=(\S*) cn=(.*)$",
+                             re.MULTILINE)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = path.read_text("utf-8", "replace") if path.exists() else ""
+            found = pattern.findall(text)
+            if found:
+                sni, cn = found[-1]
+                m = re.search(r"(?:^|,)CN=((?:[^,\\]|\\.)*)", cn)  # nginx: the subject DN
+                cn = m.group(1) if m else cn
+                return (None if sni in ("", "-") else sni,
+                        None if cn.strip() in ("", "-") else cn.strip())
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+
     def __repr__(self) -> str:
         state = "running" if self.alive else "stopped"
         return f"<{type(self).__name__} {self.name} {self.info.version} {state} {self.hops}>"
+
+
+#: The first word of the access-log lines the lab adds to a TLS-terminating hop's configuration
+#: (``realip-tls <client ip:port> <protocol> sni=<SNI> cn=<client CN or subject DN>``).
+TLS_LOG_MARK = "realip-tls"
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child

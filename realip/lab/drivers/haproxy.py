@@ -14,7 +14,7 @@ from ...programs import hop_kind
 from ...render import TLS_DIR, haproxy_main, haproxy_sections
 from ...topology import Topology
 from . import base
-from .base import PACKAGES, ProgramInfo, RealProgram, run_text, which
+from .base import PACKAGES, TLS_LOG_MARK, ProgramInfo, RealProgram, run_text, which
 
 __all__ = ["HAProxyDriver", "find_haproxy"]
 
@@ -50,14 +50,25 @@ class HAProxyDriver(RealProgram):
         for name in hops:
             if hop_kind(topology.hop(name)).program != "haproxy":
                 raise ConfigurationError(f"{name} is not an HAProxy hop")
-            sections.append(haproxy_sections(topology, name, addresses, ports,
-                                             tls_dir=tls_dir or TLS_DIR))
+            text = haproxy_sections(topology, name, addresses, ports,
+                                    tls_dir=tls_dir or TLS_DIR)
+            if getattr(topology.hop(name), "bind_ssl", False):
+                # the lab's own log line per connection: the SNI and client CN HAProxy saw
+                fmt = (f'    log-format "{TLS_LOG_MARK} %ci:%cp %sslv sni=%[ssl_fc_sni] '
+                       'cn=%[ssl_c_s_dn(cn)]"\n')
+                for opt in ("    option tcplog\n", "    option httplog\n"):
+                    text = text.replace(opt, opt + fmt, 1)
+            sections.append(text)
             listen.append((addresses[name], int(ports[name])))
         return cls(info, directory, haproxy_main(str(directory), sections), listen, hops)
 
     @property
     def log_path(self) -> Path:
         return self.directory / "stdout.log"
+
+    @property
+    def tls_log_path(self) -> Path:
+        return self.log_path
 
     def check_command(self) -> list[str]:
         return [self.info.path, "-c", "-f", str(self.config_path)]

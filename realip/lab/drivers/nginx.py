@@ -14,7 +14,7 @@ from ...programs import hop_kind
 from ...render import NGINX_STREAM_MODULE, TLS_DIR, nginx_main, nginx_server
 from ...topology import Topology
 from . import base
-from .base import PACKAGES, ProgramInfo, RealProgram, run_text, which
+from .base import PACKAGES, TLS_LOG_MARK, ProgramInfo, RealProgram, run_text, which
 
 __all__ = ["NginxDriver", "find_nginx"]
 
@@ -66,14 +66,25 @@ class NginxDriver(RealProgram):
         http: list[str] = []
         stream: list[str] = []
         listen = []
+        logs: set[str] = set()
         for name in hops:
             hop = topology.hop(name)
             if hop_kind(hop).program not in ("nginx", "relay"):
                 raise ConfigurationError(f"{name} is not an nginx hop")
             kind, server = nginx_server(topology, name, addresses, ports,
                                         tls_dir=tls_dir or TLS_DIR)
+            if getattr(hop, "listen_ssl", False):
+                # the lab's own access log: the SNI and client certificate nginx saw
+                cut = server.rindex("\n}")
+                server = (f"{server[:cut]}\n    access_log {directory}/tls.log realip_tls;"
+                          f"{server[cut:]}")
+                logs.add(kind)
             (http if kind == "http" else stream).append(server)
             listen.append((addresses[name], int(ports[name])))
+        fmt = (f"log_format realip_tls '{TLS_LOG_MARK} $remote_addr:$remote_port $ssl_protocol "
+               "sni=$ssl_server_name cn=$ssl_client_s_dn';")
+        http = [fmt, *http] if "http" in logs else http
+        stream = [fmt, *stream] if "stream" in logs else stream
         config = nginx_main(str(directory), http=http, stream=stream,
                             stream_module=info.stream_module)
         return cls(info, directory, config, listen, hops)
@@ -81,6 +92,10 @@ class NginxDriver(RealProgram):
     @property
     def log_path(self) -> Path:
         return self.directory / "error.log"
+
+    @property
+    def tls_log_path(self) -> Path:
+        return self.directory / "tls.log"
 
     def log_files(self) -> list[Path]:
         return [self.directory / "startup.log", self.log_path, self.directory / "stdout.log"]
