@@ -36,6 +36,18 @@ is exact even where a peername names a proxy.  The client's own port defaults to
 (``61177`` …) so printed results repeat; its socket closes with a reset, so the port is free
 again at once.
 
+**TLS.**  A topology that uses TLS (:func:`realip.render.needs_tls`) gets a run-time
+:class:`~realip.lab.pki.LabPKI` (removed at close): the broker's ssl/wss listeners, the hops
+that terminate TLS (their certificate and CA files are linked under the names the rendered
+configurations use, :data:`realip.render.TLS_DIR`; a python relay runs a real handshake) and
+the client — paho-mqtt over TLS or wss, dialling the loopback address and sending the
+scenario's ``sni``, with the client certificate of ``cert_cn`` signed by ``cert_ca``.
+``connect(client={...})`` changes the client for one probe (no TLS, no certificate, another
+CA).  The :class:`Probe` then also holds the broker's ``username`` and :class:`TlsFacts` —
+who terminated TLS (the host whose certificate the client met), the SNI and client CN it saw
+(the broker's handshake or SSL TLV, a relay's handshake, or the ``realip-tls`` line the lab
+makes nginx and HAProxy log) — beside the simulator's.
+
 **Clean-up.**  Leaving the ``with`` block — normally, by an exception, or by a
 ``KeyboardInterrupt`` (a notebook's *interrupt kernel*) — stops the programs, closes every
 listening socket and connection and ends the lab's thread; so does interpreter exit for a lab
