@@ -133,6 +133,18 @@ def test_tls_scenario_live_equals_simulated(lab_of: Any, topo: Topology) -> None
     assert probe.tls == probe.predicted_tls, detail
     assert probe.tls.server_name == topo.client.sni
     assert probe.agree, detail
+    # a PROXY v2 SSL TLV reaching the broker (HAProxy's send-proxy-v2-ssl-cn, or the client's
+    # forged one through a pass-through): field by field the one the simulator writes
+    last = probe.trace.links[-1].proxy_header
+    want = decode(last).ssl if last is not None and not last.startswith(b"PROXY") else None
+    assert probe.record is not None
+    got = probe.record.pp2_ssl
+    if want is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert (int(got.client), got.verify, got.version, got.cn, got.cipher) == \
+            (int(want.client), want.verify, want.version, want.cn, want.cipher), detail
     # the scenario's expectation holds on loopback: the peername names the expected host
     # (or the forged address, which is not mapped)
     expected = topo.expect
@@ -223,3 +235,25 @@ def test_haproxy_crt_ignore_err_tlv_live_as_simulated(lab_of: Any) -> None:
     assert live is not None
     assert (int(live.client), live.verify, live.cn, live.version) == \
         (int(want.client), want.verify, want.cn, want.version), detail
+
+
+@pytest.mark.parametrize("client", [{}, {"tls_version": "TLSv1.2"}], ids=["tls13", "tls12"])
+def test_haproxy_every_ssl_sub_tlv_live_as_simulated(lab_of: Any,
+                                                     client: Mapping[str, Any]) -> None:
+    """``proxy-v2-options ssl,cert-cn,ssl-cipher,cert-sig,cert-key``: the SSL TLV the real
+    HAProxy writes — sub-TLVs in make_proxy_line_v2's order, the negotiated version and
+    cipher, the signature and key algorithms of its own certificate — is the simulator's,
+    byte for byte."""
+    topo = load(str(ROOT / "data" / "topologies" / "tls-haproxy-client-cert.yaml"))
+    topo = topo.with_hop("lb1", proxy_v2_options=["ssl", "cert-cn", "ssl-cipher", "cert-sig",
+                                                  "cert-key"])
+    lab = lab_of(topo)
+    probe = lab.connect(client=client or None)
+    detail = (str(probe), probe.trace.table(), probe.logs)
+    assert probe.connected and probe.agree, detail
+    last = probe.trace.links[-1].proxy_header
+    assert last is not None and probe.record is not None
+    want, got = decode(last).ssl, probe.record.pp2_ssl
+    assert want is not None and got is not None
+    assert [(t.type, t.value) for t in got.subtlvs] == [(t.type, t.value) for t in want.subtlvs]
+    assert (int(got.client), got.verify) == (int(want.client), want.verify)
