@@ -52,6 +52,10 @@ def test_every_tls_scenario_has_the_roles_it_needs() -> None:
 @pytest.mark.parametrize("topo", SCENARIOS, ids=[t.name for t in SCENARIOS])
 def test_tls_scenario_with_relays(topo: Topology) -> None:
     with Lab(topo, proxies="python", progress="none") as lab:
+        text = lab.describe()
+        assert ("over TLS, SNI mqtt.example.com" in text) is topo.client.tls
+        assert ("terminates TLS" in text) is any(tls_role(h) == "terminate" for h in topo.hops)
+        assert (lab.pki is not None) is needs_tls(topo)
         probe = lab.connect()
         detail = (str(probe), probe.trace.table())
         assert probe.connected and probe.agree, detail

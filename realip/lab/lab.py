@@ -653,13 +653,20 @@ class Lab:
     def describe(self) -> str:
         """Every host: its loopback address, the scenario's address, and what runs it."""
         topo = self.topology
-        rows = [(topo.client.name, self.addresses[topo.client.name], topo.client.addr,
-                 f"client ({topo.client.transport})")]
+        c = topo.client
+        tls = (f" over TLS, SNI {c.sni or 'none'}, "
+               + (f"certificate CN {c.cert_cn} ({c.cert_ca})" if c.cert_cn else
+                  "no certificate")) if c.tls else ""
+        rows = [(c.name, self.addresses[c.name], c.addr, f"client ({c.transport}{tls})")]
         for hop in topo.hops:
             run = self.runs[hop.name]
             where = hop.addr + (f", public {hop.public}" if hop.public else "")
             runner = "python relay" if run.runner == "python" else f"{run.runner} {run.version}"
-            rows.append((hop.name, self.addresses[hop.name], where, f"{run.kind} → {runner}"))
+            role = ", terminates TLS" if getattr(hop, "listen_ssl", False) or \
+                getattr(hop, "bind_ssl", False) else \
+                ", reads the ClientHello" if getattr(hop, "ssl_preread", False) else ""
+            rows.append((hop.name, self.addresses[hop.name], where,
+                         f"{run.kind}{role} → {runner}"))
         b = topo.broker
         listener = f"{b.kind} {b.version} {b.listener} listener"
         rows.append((b.name, self.addresses[b.name], b.addr, f"{listener} → lab broker"))
