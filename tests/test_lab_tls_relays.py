@@ -117,3 +117,15 @@ def test_haproxy_crt_ignore_err_through_the_relay() -> None:
         assert probe.connected and probe.agree and probe.username == "evil", str(probe)
         assert probe.record is not None and probe.record.pp2_ssl is not None
         assert (probe.record.pp2_ssl.verify, probe.record.pp2_ssl.cn) == (21, "evil")
+
+
+@pytest.mark.parametrize("name", ["tcp-single-tier", "ws-single-tier",
+                                  "haproxy-tcp-send-proxy-v2", "haproxy-ws-set-header"])
+def test_a_client_hello_to_a_plain_relay(name: str) -> None:
+    """TLS where nobody terminates it: the relay (or EMQX behind it) refuses the ClientHello
+    as the step says, at once (an http hop does not wait for a request head)."""
+    with Lab(name, proxies="python", progress="none") as lab:
+        probe = lab.connect(client={"tls": True, "sni": "mqtt.example.com"}, timeout=2.0)
+        _refused_alike(probe)
+        assert "timed out" not in (probe.refused or "")
+        assert lab.connect().agree

@@ -305,6 +305,13 @@ class HopRelay:
                 cut = len(buf)  # not TLS: the step refuses it as the program does
             elif speaks_http(hop) and role is None:
                 while True:
+                    first = buf[pp_end] if len(buf) > pp_end else None
+                    if first is not None and (first >= 0x7F or (first < 0x20 and
+                                                                 first not in b"\r\n")):
+                        # no request line starts so (a ClientHello, an MQTT packet): nginx and
+                        # HAProxy refuse on their first read, the step says how
+                        cut = len(buf)
+                        break
                     i = buf.find(b"\r\n\r\n", pp_end)
                     if i >= 0:
                         cut = i + 4

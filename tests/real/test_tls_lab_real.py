@@ -87,9 +87,10 @@ def check_refused_alike(lab: Lab, probe: Probe) -> str:
         want = _alert(refusing.log)
         if want is not None:
             assert _alert(probe.refused) == want, detail
-        else:  # bytes that are not TLS at all: Erlang's ssl answers unexpected_message
-            assert "not a TLS record" in refusing.log
+        elif "not a TLS record" in refusing.log:  # Erlang's ssl: unexpected_message
             assert _alert(probe.refused) == "unexpected_message", detail
+        else:  # a plain listener: the lab broker runs the same step
+            assert probe.refused == f"{refusing.name}: {refusing.log}", detail
         return refusing.name
     program = _program(topo, refusing.name)
     assert probe.refused is not None and probe.refused.startswith(f"{program}: "), detail
@@ -257,3 +258,21 @@ def test_haproxy_every_ssl_sub_tlv_live_as_simulated(lab_of: Any,
     assert want is not None and got is not None
     assert [(t.type, t.value) for t in got.subtlvs] == [(t.type, t.value) for t in want.subtlvs]
     assert (int(got.client), got.verify) == (int(want.client), want.verify)
+
+
+PLAIN = ["tcp-single-tier", "ws-single-tier", "haproxy-tcp-send-proxy-v2",
+         "haproxy-ws-set-header"]
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_a_client_hello_to_a_plain_listener(lab_of: Any, name: str) -> None:
+    """A client that opens TLS where nobody terminates it: the first hop (or EMQX behind a
+    stream relay) meets a ClientHello as bytes and refuses it — live as simulated, with the
+    simulator's log line; the lab makes a PKI for that client on demand."""
+    topo = load(str(ROOT / "data" / "topologies" / f"{name}.yaml"))
+    lab = lab_of(topo)
+    assert lab.pki is None
+    probe = lab.connect(client={"tls": True, "sni": "mqtt.example.com"})
+    assert lab.pki is not None
+    check_refused_alike(lab, probe)
+    assert lab.connect().agree  # the plain client is still served
