@@ -129,3 +129,18 @@ def test_a_client_hello_to_a_plain_relay(name: str) -> None:
         _refused_alike(probe)
         assert "timed out" not in (probe.refused or "")
         assert lab.connect().agree
+
+
+def test_proxy_ssl_through_the_relay() -> None:
+    """``proxy_ssl on``: the relay writes the PROXY line in clear, then opens TLS to the
+    broker's ssl listener (no SNI), which terminates it."""
+    topo = load(str(ROOT / "data" / "topologies" / "tls-nginx-terminates.yaml"))
+    topo = topo.with_hop("lb1", proxy_ssl=True).with_broker(listener="ssl", port=8883)
+    with Lab(topo, proxies="python", progress="none") as lab:
+        probe = lab.connect()
+        assert probe.connected and probe.agree and probe.peername == probe.client, str(probe)
+        assert probe.record is not None and probe.record.tls is not None
+        assert probe.record.tls.server_name is None
+        pki = lab.pki
+        assert pki is not None and pki.directory.exists()
+    assert not pki.directory.exists()  # the keys go with the lab

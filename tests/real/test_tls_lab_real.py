@@ -276,3 +276,20 @@ def test_a_client_hello_to_a_plain_listener(lab_of: Any, name: str) -> None:
     assert lab.pki is not None
     check_refused_alike(lab, probe)
     assert lab.connect().agree  # the plain client is still served
+
+
+def test_nginx_proxy_ssl_re_encrypts_to_the_broker(lab_of: Any) -> None:
+    """``listen … ssl`` + ``proxy_ssl on`` in front of EMQX's ssl listener with
+    ``proxy_protocol``: nginx terminates the client's TLS, writes the PROXY line in clear and
+    opens a TLS connection of its own (no SNI: proxy_ssl_server_name off) — the broker
+    terminates that one, live as simulated."""
+    topo = load(str(ROOT / "data" / "topologies" / "tls-nginx-terminates.yaml"))
+    topo = topo.with_hop("lb1", proxy_ssl=True).with_broker(listener="ssl", port=8883)
+    lab = lab_of(topo)
+    probe = lab.connect()
+    detail = (str(probe), probe.trace.table(), probe.logs)
+    assert probe.connected and probe.agree and probe.peername == probe.client, detail
+    assert probe.tls is not None and probe.tls.terminated_by == "lb1"
+    assert probe.trace.views[-1].tls == "terminated"
+    assert probe.record is not None and probe.record.tls is not None, detail
+    assert probe.record.tls.server_name is None and probe.record.tls.cert is None
