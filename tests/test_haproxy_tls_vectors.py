@@ -37,6 +37,7 @@ from realip.proxy_protocol import (
     SSLInfo,
     SSLSubType,
     TLVType,
+    annotate,
     build,
     decode,
     encode,
@@ -346,3 +347,21 @@ def test_ssl_info_value_round_trips_every_recorded_tlv() -> None:
         h = decode(bytes.fromhex(c["header_hex"]))
         assert h is not None and h.ssl is not None
         assert h.ssl.value == h.tlv(TLVType.SSL)
+
+
+def test_annotate_explains_verify_with_the_cert_bits() -> None:
+    # verify 0 without a certificate is HAProxy's default, not a verification: say so
+    seen = set()
+    for c in SSL_CASES:
+        notes = {f.name: f.meaning for f in annotate(bytes.fromhex(c["header_hex"]))}
+        s = _ssl(c)
+        if not s["client"] & 0x06:
+            want = f"verify {s['verify']}: no client certificate, so it says nothing"
+        elif s["verify"] == 0:
+            want = "verify 0: the client certificate was verified"
+        else:
+            want = f"verify {s['verify']}: the client certificate failed verification"
+        assert notes["SSL verify"] == want
+        seen.add(want)
+        assert notes.get("SSL CN") == s.get("cn")
+    assert len(seen) == 3
