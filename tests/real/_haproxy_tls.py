@@ -78,6 +78,8 @@ VERIFY: dict[str, str] = {
     "optional": "verify optional",
     "required": "verify required",
     "optional-ignore": "verify optional crt-ignore-err all ca-ignore-err all",
+    "optional-crt-ignore": "verify optional crt-ignore-err all",
+    "optional-ca-ignore": "verify optional ca-ignore-err all",
     "required-ignore": "verify required crt-ignore-err all ca-ignore-err all",
 }
 
@@ -93,6 +95,9 @@ CLIENT_CERTS: dict[str, tuple[str, str]] = {
     "good": ("device-42", "clients CA"),
     "utf8": ("capteur-Zoë-設備-42", "clients CA"),
     "badca": ("device-42", "other CA"),
+    # the same kind of certificate, sent with the untrusted root behind it: the error is then
+    # at depth 1 (the root), which ca-ignore-err governs
+    "badchain": ("device-42", "other CA, root sent"),
 }
 
 
@@ -152,12 +157,18 @@ def all_cases() -> list[Case]:
     certs = ["none", "good", "utf8", "badca"]
     out: list[Case] = []
     for key in ("rsa", "ec"):
-        for verify in VERIFY:
+        for verify in ("none", "optional", "required", "optional-ignore", "required-ignore"):
             for cert in certs:
                 for tls in ("1.2", "1.3"):
                     out.append(Case(Frontend("opt-ssl-all", verify, key), cert, tls))
+    # which of the two ignore lists lets a certificate from an unknown CA through
+    for verify in ("optional-crt-ignore", "optional-ca-ignore", "optional", "optional-ignore"):
+        certs_here = ("good", "badca", "badchain") if "-c" in verify else ("badchain",)
+        for cert in certs_here:
+            for tls in ("1.2", "1.3"):
+                out.append(Case(Frontend("opt-ssl-all", verify), cert, tls))
     for server in ("v2-ssl-cn", "v2-ssl"):
-        for verify in VERIFY:
+        for verify in ("none", "optional", "required", "optional-ignore", "required-ignore"):
             for cert in certs if server == "v2-ssl-cn" else ["none", "good", "badca"]:
                 for tls in ("1.2", "1.3"):
                     out.append(Case(Frontend(server, verify), cert, tls))
@@ -209,11 +220,15 @@ class Pki:
             pki._write(f"server-{name}.pem", leaf.private_key_and_cert_chain_pem.bytes())
         pki.server_ca_pem = rsa_ca.cert_pem.bytes() + ec_ca.cert_pem.bytes()
         pki._write("clients-ca.pem", clients.cert_pem.bytes())
-        issuers = {"clients CA": clients, "other CA": other}
+        issuers = {"clients CA": clients, "other CA": other, "other CA, root sent": other}
         for name, (cn, issuer) in CLIENT_CERTS.items():
-            leaf = issuers[issuer].issue_cert(f"{name}@devices.example.test", common_name=cn,
-                                              key_type=trustme.KeyType.ECDSA)
-            pki._write(f"client-{name}.pem", leaf.private_key_and_cert_chain_pem.bytes())
+            ca = issuers[issuer]
+            leaf = ca.issue_cert(f"{name}@devices.example.test", common_name=cn,
+                                 key_type=trustme.KeyType.ECDSA)
+            pem = leaf.private_key_and_cert_chain_pem.bytes()
+            if issuer.endswith("root sent"):
+                pem += ca.cert_pem.bytes()
+            pki._write(f"client-{name}.pem", pem)
         return pki
 
     def _write(self, name: str, data: bytes) -> None:
@@ -666,8 +681,10 @@ NOTES = [
     "varies lists what changes from run to run: the ports (so the CRC32C value) and the "
     "unique-id (ports, timestamp, pid in the format; its length too). Two recordings agreed "
     "on every other field, TLS 1.3 cipher (TLS_AES_256_GCM_SHA384) included.",
-    "verify 21 = X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE (a certificate from a CA the "
-    "ca-file does not hold, let through by crt-ignore-err all).",
+    "verify 21 = X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE (cert badca: a leaf from a CA the "
+    "ca-file does not hold, an error at depth 0, let through by crt-ignore-err); verify 19 = "
+    "X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN (cert badchain: the same kind of leaf sent with its "
+    "own root, an error at depth 1, let through by ca-ignore-err).",
     "ssl_c_s_dn(cn) behind %{+Q} is written without quotes by http-request set-header.",
 ]
 
