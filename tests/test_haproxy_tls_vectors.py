@@ -126,6 +126,11 @@ def test_realip_decodes_each_field_as_recorded(case: dict[str, Any]) -> None:
     assert ssl.sig_alg == ws.get("sig_alg")
     assert ssl.key_alg == ws.get("key_alg")
     assert ssl.verified == (bool(ws["client"] & 0x06) and ws["verify"] == 0)
+    # python -m realip decode --json shows the same
+    shown = h.to_dict()["ssl"]
+    assert (shown["client"], shown["verify"]) == (ws["client"], ws["verify"])
+    for key in ("version", "cn", "cipher", "sig_alg", "key_alg"):
+        assert shown.get(key) == ws.get(key)
     # the plaintext behind the header is the client's own, untouched
     assert after == bytes.fromhex(case["client"]["payload_hex"])
 

@@ -374,6 +374,11 @@ class ProxyHeader(_Fields):
                 "verified": ssl.verified,
                 "subtlvs": [{"type": t.type, "value": t.value.hex()} for t in ssl.subtlvs],
             }
+            # the text sub-TLVs by name too (what a reader of `decode --json` looks for)
+            for key in ("version", "cn", "cipher", "sig_alg", "key_alg", "group", "sig_scheme"):
+                text = getattr(ssl, key)
+                if text is not None:
+                    out["ssl"][key] = text
         for key in ("authority", "unique_id", "netns", "aws_vpce_id",
                     "azure_private_endpoint_linkid", "gcp_psc_connection_id", "crc32c", "alpn"):
             val = getattr(self, key)
