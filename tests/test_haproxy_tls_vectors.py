@@ -63,12 +63,15 @@ def ep(text: str) -> Endpoint:
 
 
 def verify_mode(case: dict[str, Any]) -> str:
-    return case["name"].split("/")[0].split("_")[1]
+    """``optional-ignore`` …: the frontend's verify setting, from the case name."""
+    name: str = case["name"]
+    return name.split("/")[0].split("_")[1]
 
 
 def server_options(case: dict[str, Any]) -> str:
-    return case["haproxy"]["server"].split(" ", 3)[3] if case["haproxy"]["server"].count(" ") > 2 \
-        else ""
+    """What follows ``server s <addr>`` (``""`` for the http backend)."""
+    words: list[str] = case["haproxy"]["server"].split(" ", 3)
+    return words[3] if len(words) > 3 else ""
 
 
 def test_the_vectors_are_haproxy_2_6_and_cover_the_matrix() -> None:
