@@ -21,6 +21,7 @@ realip.  Here, without any program:
 from __future__ import annotations
 
 import json
+import re
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def test_the_vectors_are_haproxy_2_6_and_cover_the_matrix() -> None:
     assert {verify_mode(c) for c in CASES} == {"none", "optional", "required", "optional-ignore",
                                                 "required-ignore", "optional-crt-ignore",
                                                 "optional-ca-ignore"}
-    assert {c["client"]["cert"] for c in TCP} == {"none", "good", "utf8", "badca", "badchain"}
+    assert {c["client"]["cert"] for c in TCP} == {"none", "good", "utf8", "badca", "badchain",
+                                                  "nocn", "ctrl"}
     assert {c["client"]["tls"] for c in TCP} == {"TLSv1.2", "TLSv1.3"}
     assert len(TCP) > 150 and len(REFUSED) >= 30 and len(HTTP) >= 5
 
@@ -310,7 +312,7 @@ def test_emqx_esockd_model_takes_the_cn_whatever_verify_says() -> None:
         cn = _ssl(c).get("cn")
         if cn is None:
             assert "pp2_ssl_cn" not in got
-        elif cn.isascii():
+        elif cn.isascii() and cn.isprintable():
             assert got["pp2_ssl_cn"] == f'<<"{cn}">>'
 
 
@@ -327,8 +329,10 @@ def test_wss_request_matches_realips_haproxy_models(case: dict[str, Any]) -> Non
     sent_line, sent = _request_lines(bytes.fromhex(case["client"]["payload_hex"]))
     got_line, got = _request_lines(bytes.fromhex(case["after_hex"]))
     assert got_line == sent_line
-    cn = case["client"]["cert_cn"] or ""
-    verify = {"none": "0", "good": "0", "utf8": "0", "badca": "21"}[case["client"]["cert"]]
+    # HAProxy's log-format encoding writes control characters as %XX (UTF-8 passes as it is)
+    cn = re.sub(r"[\x00-\x1f\x7f]", lambda m: f"%{ord(m.group()):02X}",
+                case["client"]["cert_cn"] or "")
+    verify = "21" if case["client"]["cert"] == "badca" else "0"
     # HAProxy runs the http-request rules, then adds option forwardfor's line
     model = haproxy_set_header(sent, "X-SSL-Client-CN", cn)
     model = haproxy_set_header(model, "X-SSL-Client-Verify", verify)
@@ -386,3 +390,18 @@ def test_annotate_explains_verify_with_the_cert_bits() -> None:
         seen.add(want.split(":")[1])
         assert notes.get("SSL CN") == s.get("cn")
     assert len(seen) == 3
+
+
+def test_a_certificate_without_cn_and_one_with_control_characters() -> None:
+    nocn = [c for c in SSL_CASES if c["client"]["cert"] == "nocn"]
+    ctrl = [c for c in SSL_CASES if c["client"]["cert"] == "ctrl"]
+    assert nocn and ctrl
+    for c in nocn:  # no CN sub-TLV at all, the certificate still counts
+        assert _ssl(c)["client"] == 0x07 and 0x22 not in _ssl(c)["sub_types"]
+    for c in ctrl:  # the TLV carries CR LF NUL raw: only EMQX's own check stands in the way
+        assert _ssl(c)["cn"] == "dev\r\nX-Injected: 1\x00z"
+        raw = bytes.fromhex(c["header_hex"])
+        assert b"\x22\x00\x14dev\r\nX-Injected: 1\x00z" in raw
+    (http,) = [c for c in HTTP if c["client"]["cert"] == "ctrl"]
+    assert ["x-ssl-client-cn", "dev%0D%0AX-Injected: 1%00z"] in http["decoded"]["http_headers"]
+    assert b"\r\nX-Injected" not in bytes.fromhex(http["after_hex"])

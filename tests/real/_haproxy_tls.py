@@ -98,6 +98,9 @@ CLIENT_CERTS: dict[str, tuple[str, str]] = {
     # the same kind of certificate, sent with the untrusted root behind it: the error is then
     # at depth 1 (the root), which ca-ignore-err governs
     "badchain": ("device-42", "other CA, root sent"),
+    # a subject without CN, and a CN with CR LF and NUL (what EMQX >= e5.10.4 / 6.2.1 rejects)
+    "nocn": ("", "clients CA"),
+    "ctrl": ("dev\r\nX-Injected: 1\x00z", "clients CA"),
 }
 
 
@@ -189,6 +192,10 @@ def all_cases() -> list[Case]:
         out.append(Case(Frontend("v2", "optional", alpn="mqtt"), "good", tls, alpn=("mqtt",)))
         out.append(Case(Frontend("opt-everything", "optional", alpn="mqtt"), "good", tls,
                         alpn=("mqtt",)))
+    for server in ("opt-ssl-all", "v2-ssl-cn", "http"):
+        for cert in ("nocn", "ctrl"):
+            out.append(Case(Frontend(server, "optional" if server != "http" else
+                                     "optional-ignore"), cert, "1.3"))
     for cert in certs:
         out.append(Case(Frontend("http", "optional-ignore"), cert, "1.3"))
     out.append(Case(Frontend("http", "optional-ignore"), "good", "1.3", forged_headers=True))
@@ -223,7 +230,7 @@ class Pki:
         issuers = {"clients CA": clients, "other CA": other, "other CA, root sent": other}
         for name, (cn, issuer) in CLIENT_CERTS.items():
             ca = issuers[issuer]
-            leaf = ca.issue_cert(f"{name}@devices.example.test", common_name=cn,
+            leaf = ca.issue_cert(f"{name}@devices.example.test", common_name=cn or None,
                                  key_type=trustme.KeyType.ECDSA)
             pem = leaf.private_key_and_cert_chain_pem.bytes()
             if issuer.endswith("root sent"):
@@ -604,7 +611,7 @@ def run_case(r: Rig, case: Case) -> dict[str, Any]:
         "client": {
             "tls": f"TLSv{case.tls}",
             "cert": case.cert,
-            "cert_cn": CLIENT_CERTS[case.cert][0] if case.cert != "none" else None,
+            "cert_cn": CLIENT_CERTS[case.cert][0] or None if case.cert != "none" else None,
             "cert_issuer": CLIENT_CERTS[case.cert][1] if case.cert != "none" else None,
             "sni": SNI,
             "alpn": list(case.alpn) or None,

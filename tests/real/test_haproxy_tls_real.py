@@ -1,12 +1,12 @@
 """The installed HAProxy, terminating TLS, still writes the headers of haproxy_2.6_tls.json.
 
 A representative subset of the recorded cases (each verify mode, with and without a client
-certificate, a certificate from an untrusted CA (alone, or with its root), a UTF-8 CN, RSA and
-EC server keys, TLS 1.2 and 1.3, a resumed session, ALPN + AUTHORITY + UNIQUE_ID + CRC32C,
-refused handshakes, the wss http frontend) is run again with :mod:`tests.real._haproxy_tls` —
-new certificates, new ports — and every field that does not vary between runs must equal the
-vector.  The fields that do vary (ports, so the CRC32C value; the unique-id) are checked for
-their form instead.
+certificate, a certificate from an untrusted CA (alone, or with its root), a UTF-8 CN, a CN with
+CR LF NUL, RSA and EC server keys, TLS 1.2 and 1.3, a resumed session, ALPN + AUTHORITY +
+UNIQUE_ID + CRC32C, refused handshakes, the wss http frontend) is run again with
+:mod:`tests.real._haproxy_tls` — new certificates, new ports — and every field that does not
+vary between runs must equal the vector.  The fields that do vary (ports, so the CRC32C value;
+the unique-id) are checked for their form instead.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ SUBSET = [
     "opt-ssl-all_optional_rsa/cert-badca/tls1.3",
     "opt-ssl-all_required_rsa/cert-none/tls1.2",
     "opt-ssl-all_required_rsa/cert-utf8/tls1.2",
+    "opt-ssl-all_optional_rsa/cert-ctrl/tls1.3",
     "opt-ssl-all_required-ignore_rsa/cert-badca/tls1.3",
     "v2-ssl-cn_optional-ignore_rsa/cert-badca/tls1.2",
     "opt-ssl-all_optional-ca-ignore_rsa/cert-badchain/tls1.2",
