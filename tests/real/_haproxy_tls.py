@@ -2,13 +2,16 @@
 
 Everything is made at run time: a client CA, a second ("other") CA that HAProxy does not trust,
 server certificates with an RSA and an EC key (the SIG_ALG / KEY_ALG sub-TLVs describe them),
-client certificates (CN ``device-42``, a CN in UTF-8, and ``device-42`` signed by the other CA), and
-a ``haproxy.cfg`` with one ``mode tcp`` frontend per (server options, verify mode, server key)
-plus a ``mode http`` frontend for the wss case.  HAProxy runs in the foreground (``-db``) through
-:func:`tests.real._programs.start_haproxy` (kept by pid, stopped by pid).  A Python client connects
-with the :mod:`ssl` module (TLS 1.2 or 1.3, with or without a certificate, optionally resuming a
-session); a plain TCP server on each backend address keeps exactly the bytes HAProxy wrote: the
-PROXY header (framed by its own length field) and the client's plaintext behind it.
+client certificates (:data:`CLIENT_CERTS`: CN ``device-42``; a CN in UTF-8; ``device-42`` signed
+by the other CA, alone or sent with that CA's root; no CN; a CN with CR LF NUL), and a
+``haproxy.cfg`` with one ``mode tcp`` frontend per (server options, verify mode — ``verify
+none|optional|required`` with and without ``crt-ignore-err`` / ``ca-ignore-err`` — server key)
+plus a ``mode http`` frontend for the wss case; :func:`all_cases` is the matrix.  HAProxy runs
+in the foreground (``-db``) through :func:`tests.real._programs.start_haproxy` (kept by pid,
+stopped by pid).  A Python client connects with the :mod:`ssl` module (TLS 1.2 or 1.3, with
+or without a certificate, optionally resuming a session); a plain TCP server on each backend
+address keeps exactly the bytes HAProxy wrote: the PROXY header (framed by its own length
+field) and the client's plaintext behind it.
 
 The header is decoded here by :func:`hand_decode`, a few lines written from the specification
 that do not use realip, so that ``tests/test_haproxy_tls_vectors.py`` compares realip's codec with
@@ -390,12 +393,14 @@ class Backend:
 
 
 def _ssl_error(e: BaseException) -> str:
+    """``SSLError TLSV1_ALERT_UNKNOWN_CA``: OpenSSL's reason, which names the alert received."""
     if isinstance(e, ssl.SSLError):
         return f"SSLError {e.reason or type(e).__name__}"
     return type(e).__name__
 
 
 def client_context(pki: Pki, case: Case) -> ssl.SSLContext:
+    """The client's TLS settings for *case*: one TLS version, its certificate, its ALPN."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(cadata=pki.server_ca_pem.decode())
     version = ssl.TLSVersion.TLSv1_2 if case.tls == "1.2" else ssl.TLSVersion.TLSv1_3
@@ -453,9 +458,13 @@ def connect(ctx: ssl.SSLContext, port: int, payload: bytes,
     *http*, until a whole response is in)."""
     att = Attempt()
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    raw.bind((CLIENT, 0))
-    raw.settimeout(timeout)
-    raw.connect((PROXY, port))
+    try:
+        raw.bind((CLIENT, 0))
+        raw.settimeout(timeout)
+        raw.connect((PROXY, port))
+    except OSError:
+        raw.close()
+        raise
     att.local_port = int(raw.getsockname()[1])
     s = ctx.wrap_socket(raw, server_hostname=SNI, session=session,
                         do_handshake_on_connect=False)
