@@ -405,3 +405,20 @@ def test_a_certificate_without_cn_and_one_with_control_characters() -> None:
     (http,) = [c for c in HTTP if c["client"]["cert"] == "ctrl"]
     assert ["x-ssl-client-cn", "dev%0D%0AX-Injected: 1%00z"] in http["decoded"]["http_headers"]
     assert b"\r\nX-Injected" not in bytes.fromhex(http["after_hex"])
+
+
+def test_a_proxy_header_sent_inside_tls_stays_payload() -> None:
+    # a client writes its own PROXY v2 header (CN admin) inside its TLS session: HAProxy relays it
+    # as data behind its own header, and a receiver reading one header sees HAProxy's CN
+    forged = [c for c in TCP if "forged-proxy" in c["name"]]
+    assert {c["client"]["cert"] for c in forged} == {"none", "good"}
+    for c in forged:
+        data = bytes.fromhex(c["header_hex"] + c["after_hex"])
+        h = decode(data)
+        assert h is not None and h.size == len(c["header_hex"]) // 2
+        assert h.ssl is not None and h.ssl.cn == c["client"]["cert_cn"]
+        inner = decode(data[h.size :])
+        assert inner is not None and inner.ssl is not None and inner.ssl.cn == "admin"
+        got = dict(accepts("emqx-tcp", data).variables)
+        assert got.get("pp2_ssl_cn") == (None if c["client"]["cert"] == "none"
+                                         else '<<"device-42">>')

@@ -44,7 +44,7 @@ from typing import Any
 
 import trustme
 
-from ._programs import Running, free_port, haproxy_binary, start_haproxy
+from ._programs import Running, haproxy_binary, start_haproxy
 
 #: The loopback addresses of this recorder (brief C: 127.0.52.0/24).
 PROXY = "127.0.52.1"
@@ -55,6 +55,21 @@ V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 
 #: An MQTT 3.1.1 CONNECT (client id ``dev42``): the plaintext the client sends inside TLS.
 MQTT_CONNECT = b"\x10\x11\x00\x04MQTT\x04\x02\x00\x3c\x00\x05dev42"
+
+#: What a client that wants to be ``admin`` writes inside its TLS session: a PROXY v2 header
+#: (203.0.113.66:40000 -> 198.51.100.1:8883) whose SSL TLV says client 0x07, verify 0, CN admin.
+def _tlv(t: int, value: bytes) -> bytes:
+    return bytes((t,)) + len(value).to_bytes(2, "big") + value
+
+
+def _forged_proxy() -> bytes:
+    ssl_tlv = _tlv(0x20, b"\x07\x00\x00\x00\x00" + _tlv(0x21, b"TLSv1.3") + _tlv(0x22, b"admin"))
+    body = (bytes((203, 0, 113, 66, 198, 51, 100, 1)) + (40000).to_bytes(2, "big")
+            + (8883).to_bytes(2, "big") + ssl_tlv)
+    return V2_SIGNATURE + b"\x21\x11" + len(body).to_bytes(2, "big") + body
+
+
+FORGED_PROXY = _forged_proxy()
 
 #: ``server`` options under test: name -> what follows ``server s <addr>``.
 SERVER_OPTIONS: dict[str, str] = {
@@ -145,6 +160,8 @@ class Case:
     resume: bool = False  #: prime a session, then resume it
     alpn: tuple[str, ...] = ()
     forged_headers: bool = False  #: http only: the client sends its own XFF / X-SSL-Client-CN
+    #: tcp only: inside TLS the client first writes its own PROXY v2 header (FORGED_PROXY)
+    forged_proxy: bool = False
 
     @property
     def name(self) -> str:
@@ -153,6 +170,8 @@ class Case:
             parts.append("resumed")
         if self.alpn:
             parts.append("alpn-" + "+".join(self.alpn))
+        if self.forged_proxy:
+            parts.append("forged-proxy")
         if self.forged_headers:
             parts.append("forged")
         return "/".join(parts)
@@ -202,6 +221,8 @@ def all_cases() -> list[Case]:
     for cert in certs:
         out.append(Case(Frontend("http", "optional-ignore"), cert, "1.3"))
     out.append(Case(Frontend("http", "optional-ignore"), "good", "1.3", forged_headers=True))
+    for cert in ("none", "good"):
+        out.append(Case(Frontend("opt-ssl-all", "optional"), cert, "1.3", forged_proxy=True))
     out.append(Case(Frontend("http", "optional-ignore"), "none", "1.3", forged_headers=True))
     return out
 
@@ -564,12 +585,28 @@ def _config(pki: Pki, frontends: list[Frontend], ports: dict[str, int],
     return "\n".join(sections), lines
 
 
+def distinct_ports(host: str, count: int) -> list[int]:
+    """*count* different free ports on *host*.  Drawn with every socket still open: HAProxy binds
+    with SO_REUSEPORT, so two frontends given the same port would both start and share its
+    connections at random."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 @contextlib.contextmanager
 def rig(binary: str, directory: Path, frontends: list[Frontend]) -> Iterator[Rig]:
     """Certificates, backends and one HAProxy serving *frontends*; stopped (by pid) on exit."""
     pki = Pki.make(directory)
     uniq = list(dict.fromkeys(frontends))
-    ports = {fe.name: free_port(PROXY) for fe in uniq}
+    ports = dict(zip([fe.name for fe in uniq], distinct_ports(PROXY, len(uniq)), strict=True))
     backends = {fe.name: Backend(BACKEND, fe.mode, len(MQTT_CONNECT)) for fe in uniq}
     try:
         sections, lines = _config(pki, uniq, ports, backends)
@@ -601,7 +638,9 @@ def run_case(r: Rig, case: Case) -> dict[str, Any]:
     fe = case.frontend
     port, backend = r.ports[fe.name], r.backends[fe.name]
     ctx = client_context(r.pki, case)
-    payload = http_request(case.forged_headers) if fe.mode == "http" else MQTT_CONNECT
+    payload = (http_request(case.forged_headers) if fe.mode == "http"
+               else FORGED_PROXY + MQTT_CONNECT if case.forged_proxy else MQTT_CONNECT)
+    backend.after = len(payload)
     session = None
     primed: dict[str, Any] | None = None
     if case.resume:

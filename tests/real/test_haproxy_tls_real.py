@@ -3,10 +3,10 @@
 A representative subset of the recorded cases (each verify mode, with and without a client
 certificate, a certificate from an untrusted CA (alone, or with its root), a UTF-8 CN, a CN with
 CR LF NUL, RSA and EC server keys, TLS 1.2 and 1.3, a resumed session, ALPN + AUTHORITY +
-UNIQUE_ID + CRC32C, refused handshakes, the wss http frontend) is run again with
-:mod:`tests.real._haproxy_tls` — new certificates, new ports — and every field that does not
-vary between runs must equal the vector.  The fields that do vary (ports, so the CRC32C value;
-the unique-id) are checked for their form instead.
+UNIQUE_ID + CRC32C, refused handshakes, a PROXY header sent inside TLS, the wss http frontend)
+is run again with :mod:`tests.real._haproxy_tls` — new certificates, new ports — and every field
+that does not vary between runs must equal the vector.  The fields that do vary (ports, so the
+CRC32C value; the unique-id) are checked for their form instead.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ SUBSET = [
     "v2-ssl_optional_rsa/cert-good/tls1.3",
     "opt-everything_optional_rsa-alpn-mqtt/cert-good/tls1.3/alpn-mqtt",
     "opt-ssl-all_optional_rsa/cert-good/tls1.3/resumed",
+    "opt-ssl-all_optional_rsa/cert-none/tls1.3/forged-proxy",
     "http_optional-ignore_rsa/cert-good/tls1.3/forged",
 ]
 CASES = {c.name: c for c in rec.all_cases() if c.name in SUBSET}
