@@ -76,10 +76,14 @@ _TLS12_GCM_OVERHEAD = 8 + 16
 @dataclass(frozen=True)
 class Certificate:
     """A client certificate by label: its subject CN and the CA (a label such as
-    ``clients-ca``) that signed it.  A receiver verifies it when it trusts that CA."""
+    ``clients-ca``) that signed it.  A receiver verifies it when it trusts that CA.  ``chain``:
+    the client sends its CA's (self-signed) certificate too — a failure is then at depth 1
+    (X509 error 19) rather than at the leaf (21), which decides which of HAProxy's
+    ``ca-ignore-err`` / ``crt-ignore-err`` lets it through."""
 
     cn: str
     ca: str = "clients-ca"
+    chain: bool = False
 
     @property
     def subject_dn(self) -> str:
@@ -342,8 +346,11 @@ def _parse_hello(body: bytes, size: int) -> ClientHelloInfo:
 class HandshakeResult:
     """What the terminating end knows after the handshake: the protocol and cipher OpenSSL
     negotiated, the SNI, the client certificate (None: none sent), and ``verify``: 0 when a
-    certificate was sent and verified, OpenSSL's error code otherwise (20 = "unable to get
-    local issuer certificate"), None when no certificate was asked for or sent."""
+    certificate was sent and verified, OpenSSL's error code otherwise (21 = "unable to verify
+    the first certificate" for a leaf alone from a CA the server does not hold, 19 = "self-signed
+    certificate in certificate chain" when the client sends that CA too — as OpenSSL 3.0 reports
+    them, recorded from HAProxy 2.6 in ``tests/vectors/haproxy_2.6_tls.json``), None when no
+    certificate was asked for or sent."""
 
     protocol: str
     cipher: str
@@ -384,7 +391,8 @@ def handshake(session: TlsSession, *, key: str = "EC256", asks_cert: bool,
     else:
         cipher = "ECDHE-ECDSA-AES256-GCM-SHA384"
     cert = session.cert if asks_cert else None
-    verify = None if cert is None else (0 if cert.ca in trusted_cas else 20)
+    verify = None if cert is None else (0 if cert.ca in trusted_cas else
+                                        19 if cert.chain else 21)
     return HandshakeResult(session.version, cipher, session.server_name, cert, verify)
 
 

@@ -115,12 +115,15 @@ class Client:
     tls_version: Literal["TLSv1.3", "TLSv1.2"] = "TLSv1.3"
     cert_cn: str | None = None
     cert_ca: str = "clients-ca"
+    #: the client sends its CA's certificate with its own (a failure is then in the chain)
+    cert_chain: bool = False
 
     def session(self, app: bytes, kind: str) -> TlsSession | None:
         """The TLS connection this client opens carrying *app* (None without ``tls``)."""
         if not self.tls:
             return None
-        cert = Certificate(self.cert_cn, self.cert_ca) if self.cert_cn is not None else None
+        cert = Certificate(self.cert_cn, self.cert_ca, self.cert_chain) \
+            if self.cert_cn is not None else None
         return TlsSession(app, kind, self.sni, self.alpn, self.tls_version, cert,
                           seed=f"{self.name}:{self.port}")
 

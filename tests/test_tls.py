@@ -147,7 +147,7 @@ def _in(session: TlsSession | None, data: bytes = b"") -> Inbound:
     ("on", Certificate("device-42"), True, None),
     ("on", None, False, "client sent no required SSL certificate"),
     ("on", Certificate("evil", "other-ca"), False,
-     "client SSL certificate verify error: (20:unable to get local issuer certificate)"),
+     "client SSL certificate verify error: (21:unable to verify the first certificate)"),
     ("optional", None, True, None),
     ("optional", Certificate("evil", "other-ca"), False, "client SSL certificate verify error"),
     ("optional_no_ca", Certificate("evil", "other-ca"), True, None),
@@ -168,7 +168,7 @@ def test_nginx_stream_terminates_and_checks_client_certificates(
     if mode == "off" or cert is None:
         assert v["ssl_client_verify"] == "NONE" and v["ssl_client_s_dn"] == ""
     elif mode == "optional_no_ca":
-        assert v["ssl_client_verify"] == "FAILED:unable to get local issuer certificate"
+        assert v["ssl_client_verify"] == "FAILED:unable to verify the first certificate"
     else:
         assert (v["ssl_client_s_dn"], v["ssl_client_verify"]) == ("CN=device-42", "SUCCESS")
 
@@ -287,7 +287,7 @@ def test_haproxy_refuses_handshakes_as_its_verify_setting_says() -> None:
     # which reads neither verify nor the flags, makes it the username
     ignored = simulate(base.with_hop("lb", crt_ignore_err=True))
     info = decode(ignored.links[1].proxy_header or b"").ssl
-    assert info is not None and (info.verify, info.cn) == (20, "evil")
+    assert info is not None and (info.verify, info.cn) == (21, "evil")
     assert ignored.username == "evil"
 
 

@@ -49,10 +49,14 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     if hop.bind_ssl:
         # <hop>.pem: certificate and key in one file, as HAProxy's crt takes them
         bind += f" ssl crt {tls_dir}/{hop.name}.pem"
+        if hop.alpn:
+            bind += " alpn " + ",".join(hop.alpn)
         if hop.verify != "none":
             bind += f" ca-file {tls_dir}/{hop.ca_file}.pem verify {hop.verify}"
             if hop.crt_ignore_err:
                 bind += " crt-ignore-err all"
+            if hop.ca_ignore_err:
+                bind += " ca-ignore-err all"
     # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
     # header) at all, only "Connect from" lines
     front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
