@@ -40,6 +40,7 @@ __all__ = [
     "TrustDecision",
     "VersionRule",
     "access_allowed",
+    "ca_label",
     "covers",
     "version_tuple",
 ]
@@ -349,3 +350,10 @@ class Fix:
         from dataclasses import replace
 
         return replace(target, **{self.setting: self.value})
+
+
+def ca_label(path: str) -> str:
+    """The CA label a certificate file stands for in the simulator: its name without
+    directories and extension (``/etc/nginx/clients-ca.pem`` → ``clients-ca``)."""
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.split(".", 1)[0] or base
