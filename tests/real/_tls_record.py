@@ -64,9 +64,12 @@ VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "tls_behaviour.json"
 WS_REQUEST = (b"GET /mqtt HTTP/1.1\r\nHost: mqtt.example.test\r\nUpgrade: websocket\r\n"
               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
               b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
-PROXY_V1 = b"PROXY TCP4 203.0.113.7 127.0.53.1 40001 8883\r\n"
+PROXY_V1 = b"PROXY TCP4 203.0.113.7 127.0.53.1 5555 8883\r\n"
 PROXY_V2 = bytes.fromhex("0d0a0d0a000d0a515549540a2111000c"
-                         "cb007107" "7f003501" "9c41" "22b3")  # 203.0.113.7:40001 → 127.0.53.1:8883
+                         "cb007107" "7f003501" "15b3" "22b3")  # 203.0.113.7:5555 → 127.0.53.1:8883
+
+#: ``(addr, port)`` → its name in one recording
+Names = dict[tuple[str, int], str]
 
 NGX_TLS_VARS = ("server_port", "remote_addr", "remote_port", "status", "ssl_protocol",
                 "ssl_cipher", "ssl_server_name", "ssl_client_s_dn", "ssl_client_i_dn",
@@ -311,7 +314,7 @@ class Lab:
     upstreams: dict[str, Upstream]
     versions: dict[str, str]
     access_log: Path
-    names: dict[int, str] = field(default_factory=dict)
+    names: Names = field(default_factory=dict)
 
     def port(self, name: str) -> int:
         return self.ports[name]
@@ -396,7 +399,8 @@ def lab(directory: Path) -> Iterator[Lab]:
         assert "timeout client 1s" in (directory / "haproxy" / "haproxy.cfg").read_text()
         versions = {"nginx": program_version(ngx_bin, "nginx"),
                     "haproxy": program_version(hap_bin, "haproxy")}
-        names = {p: f"<{n}>" for n, p in ports.items()}
+        names: Names = {((UP if n.startswith("up_") else NGX if n.startswith("ngx") else HAP),
+                          p): f"<{n}>" for n, p in ports.items()}
         time.sleep(0.3)  # the readiness probes' connections end and get logged
         for u in ups.values():
             u.clear()
@@ -412,6 +416,9 @@ _NGX_PREFIX = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: (?
 _HAP_DATE = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\]")
 _ADDR_PORT = re.compile(r"(127\.0\.53\.\d+|127\.0\.0\.1):(\d+)")
 _BYTES = re.compile(r"(bytes from/to (?:client|upstream)):\d+/\d+")
+#: which side of a pass-through closes first is a race when both close at once
+_SIDE = re.compile(r"\b(?:upstream|client) disconnected")
+_DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 
 
 def _escape(raw: bytes) -> str:
@@ -428,13 +435,23 @@ def _mask_sent(raw: bytes, sent: bytes) -> bytes:
     return raw.replace(sent[:k], f"<client bytes 0..{k}>".encode())
 
 
-def normalise_ports(text: str, names: dict[int, str]) -> str:
-    """``addr:port`` → ``addr:<name>`` for the recording's ports, ``addr:<port>`` otherwise."""
-    return _ADDR_PORT.sub(lambda m: f"{m.group(1)}:{names.get(int(m.group(2)), '<port>')}",
-                          text)
+def _port_name(addr: str, port: int, names: Names) -> str:
+    name = names.get((addr, port))
+    if name is not None:
+        return name
+    # an ephemeral port (Linux: 32768-60999) varies between runs; a fixed one (a forged
+    # header's) does not
+    return "<port>" if port >= 32768 else str(port)
 
 
-def normalise_log(raw: bytes, names: dict[int, str], sent: bytes = b"") -> list[str]:
+def normalise_ports(text: str, names: Names) -> str:
+    """``addr:port`` → ``addr:<name>`` for the recording's ports, ``addr:<port>`` for other
+    ephemeral ones."""
+    return _ADDR_PORT.sub(
+        lambda m: f"{m.group(1)}:{_port_name(m.group(1), int(m.group(2)), names)}", text)
+
+
+def normalise_log(raw: bytes, names: Names, sent: bytes = b"") -> list[str]:
     """nginx error-log / HAProxy stdout lines of one case, normalised (see module doc)."""
     raw = _mask_sent(raw, sent)
     out: list[str] = []
@@ -504,7 +521,7 @@ def _read_from(path: Path, offset: int) -> bytes:
 
 
 def _variables(lines: list[str], names_: tuple[str, ...], key_field: str, key: str,
-               names: dict[int, str]) -> dict[str, str] | None:
+               names: Names) -> dict[str, str] | None:
     """The access-log row whose *key_field* (nginx ``$server_port``, HAProxy ``%f``) is *key*,
     ports normalised, the key field dropped; None when the program logged no such row."""
     for line in lines:
@@ -517,11 +534,8 @@ def _variables(lines: list[str], names_: tuple[str, ...], key_field: str, key: s
         if row[key_field] != key:
             continue
         for k, v in row.items():
-            if v.isdigit() and int(v) in names and k in ("remote_port", "cp",
-                                                         "proxy_protocol_port"):
-                row[k] = names[int(v)]
-            elif k in ("remote_port", "cp", "proxy_protocol_port") and v not in ("", "-"):
-                row[k] = "<port>"
+            if k in ("remote_port", "cp", "proxy_protocol_port") and v.isdigit():
+                row[k] = _port_name(CLIENT, int(v), names)
             else:
                 row[k] = normalise_ports(v, names)
         del row[key_field]
@@ -562,7 +576,7 @@ def run_case(lb: Lab, case: Case) -> dict[str, Any]:
     ngx_off, acc_off, hap_off = _offsets(lb)
     res = case.drive(lb)
     names = dict(lb.names)
-    names[res.local[1]] = "<client>"
+    names[res.local] = "<client>"
     captures: list[Capture] = []
     if case.upstream is not None:
         captures = lb.upstreams[case.upstream].wait(1)
@@ -602,6 +616,8 @@ def run_case(lb: Lab, case: Case) -> dict[str, Any]:
             "client": f"{res.local[0]}:{res.local[1]}",
             "listener": f"{NGX if case.program == 'nginx' else HAP}:{lb.port(case.listener)}",
             "upstream": (f"{UP}:{lb.upstreams[case.upstream].port}" if case.upstream else None),
+            "tier2_listener": (f"{NGX if case.program == 'nginx' else HAP}:"
+                               f"{lb.port(case.tier2)}" if case.tier2 else None),
         },
         "upstream_peer": None,
         "upstream_hex": None,
@@ -839,6 +855,9 @@ def stable(vec: dict[str, Any]) -> dict[str, Any]:
     from realip.proxy_protocol import decode
 
     saw = {k: v for k, v in vec["client_saw"].items() if k != "after_s"}
+    for k in ("plaintext_hex", "bytes_back_hex"):  # nginx's HTTP Date: header
+        if saw.get(k):
+            saw[k] = _DATE.sub(b"\r\nDate: <date>\r\n", bytes.fromhex(saw[k])).hex()
     if "raw_back_hex" in saw and not str(saw["raw_back_hex"]).endswith("bytes"):
         pass  # an alert record: stable
     elif "raw_back_hex" in saw:
@@ -864,7 +883,8 @@ def stable(vec: dict[str, Any]) -> dict[str, Any]:
         "config": vec["config"],
         "variables": vec["variables"],
         "tier2_variables": vec.get("tier2_variables"),
-        "log": [_BYTES.sub(r"\1:N/N", ln) for ln in vec["log"]],
+        "log": [_SIDE.sub("<upstream|client> disconnected", _BYTES.sub(r"\1:N/N", ln))
+                for ln in vec["log"]],
         "client_saw": saw,
         "upstream": up,
         "other_upstreams_connected": vec["other_upstreams_connected"],
@@ -886,13 +906,12 @@ def _is_tls(data: bytes) -> bool:
     return len(data) >= 5 and data[0] in (20, 21, 22, 23) and data[1] == 3
 
 
-def _names_of(vec: dict[str, Any]) -> dict[int, str]:
-    names: dict[int, str] = {}
-    cport = int(vec["addresses"]["client"].rsplit(":", 1)[1])
-    names[cport] = "<client>"
-    names[int(vec["addresses"]["listener"].rsplit(":", 1)[1])] = "<listener>"
-    if vec["addresses"]["upstream"]:
-        names[int(vec["addresses"]["upstream"].rsplit(":", 1)[1])] = "<upstream>"
+def _names_of(vec: dict[str, Any]) -> Names:
+    names: Names = {}
+    for key in ("client", "listener", "upstream", "tier2_listener"):
+        if vec["addresses"].get(key):
+            host, port = vec["addresses"][key].rsplit(":", 1)
+            names[(host, int(port))] = f"<{key}>"
     return names
 
 

@@ -134,8 +134,9 @@ class ClientResult:
     ``sent`` is every byte it wrote, in order; ``first_flight`` its ClientHello (TLS clients);
     ``handshake`` ``"ok"`` or the OpenSSL reason of the failure; ``received`` the plaintext it
     read after the handshake (TLS) or the raw bytes (raw clients); ``raw_back`` every byte that
-    came back on the socket; ``close`` how the connection ended: ``FIN``, ``RST``, ``close_notify``
-    (TLS close_notify, then FIN) or ``open`` (the server still held it when the client gave up).
+    came back on the socket; ``close`` how the connection ended: ``FIN``, ``RST``,
+    ``close_notify`` (a TLS close_notify arrived; the client then closes at once), ``open`` (the
+    server still held it when the client gave up) or ``client closed``.
     """
 
     sent: bytes = b""
@@ -295,14 +296,8 @@ def tls_client(host: str, port: int, ctx: ssl.SSLContext, *, sni: str | None,
                 res.handshake = f"ok, then {e.reason}"
             # a TLS 1.3 server's verdict on a client certificate arrives only now
             res.close = _read_end(s, raw_back, feed)
-            if res.close == "close_notify":
-                # answer it, as a well-behaved client does (nginx otherwise waits 3 s for it)
-                with contextlib.suppress(ssl.SSLError, OSError):
-                    obj.unwrap()
-                with contextlib.suppress(OSError):
-                    s.sendall(out.read())
-                tail = bytearray()
-                res.close = "close_notify+" + _read_end(s, tail)
+            # on close_notify the client closes at once without answering, as paho does (its
+            # socket's recv() returns b""); the server's FIN/RST after it would be a race
             res.received = bytes(got)
     finally:
         s.close()
