@@ -605,6 +605,7 @@ def run_case(lb: Lab, case: Case) -> dict[str, Any]:
         "program": case.program,
         "version": lb.versions[case.program],
         "section": case.section,
+        "rule": RULES[case.name],
         "config": _config(case),
         "client": {
             "description": case.description,
@@ -686,6 +687,106 @@ def _sent(res: ClientResult) -> str | None:
     return res.sent.hex()
 
 
+#: the one-line rule each recording shows (for the simulator's TLS layer), by case name
+RULES: dict[str, str] = {
+    "A_stream_ssl_pp_tls13": "nginx stream `listen … ssl` + `proxy_protocol on`: upstream gets "
+    "one v1 line `PROXY TCP4 <client> <listen addr> <cport> <lport>` then the decrypted bytes; "
+    "$ssl_server_name = the SNI; nothing TLS goes upstream",
+    "A_stream_ssl_122_default_protocols_tls13_client": "nginx 1.22.1 without ssl_protocols "
+    "offers TLSv1–1.2 only (TLSv1.3 joined the default in 1.23.4): a TLS-1.3-only client gets "
+    "a fatal protocol_version alert (15 03 03 00 02 02 46), logged at info, nothing upstream",
+    "A_stream_ssl_pp_tls12": "TLS 1.2: the same bytes upstream; $ssl_protocol TLSv1.2, "
+    "$ssl_cipher in OpenSSL naming (ECDHE-ECDSA-AES256-GCM-SHA384)",
+    "A_stream_ssl_pp_no_sni": "no SNI: the default certificate, $ssl_server_name empty (logged "
+    "'-'), upstream bytes unchanged",
+    "A_verify_on_with_cert": "ssl_verify_client on + good cert: $ssl_client_s_dn `CN=device-42` "
+    "and $ssl_client_i_dn `CN=realip test CA,O=realip test` (RFC 2253, most specific RDN "
+    "first), $ssl_client_verify SUCCESS; the PROXY v1 line carries no certificate data",
+    "A_verify_on_no_cert": "on + no cert: TLS 1.3 handshake completes, then nginx logs 'client "
+    "sent no required SSL certificate' [info], sends close_notify and closes; no upstream "
+    "connection; the client's early app data adds a [crit] SSL_shutdown() line",
+    "A_verify_on_rogue_cert": "on + cert from an unknown CA: 'client SSL certificate verify "
+    "error: (21:unable to verify the first certificate)' [info], close_notify, no upstream",
+    "A_verify_optional_no_cert": "optional + no cert: proxied; verify NONE, DN empty",
+    "A_verify_optional_with_cert": "optional + good cert: proxied; SUCCESS, CN=device-42",
+    "A_verify_optional_rogue_cert": "optional + bad cert: refused exactly like `on`",
+    "A_verify_optional_no_ca_rogue_cert": "optional_no_ca + cert from an unknown CA: proxied; "
+    "$ssl_client_verify `FAILED:unable to verify the first certificate`, DN still logged",
+    "A_proxy_ssl_reencrypt": "proxy_ssl on + proxy_protocol on: the v1 line goes in clear "
+    "first, then nginx's own ClientHello (no SNI: proxy_ssl_server_name off), the client's "
+    "plaintext inside nginx's TLS",
+    "B_wss_upgrade_with_cert": "http `listen … ssl` + the brief's location: the request "
+    "upstream equals the plain-http one plus `X-SSL-Client-DN: CN=device-42` where configured; "
+    "Connection `upgrade`, Host $proxy_host (`up`), client headers after the set ones",
+    "B_wss_upgrade_no_cert": "no client cert: $ssl_client_s_dn empty → the header line is left "
+    "out; byte-identical to the plain-http request",
+    "B_ws_upgrade_plain_http": "plain http, same location: what realip's nginx-http model "
+    "already writes (Host aside); X-SSL-Client-DN empty → omitted",
+    "C_preread_sni": "ssl_preread + proxy_protocol on: upstream gets the v1 line then every "
+    "byte the client sent, unchanged; $ssl_preread_server_name = SNI, $ssl_preread_protocol = "
+    "highest supported_versions entry, $ssl_preread_alpn_protocols = ALPN list joined by ','",
+    "C_preread_other_sni": "another SNI: the map's default upstream; ALPN `mqtt,x-other`",
+    "C_preread_no_sni": "no SNI: $ssl_preread_server_name \"\" (found but empty: logged as "
+    "nothing, not '-'), the map's default; bytes unchanged",
+    "C_preread_tls12": "TLS 1.2 client: $ssl_preread_protocol TLSv1.2; bytes unchanged",
+    "C_preread_split_hello": "ClientHello split over two writes 0.3 s apart: preread waits "
+    "for the whole hello, then routes by its SNI; bytes unchanged",
+    "C_preread_split_in_record_header": "split inside the 5-byte record header: preread waits "
+    "too; bytes unchanged",
+    "C_preread_mqtt_in_clear": "non-TLS bytes: preread gives up at once (variables not found, "
+    "logged '-'), routes via the map's default, sends the v1 line + the bytes unchanged",
+    "D_haproxy_pass_sni": "HAProxy mode tcp pass-through: send-proxy-v2 writes a 28-byte v2 "
+    "header (INET, no TLVs, client → frontend addr) then every client byte unchanged; "
+    "req_ssl_sni routes; req_ssl_ver 0x0303",
+    "D_haproxy_pass_other_sni": "unmatched SNI → default_backend; bytes unchanged",
+    "D_haproxy_pass_no_sni": "no SNI: req_ssl_sni not found, default_backend; bytes unchanged",
+    "D_haproxy_pass_split_hello": "split ClientHello: inspect-delay waits for it, then routes",
+    "D_haproxy_pass_split_in_record_header": "split inside the record header: waits too",
+    "D_haproxy_pass_mqtt_in_clear": "non-TLS bytes: req_ssl_hello_type fails at once (no "
+    "inspect-delay wait), the rules end, default_backend gets the v2 header + the bytes",
+    "E1_ngx_client_hello_to_proxy_listener": "nginx `listen … proxy_protocol` + ClientHello: "
+    "[error] 'broken header: \"<first 107 bytes>\" while reading PROXY protocol' (binary "
+    "quoted raw), closed with RST, nothing sent back, status 400",
+    "E1_hap_client_hello_to_proxy_listener": "HAProxy accept-proxy + ClientHello: log 'Received "
+    "something which does not look like a PROXY protocol header', RST, nothing sent back",
+    "E2_ngx_proxy_v1_to_tls_listener": "nginx `listen … ssl` + PROXY v1 first: [info] "
+    "'SSL_do_handshake() failed (… wrong version number) while SSL handshaking'; FIN, no alert",
+    "E2_ngx_proxy_v2_to_tls_listener": "the same for a v2 header",
+    "E2_hap_proxy_v1_to_tls_listener": "HAProxy `bind … ssl crt` + PROXY v1 first: 'SSL "
+    "handshake failure'; FIN, no alert",
+    "E2_hap_proxy_v2_to_tls_listener": "the same for a v2 header",
+    "E3_ngx_proxy_v1_then_tls_to_ssl_pp": "nginx `listen … ssl proxy_protocol`: header read in "
+    "clear, then TLS; $proxy_protocol_addr = header source, but without set_real_ip_from the "
+    "re-emitted v1 line carries the TCP peer",
+    "E3_ngx_proxy_v2_then_tls_to_ssl_pp": "the same with a v2 header (1.22.1 reads v2)",
+    "E3_ngx_proxy_v1_then_tls_to_ssl_pp_realip": "with set_real_ip_from covering the sender: "
+    "$remote_addr and the re-emitted line carry the header's source and port",
+    "E3_ngx_passthrough_chain": "preread tier (proxy_protocol on) → `ssl proxy_protocol` tier "
+    "with set_real_ip_from: works; tier 2 logs the client as $proxy_protocol_addr and "
+    "re-emits it; tier 2 sees the SNI itself",
+    "E3_hap_proxy_v1_then_tls_to_ssl_pp": "HAProxy `bind … ssl crt … accept-proxy`: header "
+    "then TLS works; src = header source; send-proxy relays header source AND destination",
+    "E3_hap_proxy_v2_then_tls_to_ssl_pp": "the same with a v2 header",
+    "E3_hap_passthrough_chain": "pass-through tier send-proxy-v2 → ssl+accept-proxy tier: "
+    "works; tier 2 logs the real client and the SNI",
+    "E4_ngx_half_hello_then_silence": "half a ClientHello, then nothing: closed (FIN) after "
+    "ssl_handshake_timeout (stream has it in 1.22.1), with no log line at info level",
+    "E4_ngx_half_hello_then_close": "half then close: [info] 'peer closed connection in SSL "
+    "handshake while SSL handshaking'",
+    "E4_ngx_preread_half_hello_then_silence": "preread + half a hello: waits preread_timeout, "
+    "then closes (FIN) without contacting any upstream and without a log line; status 200",
+    "E4_hap_half_hello_then_silence": "HAProxy ssl bind + half a hello: 'Timeout during SSL "
+    "handshake' after timeout client (2.6 has no timeout client-hs)",
+    "E4_hap_half_hello_then_close": "half then close: 'Connection closed during SSL handshake'",
+    "E4_hap_pass_half_hello_then_silence": "pass-through + half a hello: timeout client (1 s) "
+    "ends it before inspect-delay (5 s); logged with termination state cR, no server contacted",
+    "E5_ngx_mqtt_connect_to_tls_listener": "MQTT CONNECT to `listen … ssl`: 'wrong version "
+    "number' [info], FIN at once, nothing back",
+    "E5_hap_mqtt_connect_to_tls_listener": "MQTT CONNECT to `bind … ssl`: 'SSL handshake "
+    "failure', FIN at once, nothing back",
+}
+
+
 def cases() -> list[Case]:
     """Every recording, in the order it runs."""
     c: list[Case] = []
@@ -760,8 +861,12 @@ def cases() -> list[Case]:
         Case("C_preread_split_hello", "nginx", "C", "ngx_preread",
              f"{_PY_TLS}, SNI {SNI}; ClientHello in two TCP writes (first 60 bytes, 0.3 s "
              "pause, the rest)", _tls("ngx_preread", split=60), "up_tls"),
+        Case("C_preread_split_in_record_header", "nginx", "C", "ngx_preread",
+             f"{_PY_TLS}, SNI {SNI}; the first 3 bytes of the record header, 0.3 s pause, "
+             "the rest", _tls("ngx_preread", split=3), "up_tls"),
         Case("C_preread_mqtt_in_clear", "nginx", "C", "ngx_preread",
-             "MQTT CONNECT (device-42) in clear, then wait", _raw("ngx_preread", CONNECT),
+             "MQTT CONNECT (device-42) in clear, then wait (the TLS upstream fails its "
+             "handshake and closes after 1.5 s idle)", _raw("ngx_preread", CONNECT),
              "up_tls_default", client_hex=_sent),
     ]
     # D — HAProxy pass-through
@@ -778,6 +883,9 @@ def cases() -> list[Case]:
         Case("D_haproxy_pass_split_hello", "haproxy", "D", "hap_pass",
              f"{_PY_TLS}, SNI {SNI}; ClientHello in two TCP writes (first 60 bytes, 0.3 s "
              "pause, the rest)", _tls("hap_pass", split=60), "up_tls"),
+        Case("D_haproxy_pass_split_in_record_header", "haproxy", "D", "hap_pass",
+             f"{_PY_TLS}, SNI {SNI}; the first 3 bytes of the record header, 0.3 s pause, "
+             "the rest", _tls("hap_pass", split=3), "up_tls"),
         Case("D_haproxy_pass_mqtt_in_clear", "haproxy", "D", "hap_pass",
              "MQTT CONNECT (device-42) in clear, then wait", _raw("hap_pass", CONNECT),
              "up_tls_default", client_hex=_sent),
@@ -880,6 +988,7 @@ def stable(vec: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "program": vec["program"],
+        "rule": vec["rule"],
         "config": vec["config"],
         "variables": vec["variables"],
         "tier2_variables": vec.get("tier2_variables"),
