@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -349,8 +350,6 @@ stream {{
 }}
 """
     (directory / "nginx.conf").write_text(conf)
-    import subprocess
-
     with (directory / "logs" / "stdout.log").open("wb") as out:
         proc = subprocess.Popen(
             [binary, "-e", str(directory / "logs" / "startup.log"), "-p", str(directory),

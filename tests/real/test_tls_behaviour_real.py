@@ -17,6 +17,15 @@ from typing import Any
 
 import pytest
 
+from .conftest import REQUIRE
+
+try:  # the recorder makes its certificates with the lab extra's cryptography
+    import cryptography  # noqa: F401
+except ImportError:  # pragma: no cover - depends on the environment
+    if REQUIRE:
+        raise
+    pytest.skip("cryptography is not installed (pip install -e .[lab])", allow_module_level=True)
+
 from ._tls_record import VECTORS, cases, record, stable
 
 pytestmark = pytest.mark.real
