@@ -723,7 +723,8 @@ RULES: dict[str, str] = {
     "already writes (Host aside); X-SSL-Client-DN empty → omitted",
     "C_preread_sni": "ssl_preread + proxy_protocol on: upstream gets the v1 line then every "
     "byte the client sent, unchanged; $ssl_preread_server_name = SNI, $ssl_preread_protocol = "
-    "highest supported_versions entry, $ssl_preread_alpn_protocols = ALPN list joined by ','",
+    "the highest version offered (supported_versions, else the hello's legacy version), "
+    "$ssl_preread_alpn_protocols = the ALPN list joined by ','",
     "C_preread_other_sni": "another SNI: the map's default upstream; ALPN `mqtt,x-other`",
     "C_preread_no_sni": "no SNI: $ssl_preread_server_name \"\" (found but empty: logged as "
     "nothing, not '-'), the map's default; bytes unchanged",
@@ -749,7 +750,8 @@ RULES: dict[str, str] = {
     "E1_hap_client_hello_to_proxy_listener": "HAProxy accept-proxy + ClientHello: log 'Received "
     "something which does not look like a PROXY protocol header', RST, nothing sent back",
     "E2_ngx_proxy_v1_to_tls_listener": "nginx `listen … ssl` + PROXY v1 first: [info] "
-    "'SSL_do_handshake() failed (… wrong version number) while SSL handshaking'; FIN, no alert",
+    "'SSL_do_handshake() failed (… wrong version number) while SSL handshaking'; FIN, no alert; "
+    "logged $status 500, $ssl_protocol the server's highest (TLSv1.3), $ssl_cipher (NONE)",
     "E2_ngx_proxy_v2_to_tls_listener": "the same for a v2 header",
     "E2_hap_proxy_v1_to_tls_listener": "HAProxy `bind … ssl crt` + PROXY v1 first: 'SSL "
     "handshake failure'; FIN, no alert",
