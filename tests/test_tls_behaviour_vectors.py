@@ -434,6 +434,7 @@ def test_rule_e1_hello_to_proxy_listener() -> None:
     assert any('broken header: "<client bytes 0..107>" while reading PROXY protocol' in ln
                for ln in ngx["log"])
     assert len(_hex(ngx["client"]["sent_hex"])) > 107
+    assert ngx["variables"]["status"] == "400"
     assert hap["log"] == ["127.0.53.10:<client> [date] hap_pp_plain/pp: Received something "
                           "which does not look like a PROXY protocol header"]
     for c in (ngx, hap):
@@ -447,6 +448,9 @@ def test_rule_e2_header_to_tls_listener() -> None:
         assert c["client_saw"]["raw_back_hex"] == "" and c["client_saw"]["close"] == "FIN"
         if c["program"] == "nginx":
             assert any("wrong version number) while SSL handshaking" in ln for ln in c["log"])
+            v = c["variables"]
+            assert (v["status"], v["ssl_protocol"], v["ssl_cipher"]) == ("500", "TLSv1.3",
+                                                                         "(NONE)")
         else:
             assert c["log"][-1].endswith("hap_ssl/ssl: SSL handshake failure")
 
