@@ -149,23 +149,27 @@ class TlsRecord:
         return f"TLS record {name}, {self.length} bytes: {self.carries}"
 
 
-def records(session: TlsSession, holder: str | None = None) -> tuple[TlsRecord, ...]:
+def records(session: TlsSession, holder: str | None = None,
+            version: str | None = None) -> tuple[TlsRecord, ...]:
     """What the client writes on a link carrying *session*, as records: the ClientHello in
     clear, then (after the server's flight, which travels the other way) the protected
     records — for TLS 1.3 a ChangeCipherSpec for middlebox compatibility, the Finished and the
     client certificate when one is asked for, then the application data (the plaintext's
-    length plus the AEAD overhead).  *holder* names who can read them."""
+    length plus the AEAD overhead).  *holder* names who can read them; *version* is the one
+    the handshake settled on (default: the highest the client offers)."""
     who = f"readable only by {holder}" if holder else "encrypted"
     hello = session.hello
     out = [TlsRecord(ContentType.HANDSHAKE, len(hello) - 5,
                      f"ClientHello (in clear){_sni_text(session)}", hello[5:], 0x0301)]
     n = len(session.plaintext)
     what = {"mqtt": "MQTT", "http": "HTTP"}.get(session.kind, session.kind)
-    if session.version == "TLSv1.3":
+    if (version or session.version) == "TLSv1.3":
         out.append(TlsRecord(ContentType.CHANGE_CIPHER_SPEC, 1, "ChangeCipherSpec (in clear, "
                              "middlebox compatibility)", b"\x01"))
         fin = "client Finished" + (" and Certificate" if session.cert else "")
-        out.append(TlsRecord(ContentType.APPLICATION_DATA, 32 + 4 + _TLS13_OVERHEAD,
+        # Finished carries an HMAC of the suite's hash: 48 bytes for TLS_AES_256_GCM_SHA384
+        # (what OpenSSL picks here; recorded: a 69-byte record), then the 4-byte header
+        out.append(TlsRecord(ContentType.APPLICATION_DATA, 48 + 4 + _TLS13_OVERHEAD,
                              f"{fin} ({who})"))
         out.append(TlsRecord(ContentType.APPLICATION_DATA, n + _TLS13_OVERHEAD,
                              f"{what}, {n} bytes of plaintext ({who})"))
@@ -379,12 +383,20 @@ X509_ERRORS = {
 
 
 def handshake(session: TlsSession, *, key: str = "EC256", asks_cert: bool,
-              trusted_cas: Sequence[str] = ()) -> HandshakeResult:
+              trusted_cas: Sequence[str] = (), protocols: Sequence[str] | None = None
+              ) -> HandshakeResult | None:
     """The outcome when a server whose certificate has key *key* (``EC256`` / ``RSA2048``)
     terminates *session*: OpenSSL's default choice of cipher for the version (the client's
     preference order, as servers do by default), and — when the server asks for a client
-    certificate (*asks_cert*) — whether it verifies against *trusted_cas*."""
-    if session.version == "TLSv1.3":
+    certificate (*asks_cert*) — whether it verifies against *trusted_cas*.  *protocols* are
+    the versions the server enables (None: both); the highest one the client also offers is
+    used, and None is returned when there is none (OpenSSL: "unsupported protocol")."""
+    offered = ("TLSv1.3", "TLSv1.2") if session.version == "TLSv1.3" else ("TLSv1.2",)
+    enabled = tuple(protocols) if protocols is not None else ("TLSv1.2", "TLSv1.3")
+    version = next((v for v in offered if v in enabled), None)
+    if version is None:
+        return None
+    if version == "TLSv1.3":
         cipher = "TLS_AES_256_GCM_SHA384"
     elif key.startswith("RSA"):
         cipher = "ECDHE-RSA-AES256-GCM-SHA384"
@@ -393,7 +405,7 @@ def handshake(session: TlsSession, *, key: str = "EC256", asks_cert: bool,
     cert = session.cert if asks_cert else None
     verify = None if cert is None else (0 if cert.ca in trusted_cas else
                                         19 if cert.chain else 21)
-    return HandshakeResult(session.version, cipher, session.server_name, cert, verify)
+    return HandshakeResult(version, cipher, session.server_name, cert, verify)
 
 
 def version_code(name: str) -> int:

@@ -387,7 +387,8 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
                     else None)
         out = step(node, Inbound(data, peer, local, sender, upstream, client.client_id, tls))
         if out.view.tls == "terminated":
-            _hold(links, node.name, tls)
+            v = out.view.variables
+            _hold(links, node.name, tls, v.get("ssl_protocol") or v.get("ssl_fc_protocol"))
         if isinstance(node, Broker):
             views.append(out.view)
             if not out.view.accepted:
@@ -409,11 +410,13 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
     raise ConfigurationError("a topology needs a broker")  # pragma: no cover
 
 
-def _hold(links: list[Link], holder: str, tls: TlsSession | None) -> None:
-    """Name *holder* as the reader of *tls* on every link that carried that session."""
+def _hold(links: list[Link], holder: str, tls: TlsSession | None,
+          version: str | None) -> None:
+    """Name *holder* as the reader of *tls* on every link that carried that session, and the
+    version their handshake settled on (the records' framing depends on it)."""
     for k, link in enumerate(links):
         if tls is not None and link.tls is tls:
-            links[k] = replace(link, tls_holder=holder)
+            links[k] = replace(link, tls_holder=holder, tls_version=version)
 
 
 # ==============================================================================================

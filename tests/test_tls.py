@@ -164,13 +164,29 @@ def test_nginx_stream_terminates_and_checks_client_certificates(
     # the upstream gets the PROXY line, then the decrypted CONNECT, in clear
     assert out.data == b"PROXY TCP4 203.0.113.7 10.0.0.2 50000 8883\r\n" + CONNECT
     v = out.view.variables
-    assert v["ssl_protocol"] == "TLSv1.3" and v["ssl_server_name"] == "mqtt.example.com"
+    # nginx 1.22.1's default ssl_protocols stop at TLSv1.2 (TLSv1.3 joined them in 1.23.4)
+    assert v["ssl_protocol"] == "TLSv1.2" and v["ssl_server_name"] == "mqtt.example.com"
+    assert v["ssl_cipher"] == "ECDHE-ECDSA-AES256-GCM-SHA384"
     if mode == "off" or cert is None:
         assert v["ssl_client_verify"] == "NONE" and v["ssl_client_s_dn"] == ""
     elif mode == "optional_no_ca":
         assert v["ssl_client_verify"] == "FAILED:unable to verify the first certificate"
     else:
         assert (v["ssl_client_s_dn"], v["ssl_client_verify"]) == ("CN=device-42", "SUCCESS")
+
+
+@pytest.mark.parametrize(("settings", "offered", "got"), [
+    ({}, "TLSv1.3", "TLSv1.2"),
+    ({"version": "1.23.4"}, "TLSv1.3", "TLSv1.3"),
+    ({"ssl_protocols": ("TLSv1.2", "TLSv1.3")}, "TLSv1.3", "TLSv1.3"),
+    ({"ssl_protocols": ("TLSv1.3",)}, "TLSv1.2", None),
+])
+def test_nginx_ssl_protocols(settings: dict[str, Any], offered: str, got: str | None) -> None:
+    out = step(_ngx(listen_ssl=True, **settings), _in(TlsSession(CONNECT, version=offered)))
+    if got is None:
+        assert not out.ok and "unsupported protocol" in (out.view.log or "")
+    else:
+        assert out.ok and out.view.variables["ssl_protocol"] == got
 
 
 def test_nginx_ssl_listener_refuses_bytes_that_are_not_tls() -> None:

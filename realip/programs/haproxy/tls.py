@@ -48,6 +48,7 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str, ca_file:
                           "SSL handshake failure")
     asks = verify in ("optional", "required")
     result = handshake(session, key=key, asks_cert=asks, trusted_cas=(ca_file,))
+    assert result is not None  # HAProxy 2.6 enables TLS 1.2 and 1.3 by default
     decisions = [f"bind … ssl: terminates TLS ({result.protocol}, {result.cipher}"
                  + (f", SNI {session.server_name}" if session.server_name else ", no SNI")
                  + ")"]

@@ -49,6 +49,8 @@ def _tls_lines(hop: Any, tls_dir: str) -> list[str]:
     if getattr(hop, "listen_ssl", False):
         lines += [f"ssl_certificate {tls_dir}/{hop.name}.crt;",
                   f"ssl_certificate_key {tls_dir}/{hop.name}.key;"]
+        if hop.ssl_protocols is not None:
+            lines.append(f"ssl_protocols {' '.join(hop.ssl_protocols)};")
         if hop.ssl_verify_client != "off":
             lines += [f"ssl_verify_client {hop.ssl_verify_client};",
                       f"ssl_client_certificate {tls_dir}/{hop.ssl_client_certificate}.pem;"]
@@ -163,7 +165,7 @@ _VERIFY_CLIENT = ("on", "off", "optional", "optional_no_ca")
 _NGINX_TLS_HARMLESS = frozenset({
     "ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
     "ssl_session_timeout", "ssl_session_tickets", "ssl_handshake_timeout", "ssl_ecdh_curve",
-    "ssl_dhparam", "ssl_verify_depth", "ssl_preread_timeout" , "proxy_ssl_protocols",
+    "ssl_dhparam", "ssl_verify_depth", "preread_timeout", "proxy_ssl_protocols",
     "proxy_ssl_ciphers", "proxy_ssl_session_reuse", "ssl_stapling", "ssl_stapling_verify",
     "ssl_trusted_certificate"})
 
@@ -366,6 +368,13 @@ def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
                                      '"ssl_verify_client" directive, it must be "on", "off", '
                                      '"optional" or "optional_no_ca"')
         into["ssl_verify_client"] = args[0]
+    elif name == "ssl_protocols":
+        bad = [a for a in args if a not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2",
+                                            "TLSv1.3")]
+        if bad:
+            raise ConfigurationError(f'{_at(d)}: invalid value "{bad[0]}" in "ssl_protocols" '
+                                     "directive")
+        into["ssl_protocols"] = tuple(args)
     elif name == "ssl_client_certificate":
         into["ssl_client_certificate"] = ca_label(args[0])
     elif name == "ssl_preread":
@@ -468,6 +477,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                                   "ssl_verify_client": merged.get("ssl_verify_client", "off"),
                                   "ssl_client_certificate": merged.get(
                                       "ssl_client_certificate", "clients-ca"),
+                                  "ssl_protocols": merged.get("ssl_protocols"),
                                   "version": version}
         if common["ssl_verify_client"] != "off" and "ssl_client_certificate" not in merged \
                 and listen_ssl:

@@ -25,7 +25,7 @@ from .http_realip import (
     nginx_realip,
 )
 from .receive import RECEIVER, read_http_listener
-from .tls import preread_variables, terminate
+from .tls import default_protocols, preread_variables, terminate
 from .variables import check_variables
 
 __all__ = [
@@ -60,6 +60,8 @@ class NginxStream(Host):
     #: the CA (a label) ``ssl_client_certificate`` holds
     ssl_client_certificate: str = "clients-ca"
     ssl_key: str = "EC256"
+    #: ``ssl_protocols`` (None: the version's default — no TLSv1.3 before 1.23.4)
+    ssl_protocols: tuple[str, ...] | None = None
     #: ``ssl_preread on``: reads the ClientHello's SNI and ALPN, passes TLS on unread
     ssl_preread: bool = False
     #: ``proxy_ssl on``: opens TLS to the upstream (after the PROXY header, in clear)
@@ -141,6 +143,7 @@ class NginxHttp(Host):
     ssl_verify_client: Literal["off", "on", "optional", "optional_no_ca"] = "off"
     ssl_client_certificate: str = "clients-ca"
     ssl_key: str = "EC256"
+    ssl_protocols: tuple[str, ...] | None = None
     version: str = "1.22.1"
 
     def __post_init__(self) -> None:
@@ -237,7 +240,8 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     tls_out = None
     if node.listen_ssl:
         t = terminate(conn.tls, payload, verify_client=node.ssl_verify_client,
-                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False)
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False,
+                      protocols=node.ssl_protocols or default_protocols(node.version))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:
@@ -364,7 +368,8 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     tls_state: str | None = None
     if node.listen_ssl:
         t = terminate(conn.tls, body, verify_client=node.ssl_verify_client,
-                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True)
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True,
+                      protocols=node.ssl_protocols or default_protocols(node.version))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:

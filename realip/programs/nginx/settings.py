@@ -105,6 +105,25 @@ def _maps(value: Any) -> tuple[NginxMap, ...]:
     return tuple(out)
 
 
+_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+def _protocols(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    value = one_or_many(value)
+    if isinstance(value, str):
+        value = value.split()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) or not value:
+        raise error("ssl_protocols", f"{value!r} is not a list of protocols")
+    for v in value:
+        if v not in _PROTOCOLS:
+            raise error("ssl_protocols", f'invalid value "{v}" in "ssl_protocols" directive')
+    return tuple(value)
+
+
 class _Nginx(HostSettings):
     listen_proxy_protocol: Flag = Field(False, description="`listen … proxy_protocol`: read "
                                         "a PROXY header from every peer")
@@ -121,6 +140,10 @@ class _Nginx(HostSettings):
     ssl_client_certificate: CaLabel = Field("clients-ca", description="the CA (a label) in "
                                             "`ssl_client_certificate`")
     ssl_key: KeyAlg = Field("EC256", description="the key type of nginx's own certificate")
+    ssl_protocols: Annotated[tuple[str, ...] | None, BeforeValidator(_protocols),
+                             Allowed("TLSv1 | TLSv1.1 | TLSv1.2 | TLSv1.3, or null")] = Field(
+        None, description="`ssl_protocols` (null: the version's default; TLSv1.3 joined it "
+        "in 1.23.4)")
     version: Version = Field("1.22.1", description="the nginx version modelled")
 
 

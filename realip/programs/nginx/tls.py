@@ -49,10 +49,22 @@ def _openssl_error(data: bytes) -> str:
     return "error:0A00010B:SSL routines::wrong version number"
 
 
+def default_protocols(version: str) -> tuple[str, ...]:
+    """``ssl_protocols``'s default: ``TLSv1 TLSv1.1 TLSv1.2`` up to 1.23.3, ``TLSv1.2 TLSv1.3``
+    from 1.23.4 (recorded with 1.22.1: a TLS-1.3-only client gets "unsupported protocol", one
+    that also offers 1.2 gets TLSv1.2)."""
+    from .grammar import parse_version
+
+    if parse_version(version) >= (1, 23, 4):
+        return ("TLSv1.2", "TLSv1.3")
+    return ("TLSv1", "TLSv1.1", "TLSv1.2")
+
+
 def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
-              trusted_ca: str, key: str, http: bool) -> Terminated:
+              trusted_ca: str, key: str, http: bool,
+              protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")) -> Terminated:
     """nginx's handshake on a ``listen … ssl`` connection whose bytes after any PROXY header
-    are *clear* then *session*."""
+    are *clear* then *session*, with ``ssl_protocols`` *protocols*."""
     decisions: list[str] = []
     if session is None or clear:
         first = clear or b""
@@ -73,7 +85,14 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
         return Terminated(False, None, {}, tuple(decisions),
                           f"SSL_do_handshake() failed (SSL: {err}) while SSL handshaking")
     asks = verify_client != "off"
-    result = handshake(session, key=key, asks_cert=asks, trusted_cas=(trusted_ca,))
+    result = handshake(session, key=key, asks_cert=asks, trusted_cas=(trusted_ca,),
+                       protocols=protocols)
+    if result is None:
+        decisions.append(f"listen … ssl: ssl_protocols {' '.join(protocols)} and the client "
+                         f"(up to {session.version}) share no version: the handshake fails")
+        return Terminated(False, None, {}, tuple(decisions),
+                          "SSL_do_handshake() failed (SSL: error:0A000102:SSL routines::"
+                          "unsupported protocol) while SSL handshaking")
     variables = {"ssl_protocol": result.protocol, "ssl_cipher": result.cipher,
                  "ssl_server_name": session.server_name or "",
                  "ssl_client_s_dn": result.cert.subject_dn if result.cert else "",
@@ -81,7 +100,7 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
     decisions.append(f"listen … ssl: terminates TLS ({result.protocol}, {result.cipher}"
                      + (f", SNI {session.server_name}" if session.server_name else ", no SNI")
                      + "): the rest of this server reads the plaintext")
-    where = " while reading client request headers" if http else ""
+    where = " while reading client request headers" if http else " while SSL handshaking"
     if asks:
         if result.cert is None:
             decisions.append(f"ssl_verify_client {verify_client}: the client sent no "
