@@ -242,6 +242,23 @@ def _starts_like_header(buf: bytes | bytearray) -> bool | None:
 _V1_FIELDS = {b"TCP4": (4, 7, 7, 1, 1), b"TCP6": (4, 2, 2, 1, 1)}
 
 
+def _literal_prefixes(version: int | None) -> frozenset[bytes]:
+    """The buffers (after one more byte) that Reader.feed answers "incomplete" without any
+    decode and without changing its state: a proper prefix of ``PROXY TCP4 ``, ``PROXY TCP6
+    `` or ``PROXY UNKNOWN`` up to 10 bytes (v1 allowed), the v2 signature up to its 12 bytes
+    (v2 allowed) — Reader.feed's own literal checks, as a set."""
+    out: set[bytes] = set()
+    if version != 2:
+        for lit in (b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN"):
+            out.update(lit[:n] for n in range(1, 11))
+    if version != 1:
+        out.update(V2_SIGNATURE[:n] for n in range(1, 13))
+    return frozenset(out)
+
+
+_LITERALS = {v: _literal_prefixes(v) for v in (None, 1, 2)}
+
+
 def _want(buf: bytes | bytearray) -> int:
     """How many bytes can be read without passing the end of a header that starts with *buf*
     (at least 1): the minimum header size first, then the v2 length field; for a v1 line, the
@@ -473,6 +490,10 @@ class ProxyProtocol(asyncio.Protocol):
         self._local: Endpoint | None = None
         self._policy = Policy.SKIP
         self._reader: Reader | None = None
+        #: the reader while bytes go straight to it (no sniffing, no verdict yet): the
+        #: per-segment fast path of data_received
+        self._fast: Reader | None = None
+        self._literals = _LITERALS[factory.version]
         self._detect = bytearray()
         self._detecting = False
         self._received = 0
@@ -511,10 +532,45 @@ class ProxyProtocol(asyncio.Protocol):
         self._reader = Reader(version=f.version, max_v2_size=f.max_v2_size,
                               verify_crc32c=f.verify_crc32c)
         self._detecting = self._policy is not Policy.REQUIRE
+        if not self._detecting:
+            self._fast = self._reader
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(f.timeout, self._expire)
 
     def data_received(self, data: bytes) -> None:
+        # Fast path (issue 11: a header sent a byte per segment): the cases where the reader
+        # would take the segment without a verdict and without changing its state, judged
+        # here without the call into Reader.feed — the rest of a v2 header whose length is
+        # known (no byte of it is judged before it is complete), a byte the v1 prefix
+        # automaton provably accepts, the literal "PROXY TCP4 " / v2 signature spelled a byte
+        # at a time, and the first v2 length byte.  These are Reader.feed's own first steps,
+        # so every verdict (and the byte it comes at) is the reader's.
+        fast = self._fast
+        if fast is not None:
+            buf = fast._buf
+            need = fast._need
+            if need:
+                if len(buf) + len(data) < need:
+                    buf += data
+                    self._received += len(data)
+                    return
+            elif len(data) == 1:
+                v1 = fast._v1
+                if v1 is not None:
+                    if v1.take(data[0], buf):
+                        buf += data
+                        self._received += 1
+                        return
+                elif len(buf) < 12 and bytes(buf) + data in self._literals:
+                    # "PROXY TCP4 " or the v2 signature, spelled a byte at a time
+                    buf += data
+                    self._received += 1
+                    return
+                elif len(buf) == 14 and buf[0] == 0x0D and fast._version != 1:
+                    # the first length byte of a v2 header: Reader.feed takes it unjudged
+                    buf += data
+                    self._received += 1
+                    return
         if self._done:
             return
         self._received += len(data)
@@ -545,6 +601,7 @@ class ProxyProtocol(asyncio.Protocol):
                 return None
             # a TCP health check (connect, close): not worth an error
             self._done = True
+            self._fast = None
             self._settle()
             self._f.stats["empty"] += 1
             return None
@@ -562,6 +619,7 @@ class ProxyProtocol(asyncio.Protocol):
             return
         if not self._received:
             self._done = True
+            self._fast = None
             self._settle()
             self._f.stats["empty"] += 1
             return
@@ -588,6 +646,7 @@ class ProxyProtocol(asyncio.Protocol):
         if verdict is None:
             return
         self._detecting = False
+        self._fast = reader
         data = bytes(self._detect)
         self._detect = bytearray()
         if not verdict:
@@ -607,6 +666,7 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _fail(self, exc: RealIPError, key: str | None = None) -> None:
         self._done = True
+        self._fast = None
         self._settle()
         if key is None:
             key = exc.reason.value if isinstance(exc, InvalidProxyHeader) else \
@@ -621,6 +681,7 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _hand_over(self, header: ProxyHeader | None, data: bytes) -> None:
         self._done = True
+        self._fast = None
         self._settle()
         transport = self._transport
         assert transport is not None
