@@ -194,7 +194,7 @@ class _V1Prefix:
     would still say "incomplete" (a property test holds it to decode() on every prefix); for any
     other byte it says False and the reader asks decode()."""
 
-    __slots__ = ("colons", "dbl", "field", "first", "glen", "n", "six", "val")
+    __slots__ = ("colons", "dbl", "field", "first", "glen", "lead", "n", "six", "val")
 
     def __init__(self, proto: bytes, field: int, text: bytes) -> None:
         self.six = proto == b"6"
@@ -204,6 +204,7 @@ class _V1Prefix:
     def _start(self, text: bytes) -> None:
         self.n = len(text)  # characters of the field so far
         self.first = text[:2]  # how the field starts (a lone leading ":" needs another)
+        self.lead = self.first[:1] != b":" or self.first == b"::"  # a hex digit may follow
         self.colons = text.count(b":")
         self.dbl = b"::" in text
         # the current octet / group / port: its length and (decimal) value
@@ -245,6 +246,8 @@ class _V1Prefix:
                 self.n = self.glen = self.colons = 0
                 self.val = -1
                 self.first = b""
+                self.lead = True
+                self.dbl = False  # a "::" of the source says nothing about the destination
                 return True
             return False
         if b == 0x0D:  # CR after the destination port: "…1883\r" is still a valid prefix
@@ -276,14 +279,16 @@ class _V1Prefix:
                 self.n += 1
                 return True
             return False
-        # IPv6 text: hex groups of at most four, at most six colons here (more: decode())
+        # IPv6 text: hex groups of at most four, at most six colons here (more: decode());
+        # a hex digit after a seventh colon may make a ninth group: decode() judges it
         if b in _HEX:
-            if self.glen < 4 and self.n < 39 and (self.first[:1] != b":" or
-                                                  self.first == b"::"):
+            n = self.n
+            if self.glen < 4 and n < 39 and self.lead and self.colons < 7:
                 self.glen += 1
-                self.n += 1
-                if self.n <= 2:
-                    self.first += bytes((b,))
+                self.n = n + 1
+                if n < 2:
+                    first = self.first = self.first + bytes((b,))
+                    self.lead = first[:1] != b":" or first == b"::"
                 return True
             return False
         if b == 0x3A and self.colons < 6 and (self.glen or (not self.dbl and self.n and
