@@ -112,3 +112,25 @@ def test_v1_tcp6_lines_mutated_agree_with_decode_byte_by_byte() -> None:
             at = rng.randrange(11, len(line))
             line = line[:at] + bytes([rng.choice(b"0123456789abcdef: .\r\nG")]) + line[at + 1 :]
         assert _verdicts_byte_by_byte(line) is None, line
+
+
+def test_remembered_v2_prefixes_are_bounded_and_keep_verdicts() -> None:
+    """The Reader remembers which short v2 prefixes decode() found incomplete (so a header in
+    tiny pieces is not decoded per piece): a flood of distinct lengths cannot grow that memory
+    past its bound, and a remembered prefix still ends in decode()'s verdict."""
+    from realip.proxy_protocol import _reader
+
+    for length in range(0, 6000):
+        head = V2_SIGNATURE + b"\x21\x11" + length.to_bytes(2, "big")
+        reader = Reader(max_v2_size=65551)
+        for i in range(len(head)):
+            try:
+                reader.feed(head[i : i + 1])
+            except InvalidProxyHeader:
+                break
+    assert len(_reader._V2_INCOMPLETE) <= _reader._V2_REMEMBERED
+    good = _GOOD[0]
+    for _ in range(2):  # the second time, the fixed part's verdicts are remembered
+        reader = Reader()
+        got = [reader.feed(good[i : i + 1]) for i in range(len(good))]
+        assert got[:-1] == [None] * (len(good) - 1) and got[-1] == decode(good)

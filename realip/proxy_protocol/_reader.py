@@ -146,19 +146,31 @@ class Reader:
                         if len(start) == 11 and lit != b"PROXY UNKNOWN":
                             self._v1 = _V1Prefix(start[9:10], 0, b"")
                         return None
+        buf = self._buf
+        key = None
+        if n <= V2_FIXED and buf[:1] == b"\r":
+            # the fixed part of a v2 header: decode()'s "incomplete" for these few bytes is
+            # remembered, so a header in tiny pieces costs no decode per piece (bytes 13, 14
+            # and 16 would each need one)
+            key = (bytes(buf), self._version, self._max, self._verify)
+            if key in _V2_INCOMPLETE:
+                if n == V2_FIXED:
+                    self._need = V2_FIXED + ((buf[14] << 8) | buf[15])
+                return None
         try:
-            header = decode(bytes(self._buf), version=self._version, max_v2_size=self._max,
+            header = decode(bytes(buf), version=self._version, max_v2_size=self._max,
                             verify_crc32c=self._verify)
         except InvalidProxyHeader as exc:
             self._error = exc
             self._v1 = None
             raise
         if header is None:
-            buf = self._buf
             if len(buf) >= V2_FIXED and buf[:12] == V2_SIGNATURE:
                 self._need = V2_FIXED + ((buf[14] << 8) | buf[15])
             elif buf[:1] == b"P":
                 self._v1 = _V1Prefix.after(bytes(buf))
+            if key is not None and len(_V2_INCOMPLETE) < _V2_REMEMBERED:
+                _V2_INCOMPLETE[key] = None
             return None
         self._header = header
         self._v1 = None  # from here on every byte is the application's
@@ -183,6 +195,11 @@ def ipv6_ok(text: bytes) -> bool:
 
 
 _V1_STARTS = (b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN")
+#: v2 prefixes of at most 16 bytes (with the reader's options) that decode() found incomplete:
+#: the verdict depends on those bytes alone.  Bounded, so a flood of distinct lengths cannot
+#: grow it: past the bound, prefixes are simply decoded
+_V2_INCOMPLETE: dict[tuple[bytes, int | None, int, bool], None] = {}
+_V2_REMEMBERED = 4096
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
 
