@@ -62,6 +62,7 @@ from .proxy_protocol import (
     ProxyHeader,
     Reader,
 )
+from .proxy_protocol._v1table import V1_START, V1_TABLE
 from .trust import Trust
 
 __all__ = [
@@ -493,6 +494,7 @@ class ProxyProtocol(asyncio.Protocol):
         #: the reader while bytes go straight to it (no sniffing, no verdict yet): the
         #: per-segment fast path of data_received
         self._fast: Reader | None = None
+        self._st = 0  #: the v1 table's state (0: off), while the table takes every byte
         self._literals = _LITERALS[factory.version]
         self._detect = bytearray()
         self._detecting = False
@@ -534,6 +536,8 @@ class ProxyProtocol(asyncio.Protocol):
         self._detecting = self._policy is not Policy.REQUIRE
         if not self._detecting:
             self._fast = self._reader
+            if f.version != 2:
+                self._st = V1_START
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(f.timeout, self._expire)
 
@@ -547,6 +551,19 @@ class ProxyProtocol(asyncio.Protocol):
         # so every verdict (and the byte it comes at) is the reader's.
         fast = self._fast
         if fast is not None:
+            st = self._st
+            if st:
+                # a common v1 line from its first byte: one table look-up per byte (the
+                # reader has not run; on the first byte the table does not vouch for it
+                # decodes everything so far, so its verdict is exactly what it would be)
+                if len(data) == 1:
+                    st = V1_TABLE[st][data[0]]
+                    if st:
+                        self._st = st
+                        fast._buf += data
+                        self._received += 1
+                        return
+                self._st = 0
             buf = fast._buf
             need = fast._need
             if need:
@@ -667,6 +684,7 @@ class ProxyProtocol(asyncio.Protocol):
     def _fail(self, exc: RealIPError, key: str | None = None) -> None:
         self._done = True
         self._fast = None
+        self._st = 0
         self._settle()
         if key is None:
             key = exc.reason.value if isinstance(exc, InvalidProxyHeader) else \
@@ -682,6 +700,7 @@ class ProxyProtocol(asyncio.Protocol):
     def _hand_over(self, header: ProxyHeader | None, data: bytes) -> None:
         self._done = True
         self._fast = None
+        self._st = 0
         self._settle()
         transport = self._transport
         assert transport is not None
