@@ -62,7 +62,7 @@ from .proxy_protocol import (
     ProxyHeader,
     Reader,
 )
-from .proxy_protocol._v1table import V1_START, V1_TABLE
+from .proxy_protocol._v1table import START, V1_TABLE
 from .trust import Trust
 
 __all__ = [
@@ -536,8 +536,7 @@ class ProxyProtocol(asyncio.Protocol):
         self._detecting = self._policy is not Policy.REQUIRE
         if not self._detecting:
             self._fast = self._reader
-            if f.version != 2:
-                self._st = V1_START
+            self._st = START[f.version]
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(f.timeout, self._expire)
 
@@ -553,9 +552,10 @@ class ProxyProtocol(asyncio.Protocol):
         if fast is not None:
             st = self._st
             if st:
-                # a common v1 line from its first byte: one table look-up per byte (the
-                # reader has not run; on the first byte the table does not vouch for it
-                # decodes everything so far, so its verdict is exactly what it would be)
+                # a common v1 line (or the v2 signature) from its first byte: one table
+                # look-up per byte; the reader has not run, and on the first byte the table
+                # does not vouch for it decodes everything so far: its verdict is exactly
+                # what it would have been
                 if len(data) == 1:
                     st = V1_TABLE[st][data[0]]
                     if st:

@@ -3,7 +3,9 @@
 reader.
 
 ``V1_TABLE[state][byte]`` is the next state, or 0: "not vouched for — ask the
-:class:`~realip.proxy_protocol.Reader`".  :data:`V1_START` is the state of an empty buffer.
+:class:`~realip.proxy_protocol.Reader`".  ``START[version]`` is the state of an empty buffer
+for a reader given that *version* (None: v1 or v2; :data:`V1_START` is ``START[None]``); the
+v2 signature is followed too, up to its 12 bytes.
 The table is *conservative by construction*: it follows only ``PROXY TCP4 `` / ``PROXY TCP6 ``
 lines of the plainest shapes — dotted quads without leading zeros, IPv6 text of hex groups
 with at most six colons (and an address is closed by its space only when it holds a ``::``, so
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 from array import array
 
-__all__ = ["V1_START", "V1_TABLE"]
+__all__ = ["START", "V1_START", "V1_TABLE"]
 
 _DIGITS = b"0123456789"
 _HEX = b"0123456789abcdefABCDEF"
 _LITERAL = b"PROXY TCP"
+_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"  # the v2 signature: followed, then the reader decides
 
 State = tuple[object, ...]
 
@@ -57,6 +60,16 @@ def _port(cat: object, b: int) -> object:
 
 def _step(s: State, b: int) -> State | None:
     kind = s[0]
+    if kind == "B":  # an empty buffer: a v1 line, a v2 signature, or either (s[1])
+        if b == 0x50 and s[1] != 2:
+            return ("L", 1)
+        if b == 0x0D and s[1] != 1:
+            return ("S", 1)
+        return None
+    if kind == "S":  # the v2 signature; its 13th byte is the reader's (decode() judges it)
+        n = s[1]
+        assert isinstance(n, int)
+        return ("S", n + 1) if n < len(_SIGNATURE) and b == _SIGNATURE[n] else None
     if kind == "L":  # the literal
         n = s[1]
         assert isinstance(n, int)
@@ -113,10 +126,10 @@ def _step(s: State, b: int) -> State | None:
     return None  # "CR": the LF completes the line, which is the reader's to decode
 
 
-def _build() -> tuple[list[array[int]], int]:
-    start: State = ("L", 0)
-    ids: dict[State, int] = {start: 1}
-    order = [start]
+def _build() -> tuple[list[array[int]], dict[int | None, int]]:
+    starts: list[State] = [("B", None), ("B", 1), ("B", 2)]
+    ids: dict[State, int] = {st: i + 1 for i, st in enumerate(starts)}
+    order = list(starts)
     rows: list[array[int]] = [array("H", bytes(512))]  # state 0: never entered
     i = 0
     while i < len(order):
@@ -132,7 +145,9 @@ def _build() -> tuple[list[array[int]], int]:
                 order.append(nxt)
             row[b] = ids[nxt]
         rows.append(row)
-    return rows, 1
+    return rows, {None: 1, 1: 2, 2: 3}
 
 
-V1_TABLE, V1_START = _build()
+#: the rows, and the start state for each ``version`` a reader may be given (None: v1 or v2)
+V1_TABLE, START = _build()
+V1_START = START[None]
