@@ -39,8 +39,11 @@ EMQX's names and MQTT 5's CONNACK announcements: packet size, topic aliases, the
 window (Receive Maximum), each session's outgoing queue (messages and bytes, the transport's
 buffer included, with a drop-or-disconnect policy), subscriptions, topic levels, connections
 per listener and retained messages; a publish walks a topic trie (:mod:`realip.lab.topics`),
-not every subscription; keep-alive counts complete packets.  :meth:`LabBroker.stats` shows a
-session's accounting, :attr:`LabBroker.enforced` every limit applied.
+not every subscription; keep-alive counts complete packets and runs on the Keep Alive in
+force (Mosquitto's ``max_keepalive``, EMQX's ``server_keepalive``); EMQX 5's per-connection
+``messages_rate``/``bytes_rate`` stop reading a flooding client (every kind of packet counts)
+so it cannot starve the others.  :meth:`LabBroker.stats` shows a session's accounting (and
+its throttling), :attr:`LabBroker.enforced` every limit applied.
 
 Why a broker of its own rather than extending amqtt: amqtt (0.12) speaks MQTT 3.1.1 only, pins
 an old ``websockets``, and reads the peer address deep inside its adapters; the lab needs 3.1.1
@@ -178,8 +181,8 @@ class Limits:
         unfinished QoS 2 PUBLISH (no PUBREL yet; QoS 1 is acknowledged at once) gets
         DISCONNECT 0x93 Receive Maximum exceeded — and the broker sends at most this many (or
         the client's own Receive Maximum, if lower) unacknowledged QoS 1/2 messages; the rest
-        wait in the queue, in order (a QoS 0 message behind them waits too: one FIFO, where
-        EMQX lets QoS 0 overtake).
+        wait in the queue, in order (a QoS 0 message behind them waits too, or passes them:
+        ``mqueue_store_qos0``).
     ``max_queued_messages`` / ``max_queued_bytes``: Mosquitto ``max_queued_messages`` (1000,
         taken here) and ``max_queued_bytes`` (default no limit; 8 MiB here), EMQX
         ``mqtt.max_mqueue_len`` (1000).  One session's outgoing messages waiting for the
