@@ -7,7 +7,8 @@ MQTT CONNECT in separate segments, as Wireshark's heuristic PROXY dissector need
 sequence numbers that add up.  On a link carrying TLS the ClientHello follows the clear parts
 as its own segment (its real bytes: Wireshark shows the SNI a pass-through load balancer
 reads); the encrypted records after it are not written, since the simulator has no ciphertext
-to put in them and invents none (their framing is in :attr:`realip.wire.Link.records`).  The broker leg keeps its own port (1883 → decoded as MQTT).
+to put in them and invents none (their framing is in :attr:`realip.wire.Link.records`).
+The broker leg keeps its own port (1883 → decoded as MQTT).
 Timestamps are synthetic and fixed, so the same trace always gives the same file.
 """
 
