@@ -278,6 +278,21 @@ def _map_network(topology: Topology, addresses: Mapping[str, str], entry: str) -
     return text
 
 
+def _map_rules(topology: Topology, addresses: Mapping[str, str],
+               rules: Sequence[str]) -> tuple[str, ...]:
+    """``allow``/``deny`` rules (EMQX ``access_rules``, nginx ``allow``/``deny``) on the loopback
+    plan: each CIDR rule followed by its loopback images, in place (first match wins)."""
+    out: list[str] = []
+    for rule in rules:
+        verb, _, target = rule.strip().partition(" ")
+        target = target.strip()
+        if target == "all" or _net(target) is None:
+            out.append(rule)
+        else:
+            out += [f"{verb} {t}" for t in map_cidrs(topology, addresses, [target])]
+    return tuple(out)
+
+
 def topology_on(topology: Topology, addresses: Mapping[str, str],
                 ports: Mapping[str, int] | None = None, *,
                 source_ports: Mapping[str, int] | None = None) -> Topology:
@@ -302,19 +317,14 @@ def topology_on(topology: Topology, addresses: Mapping[str, str],
         for setting in entry.networks:
             if getattr(hop, setting) is not None:
                 changes[setting] = _map_network(topology, addresses, getattr(hop, setting))
+        for setting in entry.rule_lists:
+            changes[setting] = _map_rules(topology, addresses, getattr(hop, setting))
         hops.append(replace(hop, **changes))  # type: ignore[arg-type]
     broker = topology.broker
-    rules = []
-    for rule in broker.access_rules:
-        verb, _, target = rule.strip().partition(" ")
-        target = target.strip()
-        if target == "all" or _net(target) is None:
-            rules.append(rule)
-        else:
-            rules += [f"{verb} {t}" for t in map_cidrs(topology, addresses, [target])]
     allow = broker.proxy_address_allow
     broker = replace(broker, addr=addresses[broker.name],
-                     port=ports.get(broker.name, broker.port), access_rules=tuple(rules),
+                     port=ports.get(broker.name, broker.port),
+                     access_rules=_map_rules(topology, addresses, broker.access_rules),
                      proxy_address_allow=None if allow is None
                      else map_cidrs(topology, addresses, allow))
     return replace(topology, client=client, hops=tuple(hops), broker=broker)

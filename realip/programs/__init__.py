@@ -131,6 +131,8 @@ class HopKind:
     #: onto loopback addresses)
     cidr_lists: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
+    #: settings holding ``allow``/``deny`` rule lists (``"allow CIDR"``, ``"deny all"``)
+    rule_lists: tuple[str, ...] = ()
     #: configuration changes that may close a forgery (the audit tries them on the simulator)
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
     #: the settings a scenario may give this kind (a pydantic model of the room's
@@ -208,16 +210,19 @@ def _aedes_settings() -> type:
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
-            lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream,
+            lambda n: False, cidr_lists=("set_real_ip_from",), rule_lists=("access",),
+            fixes=nginx_fixes.fixes_stream,
             schema=_nginx_stream_settings,
             speaks_tls=lambda n: n.listen_ssl or n.ssl_preread),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
-            cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http,
+            cidr_lists=("set_real_ip_from",), rule_lists=("access",),
+            fixes=nginx_fixes.fixes_http,
             schema=_nginx_http_settings, speaks_tls=lambda n: n.listen_ssl),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
-            cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",),
+            cidr_lists=("expect_proxy_from", "reject_unless_src"),
+            networks=("forwardfor_except",),
             fixes=haproxy_fixes.fixes, schema=_haproxy_settings,
             speaks_tls=lambda n: n.bind_ssl),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,

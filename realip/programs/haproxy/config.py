@@ -60,6 +60,9 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
     # header) at all, only "Connect from" lines
     front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
+    if hop.reject_unless_src:
+        front.append("tcp-request connection reject unless { src "
+                     + " ".join(hop.reject_unless_src) + " }")
     if hop.expect_proxy_from:
         front.append("tcp-request connection expect-proxy layer4 if { src "
                      + " ".join(hop.expect_proxy_from) + " }")
@@ -210,6 +213,7 @@ def from_haproxy_cfg(text: str, *, name: str = "lb", addr: str, public: str | No
                 port=port, source_port=source_port, mode=fmode,
                 accept_proxy=accept_proxy or front.get("expect_always", False),
                 expect_proxy_from=tuple(front.get("expect_proxy_from", ())),
+                reject_unless_src=tuple(front.get("reject_unless_src", ())),
                 send_proxy=send, proxy_v2_options=tuple(server.get("v2_options", ())),
                 forwardfor=ff is not None, forwardfor_except=(ff or {}).get("except"),
                 forwardfor_if_none=bool((ff or {}).get("if-none")),
@@ -379,6 +383,17 @@ def _hap_line(where: str, words: list[str], conf: dict[str, Any], warnings: list
                                           else words[1:3]))
         if len(words) > (4 if words[1] == "set-header" else 3):
             warnings.append(f"{where}: conditions on http-request rules are not evaluated")
+    elif key == "tcp-request" and words[1:3] == ["connection", "reject"] and \
+            words[3:4] in (["unless"], ["if"]):
+        # "reject unless { src … }" / "reject if !{ src … }": only these peers may connect
+        cond = ["if", *words[4:]] if words[3] == "unless" else (
+            ["if", "{", *words[5:]] if words[4:5] == ["!{"] else None)
+        cidrs = _hap_condition(where, cond, conf["acls"]) if cond is not None else None
+        if cidrs is None:
+            raise ConfigurationError(f"{where}: tcp-request connection reject "
+                                     f"{' '.join(words[3:])}: realip evaluates 'unless {{ src "
+                                     "… }}' (or 'if !{ src … }') only")
+        conf["reject_unless_src"] = cidrs
     elif key == "tcp-request" and words[1:4] == ["connection", "expect-proxy", "layer4"]:
         cidrs = _hap_condition(where, words[4:], conf["acls"])
         if cidrs is None:

@@ -56,6 +56,9 @@ class HAProxy(Host):
     ca_ignore_err: bool = False
     #: ``bind … alpn …``: the protocols it negotiates (HAProxy's preference order)
     alpn: tuple[str, ...] = ()
+    #: ``tcp-request connection reject unless { src … }``: only these peers may connect
+    #: (empty: no such rule)
+    reject_unless_src: tuple[str, ...] = ()
     forwardfor: bool = False
     forwardfor_except: str | None = None
     forwardfor_if_none: bool = False
@@ -84,6 +87,20 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
                          f"{'expects' if matched else 'does not expect'} a header from "
                          f"{format_ip(conn.peer.host)}")  # type: ignore[arg-type]
     kind = f"haproxy-{node.mode}"
+    if node.reject_unless_src:
+        allowed = not isinstance(conn.peer.host, str) and \
+            _compiled(tuple(node.reject_unless_src))(conn.peer.host)
+        decisions.append(f"tcp-request connection reject unless {{ src "
+                         f"{' '.join(node.reject_unless_src)} }}: "
+                         f"{_hap_addr(conn.peer)} is {'allowed' if allowed else 'rejected'}")
+        if not allowed:
+            # the first rule set HAProxy runs, before any byte is read; a rejected
+            # connection is closed at once and counted, not logged
+            return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                    tuple(decisions), False,
+                                    "(no log line: tcp-request connection reject closes the "
+                                    "connection before HAProxy logs it)"),
+                            ok=False)
     if expect:
         acc = RECEIVER.accepts(data, node.version)
         if not acc.accepted:

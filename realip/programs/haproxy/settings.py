@@ -153,6 +153,10 @@ class HAProxySettings(HostSettings):
                                     "certificate that fails verification at the leaf through")
     ca_ignore_err: Keyword = Field(False, description="`bind … ca-ignore-err all`: let one "
                                    "that fails in its chain through")
+    reject_unless_src: Annotated[tuple[str, ...], BeforeValidator(_networks),
+                                 Allowed("addresses or networks, as `src` reads them")] = Field(
+        (), description="`tcp-request connection reject unless { src … }`: only these peers "
+        "may connect")
     alpn: Annotated[tuple[str, ...], BeforeValidator(_alpn_list),
                     Allowed("ALPN protocol names, e.g. [mqtt]")] = Field(
         (), description="`bind … alpn …`: the protocols HAProxy negotiates (sent on in the "

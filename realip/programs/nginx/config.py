@@ -76,6 +76,7 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str, 
     pp = " proxy_protocol" if hop.listen_proxy_protocol else ""
     lines = [f"# {hop.name} ({scenario})", f"listen {listen}{ssl}{pp};"]
     lines += _tls_lines(hop, tls_dir)
+    lines += [f"{rule};" for rule in hop.access]
     lines += [f"set_real_ip_from {e};" for e in hop.set_real_ip_from]
     if isinstance(hop, NginxStream):
         if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
@@ -368,6 +369,8 @@ def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
                                      '"ssl_verify_client" directive, it must be "on", "off", '
                                      '"optional" or "optional_no_ca"')
         into["ssl_verify_client"] = args[0]
+    elif name in ("allow", "deny"):
+        into.setdefault("access", []).append(f"{name} {args[0]}")
     elif name == "ssl_protocols":
         bad = [a for a in args if a not in ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2",
                                             "TLSv1.3")]
@@ -398,7 +401,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                   source_port: int, version: str, pools: dict[str, str],
                   maps: Mapping[str, NginxMap], outer: dict[str, Any],
                   warnings: list[str]) -> list[tuple[Hop, str]]:
-    conf: dict[str, Any] = {"set_real_ip_from": [], "proxy_set_header": []}
+    conf: dict[str, Any] = {"set_real_ip_from": [], "proxy_set_header": [], "access": []}
     listens: list[tuple[int, bool, bool]] = []
     location: dict[str, Any] | None = None
     path = "/"
@@ -478,6 +481,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                                   "ssl_client_certificate": merged.get(
                                       "ssl_client_certificate", "clients-ca"),
                                   "ssl_protocols": merged.get("ssl_protocols"),
+                                  "access": tuple(merged.get("access", ())),
                                   "version": version}
         if common["ssl_verify_client"] != "off" and "ssl_client_certificate" not in merged \
                 and listen_ssl:

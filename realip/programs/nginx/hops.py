@@ -66,6 +66,9 @@ class NginxStream(Host):
     ssl_preread: bool = False
     #: ``proxy_ssl on``: opens TLS to the upstream (after the PROXY header, in clear)
     proxy_ssl: bool = False
+    #: ``allow`` / ``deny`` rules (ngx_stream_access_module) in order, on the TCP peer:
+    #: ``"allow 172.16.0.0/24"``, ``"deny all"``
+    access: tuple[str, ...] = ()
     version: str = "1.22.1"
 
 
@@ -144,6 +147,8 @@ class NginxHttp(Host):
     ssl_client_certificate: str = "clients-ca"
     ssl_key: str = "EC256"
     ssl_protocols: tuple[str, ...] | None = None
+    #: ``allow`` / ``deny`` rules (ngx_http_access_module) in order, on ``$remote_addr``
+    access: tuple[str, ...] = ()
     version: str = "1.22.1"
 
     def __post_init__(self) -> None:
@@ -208,6 +213,11 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
                                  "'proxy_protocol v2' (it must be on or off; v2 came in 1.31.4)")
     decisions: list[str] = []
     variables: dict[str, str] = {}
+    if not _ngx_access(node, conn.peer, decisions):
+        # the stream access module runs in the access phase, before the PROXY header and
+        # the handshake are read: the connection is closed at once
+        return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                                tuple(decisions), False, "access forbidden by rule"), ok=False)
     ok, log, consumed, info, acc = _ngx_pp(node, conn, decisions, variables)
     if not ok:
         return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
@@ -281,6 +291,23 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
                             tuple(decisions), acceptance=acc, tls=tls_state), tuple(parts),
                     tls=tls_out)
+
+
+def _ngx_access(node: NginxStream | NginxHttp, peer: Endpoint, decisions: list[str],
+                addr: Any = None) -> bool:
+    """``allow`` / ``deny`` in order, the first that matches decides; none matching allows
+    (ngx_stream_access_module / ngx_http_access_module)."""
+    if not node.access:
+        return True
+    from ..base import access_allowed
+
+    ip = addr if addr is not None else peer.host
+    if isinstance(ip, str):
+        return True  # a UNIX peer: the modules match unix: rules only
+    allowed = access_allowed(node.access, ip)
+    decisions.append(f"{'; '.join(node.access)}: {format_ip(ip)} is "
+                     f"{'allowed' if allowed else 'denied'}")
+    return allowed
 
 
 def _ngx_send(node: NginxStream, src: IP, sport: int, local: Endpoint) -> bytes:
@@ -406,6 +433,19 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
         decisions.append(f"realip ({node.real_ip_header}, recursive "
                          f"{'on' if node.real_ip_recursive else 'off'}): {r.reason}")
     variables.update(dict(r.variables))
+    # the access phase comes after realip's post-read phase: the rules see $remote_addr
+    from ipaddress import ip_address
+
+    remote = r.variables.get("remote_addr", "")
+    try:
+        remote_ip: Any = ip_address(remote)
+    except ValueError:
+        remote_ip = conn.peer.host
+    if not _ngx_access(node, conn.peer, decisions, remote_ip):
+        decisions.append("answers 403 Forbidden and closes")
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                tuple(decisions), False, "access forbidden by rule",
+                                acceptance=acc, resolution=r), ok=False)
     host_header = next((v for k, v in headers if k.lower() == "host"), "")
     local_ip: IP = conn.local.host  # type: ignore[assignment]
     extra = {
