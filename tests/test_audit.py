@@ -200,6 +200,106 @@ def test_emqx_hocon_and_mosquitto_conf_readers() -> None:
         broker_from_config("mosquitto", "enable_proxy_protocol 2\n")
 
 
+AEDES_JS = """// the options next to createServer(aedes, options)
+module.exports = {
+  trustProxy: true,   /* read PROXY / X-Forwarded-For from any sender */
+  'ws': true,
+  protocolDecoder,    // aedes-protocol-decoder's own (the default)
+  http: { maxHeaderSize: 16384, },
+};
+"""
+
+
+def test_aedes_options_reader_json_and_javascript() -> None:
+    from realip.programs import broker_from_config
+
+    settings, warnings = broker_from_config("aedes", AEDES_JS, filename="aedes.js",
+                                            transport="ws")
+    assert settings == {"kind": "aedes", "name": "aedes", "listener": "ws",
+                        "trust_proxy": True, "version": "1.2.0"}
+    assert warnings == ()
+    plain, _ = broker_from_config("aedes", '{ "trustProxy": false }')
+    assert plain["listener"] == "tcp" and plain["trust_proxy"] is False
+    for text in ("export default { trustProxy: true, ws: null };",
+                 "const options = {\n  trustProxy: true,\n  protocolDecoder: "
+                 "decoder.protocolDecoder,\n  extractSocketDetails: null,\n  tls: null\n}\n",
+                 "{}"):
+        got, _ = broker_from_config("aedes", text)
+        assert got["listener"] == "tcp", text
+    assert broker_from_config("aedes", "{}")[0]["trust_proxy"] is False  # the factory's default
+    _, warned = broker_from_config("aedes", "{\n  tcp: { allowHalfOpen: true }\n}",
+                                   filename="o.js")
+    assert warned == ("o.js:2: tcp: aedes-server-factory 0.2.1 does not pass these options to "
+                      "net.createServer (no effect)",)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{\n  "trustProxy": "false"\n}', r'o\.js:2: trustProxy: "false" — give true or false '
+     r"\(aedes-server-factory tests it for truthiness, so this value turns trustProxy on\)"),
+    ("{ trustProxy: 0 }", r"o\.js:1: trustProxy: 0 .* turns trustProxy off"),
+    ("{\n  ws: true,\n  trustproxy: true\n}", r"o\.js:3: 'trustproxy' is not an "
+     r"aedes-server-factory option \(it would ignore it; did you mean trustProxy\?\); allowed: "
+     r"trustProxy, ws, "),
+    ("{\n trustProxy: true,\n\n trustProxy: false }", r"o\.js:4: trustProxy is given twice "
+     r"\(first on line 2"),
+    ("{\n  tls: { key: k, cert: c } }", r"o\.js:2: tls: a TLS listener is not modelled"),
+    ("{ serverFactory: make }", r"o\.js:1: serverFactory: a custom server factory"),
+    ("{\n\n  protocolDecoder: myDecoder }", r"o\.js:3: protocolDecoder: myDecoder — only "
+     r"aedes-protocol-decoder's own protocolDecoder is modelled"),
+    ("{ ws: 'yes' }", r'o\.js:1: ws: "yes" — give true'),
+    ("{\n  trustProxy: true\n  ws: true }", r"o\.js:3: expected ',' or '}', not 'ws'"),
+    ("{ trustProxy: true, /* open", r"o\.js:1: a /\* comment is not closed"),
+    ("{ protocolDecoder: require('x') }", r"o\.js:1: unexpected '\('"),
+    ("trustProxy = true", r"o\.js:1: expected the options object"),
+    ("{ trustProxy: true } extra", r"o\.js:1: expected the end of the file .* not 'extra'"),
+    ("{\n  trustProxy: true,\n", r"o\.js:3: expected an option name or '}', not the end"),
+])
+def test_aedes_options_errors_name_the_line_and_what_is_allowed(text: str, message: str
+                                                                ) -> None:
+    from realip import ConfigurationError
+    from realip.programs import broker_from_config
+
+    with pytest.raises(ConfigurationError, match=message):
+        broker_from_config("aedes", text, filename="o.js")
+
+
+def test_aedes_options_must_match_the_clients_transport() -> None:
+    from realip import ConfigurationError
+    from realip.programs import broker_from_config
+
+    with pytest.raises(ConfigurationError, match=r"aedes\.js:4: these options make a "
+                       r"WebSocket server \(ws: true\), but the client connects over tcp"):
+        broker_from_config("aedes", AEDES_JS, filename="aedes.js", transport="tcp")
+    with pytest.raises(ConfigurationError, match=r"o\.js:1: .* a TCP server .* add ws: true"):
+        broker_from_config("aedes", "{ trustProxy: true }", filename="o.js", transport="ws")
+
+
+def test_audit_with_aedes_options(tmp_path: Path) -> None:
+    """nginx appending X-Forwarded-For in front of aedes with trustProxy (read from its
+    options file): aedes takes the leftmost entry — SPOOFED, the nginx change fixes it; with
+    ``trustProxy: false`` nothing is spoofed (aedes names nginx: LOST, exit 0)."""
+    (tmp_path / "lb.conf").write_text(LB_APPENDS)
+    (tmp_path / "aedes.js").write_text(AEDES_JS)
+    args = ("--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+            "--broker", "aedes", "--broker-conf", str(tmp_path / "aedes.js"))
+    done = _cli(*args, "--json")
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
+    row = next(r for r in doc["rows"] if r["attack"]["name"] == "xff-one")
+    assert row["verdict"] == "SPOOFED" and row["culprit"] == "aedes"
+    assert row["fix"]["changes"][0]["words"] == "proxy_set_header X-Forwarded-For $remote_addr;"
+    assert doc["reaudit"]["ok"] is True
+    (tmp_path / "aedes.js").write_text(AEDES_JS.replace("trustProxy: true", "trustProxy: false"))
+    off = _cli(*args, "--json")
+    assert off.returncode == 0, off.stdout
+    counts = json.loads(off.stdout)["counts"]
+    assert counts["SPOOFED"] == 0 and counts["LOST"] == 20
+    (tmp_path / "aedes.js").write_text('{\n  "trustProxy": "true",\n  "ws": true\n}\n')
+    bad = _cli(*args)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("realip audit: aedes.js:2: trustProxy: \"true\"")
+
+
 def test_judge_recorded_is_the_rule_for_live_runs_too() -> None:
     from realip.audit import judge_recorded
 
