@@ -241,7 +241,7 @@ def _cmd_lab_run(args: argparse.Namespace) -> int:
         with lab:
             probe = lab.connect(client_id=args.client_id, forge_xff=args.forge_xff,
                                 forge_proxy=forged, transport=args.transport,
-                                direct=args.direct, port=args.port)
+                                direct=args.direct, port=args.port, at=args.at)
             description = lab.describe()
     except OSError as exc:  # a missing program or address …
         print(f"realip lab: {exc}", file=sys.stderr)
@@ -360,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "line, or v2 in hex)")
     run.add_argument("--transport", choices=("tcp", "ws"), help="override the client's transport")
     run.add_argument("--direct", action="store_true", help="dial the broker, past every hop")
+    run.add_argument("--at", metavar="NODE", help="dial this hop (or the broker) straight from "
+                     "the client's address, past the hops before it (an attacker inside)")
     run.add_argument("--client-id", help="the MQTT client id (default the scenario's)")
     run.add_argument("--port", type=int, help="the client's source port (default the "
                      "scenario's; 0 for any)")

@@ -410,6 +410,25 @@ def test_cli_lab_run_json() -> None:
                                 "emqx": "127.0.2.71"}
 
 
+def test_cli_lab_run_at_an_inner_hop() -> None:
+    """``--at lb2``: the client dials lb2 itself, past lb1 — the one hop of ws-multi-override
+    that overrides X-Forwarded-For — and the forged address reaches EMQX (as the audit's
+    "inside (→ lb2 directly)" rows say)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["lab", "run", "ws-multi-override", "--at", "lb2", "--forge-xff",
+                     "6.6.6.6", "--json", "--quiet"])
+    doc = json.loads(out.getvalue())
+    assert code == 0 and doc["path"] == ["client", "lb2", "emqx"]
+    assert doc["peername"] == doc["predicted"]
+    assert doc["peername"].startswith("6.6.6.6:")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["lab", "run", "ws-multi-override", "--at", "lb9", "--quiet"]) == 2
+    assert "at='lb9': not a node of ws-multi-override (allowed: lb1, lb2, emqx)" in \
+        err.getvalue()
+
+
 def test_cli_lab_run_refused_and_text() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
