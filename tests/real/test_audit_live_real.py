@@ -71,3 +71,20 @@ def test_inner_positions_give_their_own_verdicts(nginx_bin: str) -> None:
     live = {lr.row.position.index: lr.live_verdict
             for lr in live_audit(report, proxies="real", rows=chosen)}
     assert live == {0: "LOST", 1: "SAFE", 2: "SAFE", 3: "SAFE"}
+
+
+def test_cli_live_runs_every_position(nginx_bin: str, capsys: pytest.CaptureFixture[str]
+                                      ) -> None:
+    """``python -m realip audit ws-multi-recursive --live --reach-inner --json``: every row of
+    every position has a live verdict that agrees (exit 1: something is SPOOFED, not 4)."""
+    import json
+
+    from realip.__main__ import main
+
+    code = main(["audit", "ws-multi-recursive", "--live", "--reach-inner", "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert {r["position"] for r in rows} == {"the edge (→ lb1)", "inside (→ lb2 directly)",
+                                             "inside (→ lb3 directly)",
+                                             "inside (→ emqx directly)"}
+    assert len(rows) == 100 and all(r["agree"] is True for r in rows)
