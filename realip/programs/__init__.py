@@ -301,7 +301,8 @@ def fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
 def broker_from_config(kind: str, text: str, **options: Any
                        ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Broker settings read from broker *kind*'s own configuration file (EMQX's HOCON,
-    ``mosquitto.conf``) and the warnings; *options* pick the listener (see each room)."""
+    ``mosquitto.conf``, aedes' ``createServer`` options) and the warnings; *options* pick the
+    listener (see each room)."""
     entry = BROKER_KINDS.get(kind)
     if entry is None or entry.read_config is None:
         readable = sorted(k for k, e in BROKER_KINDS.items() if e.read_config is not None)
