@@ -336,6 +336,22 @@ def test_aedes_options_errors_name_the_line_and_what_is_allowed(text: str, messa
         broker_from_config("aedes", text, filename="o.js")
 
 
+@pytest.mark.parametrize("listener", ["tcp", "ws"])
+@pytest.mark.parametrize("trust", [True, False])
+def test_aedes_options_file_reads_back(trust: bool, listener: str) -> None:
+    """The options file the audit shows an aedes fix in is one the reader takes back."""
+    from realip.programs.aedes.config import from_aedes_options, options_file
+
+    got, warnings = from_aedes_options(options_file(trust, listener), transport=listener)
+    assert (got["trust_proxy"], got["listener"], warnings) == (trust, listener, ())
+
+
+def test_an_aedes_fix_is_a_diff_of_its_options_file() -> None:
+    report = audit(load(str(ROOT / "data" / "topologies" / "aedes-malformed-header-down.yaml")))
+    fix = next(r.fix for r in report.rows if r.fix is not None)
+    assert "-  trustProxy: true,\n+  trustProxy: false," in fix.diff
+
+
 def test_aedes_options_must_match_the_clients_transport() -> None:
     from realip import ConfigurationError
     from realip.programs import broker_from_config

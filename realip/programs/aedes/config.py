@@ -46,7 +46,7 @@ from typing import Any
 
 from ...errors import ConfigurationError
 
-__all__ = ["OPTIONS", "VERSION", "from_aedes_options", "parse_options"]
+__all__ = ["OPTIONS", "VERSION", "from_aedes_options", "options_file", "parse_options"]
 
 #: The aedes version the options mean (the one observed in the lab: aedes 1.2.0 with
 #: aedes-protocol-decoder 2.2.0 and aedes-server-factory 0.2.1); --broker-version overrides it.
@@ -377,3 +377,16 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, int | float):
         return value != 0
     return bool(value)
+
+
+def options_file(trust_proxy: bool, listener: str) -> str:
+    """The options file for a listener (what :func:`from_aedes_options` reads back): how the
+    audit shows an aedes fix as a diff."""
+    lines = ["// createServer(aedes, options) — aedes-server-factory",
+             "module.exports = {",
+             f"  trustProxy: {'true' if trust_proxy else 'false'},"]
+    if listener == "ws":
+        lines.append("  ws: true,")
+    lines.append("  protocolDecoder,  // aedes-protocol-decoder's (the default)")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
