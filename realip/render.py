@@ -425,8 +425,14 @@ def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str],
 def config_file(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
                 prefix: str) -> str | None:
     """The whole configuration file realip writes for hop *hop_name* (``nginx.conf``,
-    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker)."""
+    ``haproxy.cfg``; for an aedes broker its ``createServer`` options), or None when its
+    program has none here (a plain relay, the other brokers)."""
     node = next((h for h in topology.hops if h.name == hop_name), None)
+    broker = topology.broker
+    if node is None and hop_name == broker.name and broker.kind == "aedes":
+        from .programs.aedes.config import options_file
+
+        return options_file(broker.trust_proxy, broker.listener)
     if node is None:
         return None
     program = HOP_KINDS_BY_TYPE[type(node)].program

@@ -7,6 +7,7 @@
         probe.peername, probe.predicted          # ('127.0.1.86:39817', '127.0.1.86:39817')
         lab.connect(forge_xff="6.6.6.6")         # a forged header, through the chain
         lab.connect(direct=True)                 # straight to the broker, past every hop
+        lab.connect(at="lb2")                    # straight to an inner hop (an attacker inside)
 
 **Addresses.**  Every host label of the topology gets its own loopback address
 (:func:`realip.render.loopback_plan`: the article's client ``115.236.21.86`` is ``127.0.1.86``,
@@ -703,12 +704,15 @@ class Lab:
                 transport: str | None = None, forge_xff: str | None = None,
                 forge_proxy: str | bytes | None = None, direct: bool = False,
                 source_ports: Mapping[str, int] | None = None,
-                headers: Sequence[tuple[str, str]] | None = None) -> Trace:
+                headers: Sequence[tuple[str, str]] | None = None,
+                at: str | None = None) -> Trace:
         """:func:`~realip.topology.simulate` for this lab: the topology on its loopback
         addresses and ports (*client_port*: the client's source port; *source_ports*: each hop's
         upstream source port), real hops at the installed program's version; *direct* leaves
-        the hops out (the client dials the broker)."""
+        the hops out (the client dials the broker); *at* (a hop's or the broker's name) leaves
+        out the hops before it (the client dials that node)."""
         self._need_running()
+        start = self._start_index(direct, at)
         topo = self.topology
         ports = dict(self.ports)
         ports[topo.client.name] = topo.client.port if client_port is None else client_port
@@ -720,7 +724,7 @@ class Lab:
                     hasattr(hop, "version"):
                 hop = replace(cast(Any, hop), version=run.version)
             hops.append(hop)
-        mapped = replace(mapped, hops=() if direct else tuple(hops))
+        mapped = replace(mapped, hops=tuple(hops[start:]))
         changes: dict[str, Any] = {}
         if client_id is not None:
             changes["client_id"] = client_id
@@ -732,6 +736,21 @@ class Lab:
             mapped = mapped.with_client(**changes)
         return simulate(mapped, forge_xff=forge_xff, forge_proxy=forge_proxy)
 
+    def _start_index(self, direct: bool, at: str | None) -> int:
+        """The index of the node the client dials (0: the first hop; ``len(hops)``: the
+        broker) for *direct* / *at*."""
+        hops = self.topology.hops
+        if at is None:
+            return len(hops) if direct else 0
+        names = [h.name for h in hops] + [self.topology.broker.name]
+        if at not in names:
+            raise ConfigurationError(f"at={at!r}: not a node of {self.topology.name} "
+                                     f"(allowed: {', '.join(names)})")
+        if direct and at != names[-1]:
+            raise ConfigurationError(f"direct=True dials the broker, not {at!r}: give one of "
+                                     "direct, at")
+        return names.index(at)
+
     def _need_running(self) -> None:
         if self._state != "running":
             raise ConfigurationError("the lab is not running: use 'with Lab(...) as lab:' or "
@@ -742,7 +761,8 @@ class Lab:
                 forge_proxy: str | bytes | None = None, transport: str | None = None, *,
                 direct: bool = False, port: int | None = None, raw: bool = False,
                 timeout: float | None = None,
-                headers: Sequence[tuple[str, str]] | None = None) -> Probe:
+                headers: Sequence[tuple[str, str]] | None = None,
+                at: str | None = None) -> Probe:
         """Connect one client from the client's loopback address and compare.
 
         *client_id* (default the scenario's), *transport* (``tcp``/``ws``, default the
@@ -752,15 +772,17 @@ class Lab:
         default the scenario's, 0 for any), *raw* (send the simulator's exact first bytes from a
         plain socket instead of paho-mqtt), *headers* (WebSocket: the upgrade request's extra
         header lines instead of the scenario's — any forgery, duplicates and odd names
-        included).  The client disconnects before this returns."""
+        included), *at* (a hop's or the broker's name: dial that node straight from the
+        client's address, past the hops before it — an attacker inside the network; ``at=``
+        the broker is *direct*).  The client disconnects before this returns."""
         self._need_running()
         with self._lock:
-            return self._connect(client_id, forge_xff, forge_proxy, transport, direct, port,
-                                 raw, self.connect_timeout if timeout is None else timeout,
-                                 headers)
+            return self._connect(client_id, forge_xff, forge_proxy, transport,
+                                 self._start_index(direct, at), port, raw,
+                                 self.connect_timeout if timeout is None else timeout, headers)
 
     def _connect(self, client_id: str | None, forge_xff: str | None,
-                 forge_proxy: str | bytes | None, transport: str | None, direct: bool,
+                 forge_proxy: str | bytes | None, transport: str | None, start: int,
                  port: int | None, raw: bool, timeout: float,
                  extra: Sequence[tuple[str, str]] | None = None) -> Probe:
         topo = self.topology
@@ -783,12 +805,13 @@ class Lab:
         use_raw = raw or (transport == "ws" and len(set(names)) != len(names)) \
             or not _paho_can_prefix()
         assert self.mapped is not None and self.broker is not None
-        target = topo.broker.name if direct or not topo.hops else topo.hops[0].name
+        # the node dialled: the first hop, an inner hop (start > 0) or the broker
+        target = topo.hops[start].name if start < len(topo.hops) else topo.broker.name
+        direct = start == len(topo.hops)
         host, dport = self.addresses[target], self.ports[target]
         src_addr = self.addresses[client.name]
         want_port = client.port if port is None else port
-        path = (client.name, *(() if direct else tuple(h.name for h in topo.hops)),
-                topo.broker.name)
+        path = (client.name, *(h.name for h in topo.hops[start:]), topo.broker.name)
         forged = []
         if forged_proxy is not None:
             forged.append(_printable(forged_proxy))
@@ -800,7 +823,7 @@ class Lab:
         if forge_xff is not None and transport == "tcp":
             notes.append("forge_xff has no effect on MQTT over TCP (no HTTP headers)")
 
-        links = self._links(direct)
+        links = self._links(start)
         before = _established(links)
         marks = self._marks()
         sock = _bind_client(src_addr, want_port)
@@ -808,10 +831,10 @@ class Lab:
             notes.append(f"port {want_port} was busy: the client used another")
         cport = int(sock.getsockname()[1])
         first = self.predict(client_port=cport, client_id=cid, transport=transport,
-                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
+                             forge_xff=forge_xff, forge_proxy=forged_proxy, at=target,
                              headers=extra)
         outcome = _Outcome()
-        last = src_addr if direct or not topo.hops else self.addresses[topo.hops[-1].name]
+        last = src_addr if direct else self.addresses[topo.hops[-1].name]
 
         def seen_refusal() -> bool:
             return self._refused_since(marks, last)
@@ -823,15 +846,15 @@ class Lab:
             else:
                 _paho_client(sock, host, dport, transport, cid, client.path,
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
-                             outcome, lambda: self._observe(links, before, cport, direct,
-                                                            cid, outcome), seen_refusal)
+                             outcome, lambda: self._observe(links, before, cport, cid,
+                                                            outcome), seen_refusal)
             if outcome.connected and outcome.peername is None:
                 info = self.broker.clients().get(cid)
                 if info is not None:
                     outcome.peername = info.peername
                     notes.append(f"{outcome.error}: the broker's record is shown")
             if outcome.connected and not outcome.observed:
-                self._observe(links, before, cport, direct, cid, outcome)
+                self._observe(links, before, cport, cid, outcome)
         finally:
             outcome.close()
             sock.close()
@@ -845,7 +868,7 @@ class Lab:
             notes.append(f"source port of {', '.join(unknown)} not observed: the prediction "
                          "uses the scenario's")
         trace = self.predict(client_port=cport, client_id=cid, transport=transport,
-                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
+                             forge_xff=forge_xff, forge_proxy=forged_proxy, at=target,
                              source_ports=sources, headers=extra)
         peername = outcome.peername
         refused = None if peername is not None else self._refusal(marks, outcome)
@@ -854,17 +877,15 @@ class Lab:
                      sources, tuple(notes), self._new_logs(marks))
 
     # -- what the lab saw ----------------------------------------------------------------------
-    def _links(self, direct: bool) -> list[tuple[str, str, int]]:
-        """(hop, next address, next port) for every hop of the path."""
-        if direct:
-            return []
+    def _links(self, start: int) -> list[tuple[str, str, int]]:
+        """(hop, next address, next port) for every hop of the path from hop *start* on."""
         topo = self.topology
         nodes = [*(h.name for h in topo.hops), topo.broker.name]
         return [(nodes[i], self.addresses[nodes[i + 1]], self.ports[nodes[i + 1]])
-                for i in range(len(topo.hops))]
+                for i in range(start, len(topo.hops))]
 
     def _observe(self, links: list[tuple[str, str, int]],
-                 before: dict[str, set[int]] | None, cport: int, direct: bool, cid: str,
+                 before: dict[str, set[int]] | None, cport: int, cid: str,
                  outcome: _Outcome) -> None:
         """While the client is connected: which source port each hop used upstream."""
         outcome.observed = True

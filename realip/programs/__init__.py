@@ -32,6 +32,7 @@ from ..errors import ConfigurationError
 from ..proxy_protocol import Endpoint
 from . import relay, spec
 from .aedes import broker as aedes_broker
+from .aedes import config as aedes_config
 from .aedes import fixes as aedes_fixes
 from .aedes import receive as aedes_receive
 from .base import (
@@ -240,7 +241,8 @@ BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for 
                read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
                schema=_mosquitto_settings),
     BrokerKind("aedes", "aedes", "aedes", aedes_broker.step, aedes_broker.trust,
-               lambda node, peer: True, fixes=aedes_fixes.fixes, schema=_aedes_settings),
+               lambda node, peer: True, read_config=aedes_config.from_aedes_options,
+               fixes=aedes_fixes.fixes, schema=_aedes_settings),
 )})
 
 #: Any hop's settings.
@@ -343,7 +345,8 @@ def fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
 def broker_from_config(kind: str, text: str, **options: Any
                        ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Broker settings read from broker *kind*'s own configuration file (EMQX's HOCON,
-    ``mosquitto.conf``) and the warnings; *options* pick the listener (see each room)."""
+    ``mosquitto.conf``, aedes' ``createServer`` options) and the warnings; *options* pick the
+    listener (see each room)."""
     entry = BROKER_KINDS.get(kind)
     if entry is None or entry.read_config is None:
         readable = sorted(k for k, e in BROKER_KINDS.items() if e.read_config is not None)

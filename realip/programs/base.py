@@ -325,11 +325,14 @@ class Imported:
 @dataclass(frozen=True)
 class FixContext:
     """Where a hop or broker stands when its room proposes fixes: the address of what sends to
-    it in the honest chain (the client for the first hop), and the attacker's own address."""
+    it in the honest chain (the client for the first hop), the attacker's own address, and the
+    addresses of every hop before it (*upstream*, nearest last: a recursive walk must trust
+    them all to reach the client)."""
 
     index: int
     sender_addr: str
     attacker_addr: str
+    upstream: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
