@@ -3,7 +3,8 @@
 Run: ``python benchmarks/bench_soak.py`` (``--quick`` for short phases; ``--hostile N`` and
 ``--good M`` set the counts, default 4 and 8).  The broker runs in a child process (so its RSS
 is its own) with :class:`realip.lab.broker.Limits` raised to let one client hold 300 000
-subscriptions; every client is a raw socket in this process, on 127.0.40.50–.99.
+subscriptions; every client is a raw socket in this process, on 127.0.40.50–.99
+(``--net 127.0.51``: another loopback /24).
 
 Phases of the same length, after a warm-up:
 
@@ -18,7 +19,13 @@ Phases of the same length, after a warm-up:
    sends 20 PUBLISH/s of 512 KiB to ``flood/x``; *subscription floods* (SUBSCRIBE packets of
    5 000 filters in a loop, past ``max_subscriptions``); *alias floods* (MQTT 5 PUBLISH with
    60 KB topics on every alias up to the maximum, then one above it: disconnected, reconnect);
-   *1-byte segments* (CONNECT and PUBLISHes written one byte per TCP segment, reconnecting).
+   *1-byte segments* (CONNECT and PUBLISHes written one byte per TCP segment, reconnecting);
+   *publish floods* (batches of 1000 small QoS 0 PUBLISH to a topic nobody reads, as fast as
+   the broker takes them).
+
+Per-connection rate limits (EMQX 5's listener ``messages_rate``/``bytes_rate``, a read pause):
+``--messages-rate 1000/s --bytes-rate 1MB/s`` gives them to the broker (default: none, as
+EMQX's ``infinity``), so two runs compare the floods without and with them.
 
 Printed: good-client latency percentiles per phase (p50/p90/p99/max, probes lost after 2 s)
 with the ratios to idle, and the broker's RSS every half second.
@@ -41,7 +48,6 @@ from realip.topology import mqtt_connect
 
 QUICK = "--quick" in sys.argv
 PHASE = 3.0 if QUICK else 10.0
-HOST = "127.0.40.50"
 
 
 def _arg(name: str, default: int) -> int:
@@ -50,7 +56,17 @@ def _arg(name: str, default: int) -> int:
     return default
 
 
+def _sarg(name: str) -> str | None:
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return None
+
+
 HOSTILE = _arg("--hostile", 4)
+MESSAGES_RATE = _sarg("--messages-rate")
+BYTES_RATE = _sarg("--bytes-rate")
+NET = _sarg("--net") or "127.0.40"  # the loopback /24 to use (``--net 127.0.51``)
+HOST = f"{NET}.50"
 GOOD = _arg("--good", 8)
 SUBSCRIPTIONS = 300_000
 MAX_SUBSCRIPTIONS = _arg("--max-subscriptions", 10_000)  # per session
@@ -64,7 +80,8 @@ def serve() -> None:
     from realip.topology import Broker
 
     limits = Limits(max_subscriptions=MAX_SUBSCRIPTIONS, max_packet_size=2 << 20,
-                    max_queued_bytes=4 << 20, max_connections=4096)
+                    max_queued_bytes=4 << 20, max_connections=4096,
+                    messages_rate=MESSAGES_RATE, bytes_rate=BYTES_RATE)
 
     async def main() -> None:
         broker = LabBroker(Broker(addr=HOST, port=0), limits=limits, idle_timeout=5)
@@ -106,7 +123,7 @@ class Probes:
 
 async def good_client(port: int, i: int, stop: asyncio.Event, out: Probes) -> None:
     topic = f"good/{i}"
-    reader, writer, frames = await open_mqtt(port, f"127.0.40.{60 + i % 10}", f"good-{i}")
+    reader, writer, frames = await open_mqtt(port, f"{NET}.{60 + i % 10}", f"good-{i}")
     writer.write(m.encode_subscribe(4, 1, [(topic, 0)]))
     pending: list[tuple[int, bytes]] = []
     while not any(first >> 4 == m.PacketType.SUBACK for first, _ in pending):
@@ -146,7 +163,7 @@ async def hold_subscriptions(port: int) -> list[asyncio.StreamWriter]:
     writers = []
     per_packet = min(75_000, MAX_SUBSCRIPTIONS)
     for h in range(SUBSCRIPTIONS // MAX_SUBSCRIPTIONS):
-        reader, writer, frames = await open_mqtt(port, f"127.0.40.{51 + h % 5}", f"hog-{h}")
+        reader, writer, frames = await open_mqtt(port, f"{NET}.{51 + h % 5}", f"hog-{h}")
         for k in range(MAX_SUBSCRIPTIONS // per_packet):
             filters = [(f"hog/{h}/{k}/{i % 300}/{i}", 0) for i in range(per_packet)]
             writer.write(m.encode_subscribe(4, k + 1, filters))
@@ -160,14 +177,14 @@ async def hold_subscriptions(port: int) -> list[asyncio.StreamWriter]:
 def stalled_subscriber(port: int, i: int) -> socket.socket:
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.bind((f"127.0.40.{71 + i % 5}", 0))
+    s.bind((f"{NET}.{71 + i % 5}", 0))
     s.connect((HOST, port))
     s.sendall(mqtt_connect(f"stalled-{i}") + m.encode_subscribe(4, 1, [("flood/#", 0)]))
     return s
 
 
 async def flood_publisher(port: int, stop: asyncio.Event) -> None:
-    _, writer, _ = await open_mqtt(port, "127.0.40.76", "flooder")
+    _, writer, _ = await open_mqtt(port, f"{NET}.76", "flooder")
     packet = m.encode_publish(4, m.Publish("flood/x", bytes(512 * 1024)))
     while not stop.is_set():
         writer.write(packet)
@@ -176,13 +193,28 @@ async def flood_publisher(port: int, stop: asyncio.Event) -> None:
     writer.close()
 
 
+_SUBSCRIBES: list[bytes] = []
+
+
+def subscribe_packets() -> list[bytes]:
+    """40 SUBSCRIBE packets of 5000 distinct filters each, encoded once (so the flooders cost
+    this process a write, not an encode, and the good clients' figures are the broker's)."""
+    if not _SUBSCRIBES:
+        _SUBSCRIBES.extend(m.encode_subscribe(4, k + 1, [(f"sf/{k}/{j}/+/#", 0)
+                                                         for j in range(5000)])
+                           for k in range(40))
+    return _SUBSCRIBES
+
+
 async def subscription_flood(port: int, i: int, stop: asyncio.Event) -> None:
-    reader, writer, frames = await open_mqtt(port, f"127.0.40.{77 + i % 5}", f"subflood-{i}")
-    pid = 0
+    reader, writer, frames = await open_mqtt(port, f"{NET}.{77 + i % 5}", f"subflood-{i}")
+    packets = subscribe_packets()
+    k = 0
     while not stop.is_set():
-        pid = pid % 65535 + 1
-        filters = [(f"sf/{i}/{pid}/{j}/+/#", 0) for j in range(5000)]
-        writer.write(m.encode_subscribe(4, pid, filters))
+        writer.write(packets[k])
+        # past the first round only packets whose filters were refused (over
+        # max_subscriptions) come again: each SUBSCRIBE is a flood of new filters
+        k = k + 1 if k + 1 < len(packets) else MAX_SUBSCRIPTIONS // 5000
         while not any(f >> 4 == m.PacketType.SUBACK for f, _ in frames.feed(
                 await asyncio.wait_for(reader.read(1 << 20), 30))):
             pass
@@ -194,7 +226,7 @@ async def alias_flood(port: int, i: int, stop: asyncio.Event, maximum: int) -> N
     while not stop.is_set():
         rounds += 1
         try:
-            reader, writer, _ = await open_mqtt(port, f"127.0.40.{82 + i % 5}",
+            reader, writer, _ = await open_mqtt(port, f"{NET}.{82 + i % 5}",
                                                 f"alias-{i}", level=5)
             for alias in range(1, maximum + 2):  # the last one is above the maximum
                 topic = f"a/{rounds}/{alias}/" + "x" * 60_000
@@ -207,11 +239,24 @@ async def alias_flood(port: int, i: int, stop: asyncio.Event, maximum: int) -> N
             await asyncio.sleep(0.05)
 
 
+_PUBLISHES = b"".join(m.encode_publish(4, m.Publish("pf/x", bytes(40))) for _ in range(1000))
+
+
+async def publish_flood(port: int, i: int, stop: asyncio.Event) -> None:
+    """Small QoS 0 PUBLISHes to a topic nobody reads, 1000 per write, as fast as the broker
+    takes them (TCP back-pressure is the only brake)."""
+    _, writer, _ = await open_mqtt(port, f"{NET}.{92 + i % 5}", f"pubflood-{i}")
+    while not stop.is_set():
+        writer.write(_PUBLISHES)
+        await writer.drain()
+    writer.close()
+
+
 async def segment_flood(port: int, i: int, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             _, writer = await asyncio.open_connection(
-                HOST, port, local_addr=(f"127.0.40.{87 + i % 5}", 0))
+                HOST, port, local_addr=(f"{NET}.{87 + i % 5}", 0))
             sock = writer.get_extra_info("socket")
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             data = mqtt_connect(f"bytes-{i}") + b"".join(
@@ -286,9 +331,13 @@ async def run(port: int, pid: int) -> None:
             out += [alias_flood(port, i, stop, maximum) for i in range(HOSTILE)]
         if kind in ("1-byte segments", "all"):
             out += [segment_flood(port, i, stop) for i in range(HOSTILE)]
+        if kind in ("publish flood", "all"):
+            out += [publish_flood(port, i, stop) for i in range(HOSTILE)]
         return out
 
-    for kind in ("stalled", "subscription flood", "alias flood", "1-byte segments", "all"):
+    subscribe_packets()  # encoded before any phase is timed
+    for kind in ("stalled", "subscription flood", "alias flood", "1-byte segments",
+                 "publish flood", "all"):
         stop = asyncio.Event()
         stalled = [stalled_subscriber(port, i) for i in range(HOSTILE)] \
             if kind in ("stalled", "all") else []
@@ -302,7 +351,8 @@ async def run(port: int, pid: int) -> None:
 
     print(f"lab broker soak: {GOOD} good clients; {HOSTILE} hostile connections of each kind "
           f"beside {SUBSCRIPTIONS} subscriptions ({MAX_SUBSCRIPTIONS} per session); "
-          f"{PHASE:g} s phases; publish→delivery in µs")
+          f"{PHASE:g} s phases; publish→delivery in µs; rate limits per connection: "
+          f"messages_rate={MESSAGES_RATE or 'infinity'} bytes_rate={BYTES_RATE or 'infinity'}")
     idle = percentiles(results["idle"].latencies)
     print(f"{'phase':<22} {'probes':>7} {'lost':>5} {'p50':>9} {'p90':>9} {'p99':>9} "
           f"{'max':>10}  p50/idle p99/idle")
@@ -323,7 +373,8 @@ def main() -> None:
     if "--serve" in sys.argv:
         serve()
         return
-    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
+    child = subprocess.Popen([sys.executable, os.path.abspath(__file__), *sys.argv[1:],
+                              "--serve"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdin is not None

@@ -156,12 +156,18 @@ def _audit_topology(args: argparse.Namespace) -> tuple[Any, list[str]]:
         warnings += [f"{os.path.basename(path)}: {w}" for w in imported.warnings]
         configs.append(imported)
     settings: dict[str, Any] = {"kind": args.broker, "listener": args.transport}
+    if args.broker == "aedes":  # the Broker's own default version is EMQX's
+        from .programs.aedes.config import VERSION
+
+        settings["version"] = VERSION
     if args.broker_conf:
         with open(args.broker_conf, encoding="utf-8") as f:
             text = f.read()
         options: dict[str, Any] = {"filename": os.path.basename(args.broker_conf)}
         if args.broker == "emqx":
             options["listener"] = args.transport
+        elif args.broker == "aedes":  # the options say tcp or ws: they must match the client
+            options["transport"] = args.transport
         read, more = broker_from_config(args.broker, text, **options)
         settings.update(read)
         warnings += list(more)
@@ -235,7 +241,7 @@ def _cmd_lab_run(args: argparse.Namespace) -> int:
         with lab:
             probe = lab.connect(client_id=args.client_id, forge_xff=args.forge_xff,
                                 forge_proxy=forged, transport=args.transport,
-                                direct=args.direct, port=args.port)
+                                direct=args.direct, port=args.port, at=args.at)
             description = lab.describe()
     except OSError as exc:  # a missing program or address …
         print(f"realip lab: {exc}", file=sys.stderr)
@@ -320,11 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "(with --config; default 203.0.113.7:50000)")
     aud.add_argument("--transport", choices=("tcp", "ws"), default="tcp",
                      help="MQTT over TCP or WebSocket (with --config)")
-    aud.add_argument("--broker", choices=("emqx", "mosquitto"), default="emqx",
+    aud.add_argument("--broker", choices=("emqx", "mosquitto", "aedes"), default="emqx",
                      help="the broker kind (with --config)")
     aud.add_argument("--broker-conf", metavar="FILE", help="the broker's own configuration: "
-                     "EMQX's HOCON (emqx.conf) or mosquitto.conf")
-    aud.add_argument("--broker-version", help="the broker version (EMQX 5.7.0 by default)")
+                     "EMQX's HOCON (emqx.conf), mosquitto.conf, or aedes' createServer "
+                     "options (JSON or a JavaScript object literal: { trustProxy: true, "
+                     "ws: true })")
+    aud.add_argument("--broker-version", help="the broker version (by default EMQX 5.7.0, "
+                     "Mosquitto 2.1 with --broker-conf, aedes 1.2.0)")
     aud.add_argument("--reach-inner", action="store_true", help="the attacker can also reach "
                      "every inner tier and the broker directly")
     aud.add_argument("--no-fix", action="store_true", help="verdicts only, no fix search")
@@ -351,6 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "line, or v2 in hex)")
     run.add_argument("--transport", choices=("tcp", "ws"), help="override the client's transport")
     run.add_argument("--direct", action="store_true", help="dial the broker, past every hop")
+    run.add_argument("--at", metavar="NODE", help="dial this hop (or the broker) straight from "
+                     "the client's address, past the hops before it (an attacker inside)")
     run.add_argument("--client-id", help="the MQTT client id (default the scenario's)")
     run.add_argument("--port", type=int, help="the client's source port (default the "
                      "scenario's; 0 for any)")

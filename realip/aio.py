@@ -62,6 +62,7 @@ from .proxy_protocol import (
     ProxyHeader,
     Reader,
 )
+from .proxy_protocol._v1table import START, V1_TABLE
 from .trust import Trust
 
 __all__ = [
@@ -240,6 +241,23 @@ def _starts_like_header(buf: bytes | bytearray) -> bool | None:
 #: the shortest text the strict decoder accepts for each field of a v1 line after ``PROXY ``
 #: (protocol, source, destination, source port, destination port): ``0.0.0.0``, ``::``, ``0``
 _V1_FIELDS = {b"TCP4": (4, 7, 7, 1, 1), b"TCP6": (4, 2, 2, 1, 1)}
+
+
+def _literal_prefixes(version: int | None) -> frozenset[bytes]:
+    """The buffers (after one more byte) that Reader.feed answers "incomplete" without any
+    decode and without changing its state: a proper prefix of ``PROXY TCP4 ``, ``PROXY TCP6
+    `` or ``PROXY UNKNOWN`` up to 10 bytes (v1 allowed), the v2 signature up to its 12 bytes
+    (v2 allowed) — Reader.feed's own literal checks, as a set."""
+    out: set[bytes] = set()
+    if version != 2:
+        for lit in (b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN"):
+            out.update(lit[:n] for n in range(1, 11))
+    if version != 1:
+        out.update(V2_SIGNATURE[:n] for n in range(1, 13))
+    return frozenset(out)
+
+
+_LITERALS = {v: _literal_prefixes(v) for v in (None, 1, 2)}
 
 
 def _want(buf: bytes | bytearray) -> int:
@@ -473,6 +491,11 @@ class ProxyProtocol(asyncio.Protocol):
         self._local: Endpoint | None = None
         self._policy = Policy.SKIP
         self._reader: Reader | None = None
+        #: the reader while bytes go straight to it (no sniffing, no verdict yet): the
+        #: per-segment fast path of data_received
+        self._fast: Reader | None = None
+        self._st = 0  #: the v1 table's state (0: off), while the table takes every byte
+        self._literals = _LITERALS[factory.version]
         self._detect = bytearray()
         self._detecting = False
         self._received = 0
@@ -511,10 +534,60 @@ class ProxyProtocol(asyncio.Protocol):
         self._reader = Reader(version=f.version, max_v2_size=f.max_v2_size,
                               verify_crc32c=f.verify_crc32c)
         self._detecting = self._policy is not Policy.REQUIRE
+        if not self._detecting:
+            self._fast = self._reader
+            self._st = START[f.version]
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(f.timeout, self._expire)
 
     def data_received(self, data: bytes) -> None:
+        # Fast path (issue 11: a header sent a byte per segment): the cases where the reader
+        # would take the segment without a verdict and without changing its state, judged
+        # here without the call into Reader.feed — the rest of a v2 header whose length is
+        # known (no byte of it is judged before it is complete), a byte the v1 prefix
+        # automaton provably accepts, the literal "PROXY TCP4 " / v2 signature spelled a byte
+        # at a time, and the first v2 length byte.  These are Reader.feed's own first steps,
+        # so every verdict (and the byte it comes at) is the reader's.
+        fast = self._fast
+        if fast is not None:
+            st = self._st
+            if st:
+                # a common v1 line (or the v2 signature) from its first byte: one table
+                # look-up per byte; the reader has not run, and on the first byte the table
+                # does not vouch for it decodes everything so far: its verdict is exactly
+                # what it would have been
+                if len(data) == 1:
+                    st = V1_TABLE[st][data[0]]
+                    if st:
+                        self._st = st
+                        fast._buf += data
+                        self._received += 1
+                        return
+                self._st = 0
+            buf = fast._buf
+            need = fast._need
+            if need:
+                if len(buf) + len(data) < need:
+                    buf += data
+                    self._received += len(data)
+                    return
+            elif len(data) == 1:
+                v1 = fast._v1
+                if v1 is not None:
+                    if v1.take(data[0], buf):
+                        buf += data
+                        self._received += 1
+                        return
+                elif len(buf) < 12 and bytes(buf) + data in self._literals:
+                    # "PROXY TCP4 " or the v2 signature, spelled a byte at a time
+                    buf += data
+                    self._received += 1
+                    return
+                elif len(buf) == 14 and buf[0] == 0x0D and fast._version != 1:
+                    # the first length byte of a v2 header: Reader.feed takes it unjudged
+                    buf += data
+                    self._received += 1
+                    return
         if self._done:
             return
         self._received += len(data)
@@ -545,6 +618,7 @@ class ProxyProtocol(asyncio.Protocol):
                 return None
             # a TCP health check (connect, close): not worth an error
             self._done = True
+            self._fast = None
             self._settle()
             self._f.stats["empty"] += 1
             return None
@@ -562,6 +636,7 @@ class ProxyProtocol(asyncio.Protocol):
             return
         if not self._received:
             self._done = True
+            self._fast = None
             self._settle()
             self._f.stats["empty"] += 1
             return
@@ -588,6 +663,7 @@ class ProxyProtocol(asyncio.Protocol):
         if verdict is None:
             return
         self._detecting = False
+        self._fast = reader
         data = bytes(self._detect)
         self._detect = bytearray()
         if not verdict:
@@ -607,6 +683,8 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _fail(self, exc: RealIPError, key: str | None = None) -> None:
         self._done = True
+        self._fast = None
+        self._st = 0
         self._settle()
         if key is None:
             key = exc.reason.value if isinstance(exc, InvalidProxyHeader) else \
@@ -621,6 +699,8 @@ class ProxyProtocol(asyncio.Protocol):
 
     def _hand_over(self, header: ProxyHeader | None, data: bytes) -> None:
         self._done = True
+        self._fast = None
+        self._st = 0
         self._settle()
         transport = self._transport
         assert transport is not None

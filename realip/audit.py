@@ -22,7 +22,11 @@ LOST       not spoofed, but the broker records a proxy's address, not the client
 For a SPOOFED (or DOWN) row every change the programs' rooms propose
 (:func:`realip.programs.fixes`) is tried on the simulator, smallest first, starting with the hop
 that was fooled: a change is the fix when the attack stops *and* an honest client is still named
-as before. The report applies all the fixes together and audits the result again.
+as before.  One change, else two; where no pair does it, a best-first search combines up to
+:data:`_MAX_CHANGES` (it ranks first what stops the attack but loses the honest client, and
+repairs that from the nodes before; bounded by a count of judged states, so a report repeats).
+The report applies all the fixes together — one row at a time, each change kept only when fewer
+rows fail after it — and audits the result again.
 
 Sans-IO: only the simulator runs; a full audit of a bundled scenario takes well under a second
 (``benchmarks/bench_audit.py``).
@@ -199,8 +203,8 @@ class Position:
 
 @dataclass(frozen=True)
 class FixFound:
-    """The smallest change (one setting, or two together) that closed one row, the configuration
-    diff, and the verdict after it."""
+    """The smallest change (one setting, or several together) that closed one row, the
+    configuration diff, and the verdict after it."""
 
     fixes: tuple[Fix, ...]
     diff: str
@@ -286,8 +290,9 @@ class Report:
                 if r.verdict in ("DOWN", "LOST"):
                     lines.append(f"           {r.why}")
                 if r.verdict == "SPOOFED" and r.fix is None:
-                    lines.append("           no change of one or two settings closes it alone "
-                                 "(see the re-audit)")
+                    lines.append(f"           no change of up to {_MAX_CHANGES} settings the "
+                                 "programs propose closes it while an honest client is still "
+                                 "named (see the re-audit)")
             lines.append("")
         for combo, n in numbers.items():
             first = next(r.fix for r in self.rows if r.fix and r.fix.fixes == combo)
@@ -467,7 +472,8 @@ def _with(topology: Topology, fix: Fix) -> Topology:
 
 def _context(topology: Topology, index: int, attacker: Attacker) -> FixContext:
     sender = topology.client.addr if index == 0 else _nodes(topology)[index - 1].addr
-    return FixContext(index, sender, attacker.addr)
+    upstream = tuple(h.addr for h in topology.hops[:index])
+    return FixContext(index, sender, attacker.addr, upstream)
 
 
 def _candidates(topology: Topology, culprit: str | None, attacker: Attacker) -> list[Fix]:
@@ -482,14 +488,13 @@ def _candidates(topology: Topology, culprit: str | None, attacker: Attacker) -> 
     return out
 
 
-def _still_honest(topology: Topology, honest: Verdict) -> bool:
-    """An honest client from the edge is judged as before the change (a fix that breaks the
-    chain is no fix)."""
-    if honest != "SAFE":
+def _still_honest(topology: Topology, honest: str | None) -> bool:
+    """An honest client from the edge is still recorded as *honest* (its address and port, as
+    before the change; None: it was not named right before, nothing to keep) — a fix that
+    breaks the chain, or names the client with a proxy's port, is no fix."""
+    if honest is None:
         return True
-    trace = simulate(topology)
-    return trace.peername is not None and _norm(_split(trace.peername)[0]) == \
-        _norm(topology.client.addr)
+    return simulate(topology).peername == honest
 
 
 def _diff(before: Topology, after: Topology, fix: Fix) -> str:
@@ -512,7 +517,7 @@ def _diff(before: Topology, after: Topology, fix: Fix) -> str:
     return "\n".join(lines)
 
 
-def _works(topology: Topology, fixed: Topology, row: Row, honest: Verdict,
+def _works(topology: Topology, fixed: Topology, row: Row, honest: str | None,
            attacker: Attacker) -> str | None:
     try:
         trace = _run(fixed, row.attack, row.position)
@@ -524,11 +529,48 @@ def _works(topology: Topology, fixed: Topology, row: Row, honest: Verdict,
     return verdict
 
 
-def _find_fix(topology: Topology, row: Row, honest: Verdict, attacker: Attacker,
-              known: Sequence[tuple[Fix, ...]] = ()) -> tuple[tuple[Fix, ...], str] | None:
-    """The smallest change (one setting; else two) after which *row*'s attack stops and an
-    honest client is still named as before.  Changes already found for other rows (*known*)
-    are tried first among those of the same size."""
+@dataclass
+class _Budget:
+    """How many more states (a fixed topology judged against one row and an honest client)
+    the deep search may judge in one audit: counted, not timed, so a report repeats."""
+
+    left: int
+    #: (position, culprit, attack family) of rows the deep search found nothing for: the other
+    #: forgeries of that family the same node takes from the same position are not searched
+    #: again
+    failed: set[tuple[int, str | None, str]] = field(default_factory=set)
+    #: the same for rows the pair search found no SAFE pair for: the pair search is not
+    #: repeated for the others (the changes found so far, *known*, are still tried)
+    no_pair: set[tuple[int, str | None, str]] = field(default_factory=set)
+
+
+def _find_fix(topology: Topology, row: Row, honest: str | None, attacker: Attacker,
+              known: Sequence[tuple[Fix, ...]] = (), budget: _Budget | None = None
+              ) -> tuple[tuple[Fix, ...], str] | None:
+    """The smallest change after which *row*'s attack stops and an honest client is still
+    named as before: one setting, else two (changes already found for other rows, *known*,
+    first among those of the same size), else — while *budget* lasts — a best-first search
+    over up to :data:`_MAX_CHANGES` changes (:func:`_deep_fix`).  A change after which the
+    broker records a proxy (LOST) is kept only when the deep search finds nothing better."""
+    where = (row.position.index, row.culprit, row.attack.family)
+    pairs = budget is None or where not in budget.no_pair
+    hit = _shallow_fix(topology, row, honest, attacker, known, pairs)
+    if budget is not None and (hit is None or hit[1] == "LOST"):
+        budget.no_pair.add(where)
+    if (hit is None or hit[1] == "LOST") and budget is not None and budget.left > 0 and \
+            where not in budget.failed:
+        deep = _deep_fix(topology, row, honest, attacker, known, budget)
+        if deep is not None and (hit is None or deep[1] != "LOST"):
+            return deep
+        budget.failed.add(where)
+    return hit
+
+
+def _shallow_fix(topology: Topology, row: Row, honest: str | None, attacker: Attacker,
+                 known: Sequence[tuple[Fix, ...]] = (), pairs: bool = True
+                 ) -> tuple[tuple[Fix, ...], str] | None:
+    """One change, else two (*pairs*: the first candidates of each side only; the known pairs
+    are always tried)."""
     # a change after which the broker records a proxy (LOST) closes the forgery but loses the
     # client: it is kept only when no change of the same size does better
     fallback: tuple[tuple[Fix, ...], str] | None = None
@@ -567,7 +609,7 @@ def _find_fix(topology: Topology, row: Row, honest: Verdict, attacker: Attacker,
             return found[0]
     # two changes together: only the first candidates of each side (the culprit's own changes
     # come first), so an audit stays well under a second
-    for i, (first, once) in enumerate(singles):
+    for i, (first, once) in enumerate(singles if pairs else []):
         for second in _candidates(once, row.culprit, attacker)[: _PAIR_LIMIT]:
             if second.node == first.node and second.setting == first.setting:
                 continue
@@ -582,11 +624,94 @@ def _find_fix(topology: Topology, row: Row, honest: Verdict, attacker: Attacker,
     return fallback
 
 
-#: How many still-SPOOFED rows each round of "every fix together" tries to close.
-_GREEDY_ROWS = 3
-
 #: How many candidates each side of a pair search tries (keeps an audit well under a second).
 _PAIR_LIMIT = 8
+
+#: The most changes the deep search combines into one fix.
+_MAX_CHANGES = 4
+
+#: States the deep search may judge for one row, and in one whole audit (each state is two
+#: simulations: the row's attack and an honest client; about 0.6 ms each for a 3-hop chain).
+_ROW_STATES = 250
+_AUDIT_STATES = 800
+
+
+def _key(t: Topology) -> tuple[Any, ...]:
+    return (t.hops, t.broker)
+
+
+def _deep_fix(topology: Topology, row: Row, honest: str | None, attacker: Attacker,
+              known: Sequence[tuple[Fix, ...]], budget: _Budget
+              ) -> tuple[tuple[Fix, ...], str] | None:
+    """Best-first search over sets of changes, for rows no one or two changes close.
+
+    A state is the topology with some changes made, ranked by (the attack still works, an
+    honest client is no longer named, the number of changes, the broker records a proxy):
+    states that stop the attack but lose the honest client come first — what they need is a
+    repair, searched among the nodes up to the last one changed (the hops that must pass or
+    trust what the changed hop now needs).  Every expansion tries each change the rooms
+    propose on that state; a state that opens the attack again is dropped.  The search ends at
+    the first state where the attack stops and an honest client is named as before (SAFE or
+    REFUSED), after :data:`_ROW_STATES` states for this row, or when the audit's *budget* is
+    spent; a LOST state (the attack stops, a proxy is recorded) is the fallback."""
+    import heapq
+
+    names = [n.name for n in _nodes(topology)]
+    seen: set[tuple[Any, ...]] = {_key(topology)}
+    spent = 0
+
+    def judge(fixed: Topology) -> tuple[int, int, int, str] | None:
+        nonlocal spent
+        spent += 1
+        budget.left -= 1
+        try:
+            trace = _run(fixed, row.attack, row.position)
+        except ConfigurationError:
+            return None
+        verdict = _judge(trace, row.attack, attacker)[0]
+        bad = int(verdict in ("SPOOFED", "DOWN"))
+        return bad, int(not _still_honest(fixed, honest)), int(verdict == "LOST"), verdict
+
+    for combo in sorted((k for k in known if len(k) > 2), key=len):
+        fixed = topology
+        for f in combo:
+            fixed = _with(fixed, f)
+        got = judge(fixed)
+        if got is not None and got[:3] == (0, 0, 0):
+            return combo, got[3]
+    fallback: tuple[tuple[Fix, ...], str] | None = None
+    frontier: list[tuple[tuple[int, int, int, int], int, tuple[Fix, ...], Topology]] = []
+    order = 0
+    heapq.heappush(frontier, ((1, 0, 0, 0), order, (), topology))
+    while frontier and spent < _ROW_STATES and budget.left > 0:
+        (row_bad, honest_bad, size, _), _, combo, state = heapq.heappop(frontier)
+        if size >= _MAX_CHANGES:
+            continue
+        last = max((names.index(f.node) for f in combo), default=len(names) - 1)
+        for fix in _candidates(state, row.culprit, attacker):
+            if not row_bad and honest_bad and names.index(fix.node) > last:
+                continue  # a repair comes from the nodes that feed the changed one
+            try:
+                fixed = _with(state, fix)
+            except ConfigurationError:
+                continue
+            if _key(fixed) in seen:
+                continue
+            seen.add(_key(fixed))
+            got = judge(fixed)
+            if got is None or got[0] > row_bad:
+                continue
+            bad, lost_honest, lost, verdict = got
+            new = (*combo, fix)
+            if (bad, lost_honest) == (0, 0):
+                if not lost:
+                    return new, verdict
+                fallback = fallback or (new, verdict)
+            order += 1
+            heapq.heappush(frontier, ((bad, lost_honest, len(new), lost), order, new, fixed))
+            if spent >= _ROW_STATES or budget.left <= 0:
+                break
+    return fallback
 
 
 def _found(topology: Topology, fixes_: tuple[Fix, ...], after: str) -> FixFound:
@@ -610,7 +735,8 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     attacker = Attacker(topology.client.addr, topology.client.port, reach_inner)
     chosen: Sequence[Attack] = tuple(attacks) if attacks is not None else battery(topology)
     honest = simulate(topology)
-    honest_verdict = _judge(honest, None, attacker)[0]
+    # what an honest client must still be recorded as after a fix (None: it was not named)
+    honest_verdict = honest.peername if _judge(honest, None, attacker)[0] == "SAFE" else None
     rows: list[Row] = []
     for position in _positions(topology, attacker):
         for attack in chosen:
@@ -623,9 +749,10 @@ def audit(topology: Topology, *, reach_inner: bool = False,
         return Report(topology, attacker, honest, tuple(rows))
     found = []
     known: list[tuple[Fix, ...]] = []
+    budget = _Budget(_AUDIT_STATES)
     for r in rows:
         if r.verdict in ("SPOOFED", "DOWN"):
-            hit = _find_fix(topology, r, honest_verdict, attacker, known)
+            hit = _find_fix(topology, r, honest_verdict, attacker, known, budget)
             if hit is not None and hit[0] not in known:
                 known.append(hit[0])
             r = replace(r, fix=None if hit is None else _found(topology, *hit))
@@ -633,18 +760,38 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     # every fix together: apply the rows' fixes in turn, then keep closing what is left on the
     # fixed setup (a change can need another one first) until nothing is SPOOFED or no change
     # helps any more
-    fixed = topology
-    for _ in range(8):
-        left = [r for r in audit(fixed, reach_inner=reach_inner, attacks=chosen, fix=False).rows
+    # (a row no change closes is passed over, not the end: the next one may have a fix; a change
+    # is taken only when fewer rows are SPOOFED or DOWN after it, so the result never worsens)
+    def failing(t: Topology) -> list[Row]:
+        return [r for r in audit(t, reach_inner=reach_inner, attacks=chosen, fix=False).rows
                 if r.verdict in ("SPOOFED", "DOWN")]
+
+    fixed = topology
+    left = failing(fixed)
+    hopeless: set[tuple[str, int]] = set()
+    for _ in range(12):
+        better = None
+        for r in left:
+            if (r.attack.name, r.position.index) in hopeless:
+                continue
+            # no *known* here: a known change was computed on the unfixed setup and sets a whole
+            # setting (a hop's header list), so on the fixed one it could undo an earlier fix
+            hit = _find_fix(fixed, r, honest_verdict, attacker, (), budget)
+            if hit is not None:
+                after = fixed
+                for f in hit[0]:
+                    after = _with(after, f)
+                now = failing(after)
+                if len(now) < len(left):
+                    better = (after, now)
+                    break
+            hopeless.add((r.attack.name, r.position.index))
+        if better is None:
+            break
+        fixed, left = better
+        hopeless.clear()
         if not left:
             break
-        hit = next((h for h in (_find_fix(fixed, r, honest_verdict, attacker)
-                                for r in left[:_GREEDY_ROWS]) if h is not None), None)
-        if hit is None:
-            break
-        for f in hit[0]:
-            fixed = _with(fixed, f)
     if fixed is topology:
         return Report(topology, attacker, honest, tuple(found))
     reaudit = audit(fixed, reach_inner=reach_inner, attacks=chosen, fix=False)

@@ -4,7 +4,11 @@ bytes are built here; only :func:`write_trace` touches a file).
 Each link becomes one TCP conversation over IPv4 or IPv6 (Ethernet framing): the three-way
 handshake, then one data segment per part the sender wrote first — a v2 PROXY header and the
 MQTT CONNECT in separate segments, as Wireshark's heuristic PROXY dissector needs — with
-sequence numbers that add up.  The broker leg keeps its own port (1883 → decoded as MQTT).
+sequence numbers that add up.  On a link carrying TLS the ClientHello follows the clear parts
+as its own segment (its real bytes: Wireshark shows the SNI a pass-through load balancer
+reads); the encrypted records after it are not written, since the simulator has no ciphertext
+to put in them and invents none (their framing is in :attr:`realip.wire.Link.records`).
+The broker leg keeps its own port (1883 → decoded as MQTT).
 Timestamps are synthetic and fixed, so the same trace always gives the same file.
 """
 
@@ -83,7 +87,10 @@ def pcap_bytes(trace: _HasLinks) -> bytes:
         frames = [_frame(c, s, cseq, 0, _SYN), _frame(s, c, sseq, cseq + 1, _SYN | _ACK),
                   _frame(c, s, cseq + 1, sseq + 1, _ACK)]
         cseq += 1
-        for _, payload in link.parts:
+        payloads = [p for _, p in link.parts]
+        if link.tls is not None:
+            payloads.append(link.tls.hello)
+        for payload in payloads:
             frames.append(_frame(c, s, cseq, sseq + 1, _PSH | _ACK, payload))
             cseq += len(payload)
             frames.append(_frame(s, c, sseq + 1, cseq, _ACK))

@@ -279,6 +279,21 @@ def _map_network(topology: Topology, addresses: Mapping[str, str], entry: str) -
     return text
 
 
+def _map_rules(topology: Topology, addresses: Mapping[str, str],
+               rules: Sequence[str]) -> tuple[str, ...]:
+    """``allow``/``deny`` rules (EMQX ``access_rules``, nginx ``allow``/``deny``) on the loopback
+    plan: each CIDR rule followed by its loopback images, in place (first match wins)."""
+    out: list[str] = []
+    for rule in rules:
+        verb, _, target = rule.strip().partition(" ")
+        target = target.strip()
+        if target == "all" or _net(target) is None:
+            out.append(rule)
+        else:
+            out += [f"{verb} {t}" for t in map_cidrs(topology, addresses, [target])]
+    return tuple(out)
+
+
 def topology_on(topology: Topology, addresses: Mapping[str, str],
                 ports: Mapping[str, int] | None = None, *,
                 source_ports: Mapping[str, int] | None = None) -> Topology:
@@ -303,19 +318,14 @@ def topology_on(topology: Topology, addresses: Mapping[str, str],
         for setting in entry.networks:
             if getattr(hop, setting) is not None:
                 changes[setting] = _map_network(topology, addresses, getattr(hop, setting))
+        for setting in entry.rule_lists:
+            changes[setting] = _map_rules(topology, addresses, getattr(hop, setting))
         hops.append(replace(hop, **changes))  # type: ignore[arg-type]
     broker = topology.broker
-    rules = []
-    for rule in broker.access_rules:
-        verb, _, target = rule.strip().partition(" ")
-        target = target.strip()
-        if target == "all" or _net(target) is None:
-            rules.append(rule)
-        else:
-            rules += [f"{verb} {t}" for t in map_cidrs(topology, addresses, [target])]
     allow = broker.proxy_address_allow
     broker = replace(broker, addr=addresses[broker.name],
-                     port=ports.get(broker.name, broker.port), access_rules=tuple(rules),
+                     port=ports.get(broker.name, broker.port),
+                     access_rules=_map_rules(topology, addresses, broker.access_rules),
                      proxy_address_allow=None if allow is None
                      else map_cidrs(topology, addresses, allow))
     return replace(topology, client=client, hops=tuple(hops), broker=broker)
@@ -423,9 +433,15 @@ def haproxy_cfg(topology: Topology, hop_name: str, addresses: Mapping[str, str],
 def config_file(topology: Topology, hop_name: str, addresses: Mapping[str, str], *,
                 prefix: str, tls_dir: str = TLS_DIR) -> str | None:
     """The whole configuration file realip writes for hop *hop_name* (``nginx.conf``,
-    ``haproxy.cfg``), or None when its program has none here (a plain relay, the broker); its
-    TLS files are named under *tls_dir*."""
+    ``haproxy.cfg``; for an aedes broker its ``createServer`` options), or None when its
+    program has none here (a plain relay, the other brokers); TLS files are named under
+    *tls_dir*."""
     node = next((h for h in topology.hops if h.name == hop_name), None)
+    broker = topology.broker
+    if node is None and hop_name == broker.name and broker.kind == "aedes":
+        from .programs.aedes.config import options_file
+
+        return options_file(broker.trust_proxy, broker.listener)
     if node is None:
         return None
     program = HOP_KINDS_BY_TYPE[type(node)].program

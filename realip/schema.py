@@ -136,6 +136,8 @@ class ClientSettings(Settings):
         None, description="the common name of the client certificate it presents when asked")
     cert_ca: CaLabel = Field("clients-ca", description="the CA (a label) that signed the "
                              "client certificate")
+    cert_chain: Flag = Field(False, description="the client sends its CA's certificate with "
+                             "its own")
 
 
 def _expect(value: Any) -> str | None:

@@ -222,6 +222,50 @@ def _bytes_why(data: bytes) -> tuple[str, ...]:
     return tuple(lines)
 
 
+#: the choice for "the broker takes no username from a certificate"
+NO_USERNAME = "none: the CONNECT packet's own username"
+
+
+def _username_prediction(question: str, trace: Trace) -> Prediction:
+    """Which username the broker gives the client: the choices are the CN of the client's own
+    certificate, the CN any PROXY header the client wrote claims, and none."""
+    from .proxy_protocol import decode
+
+    topo = trace.topology
+    choices: list[str] = []
+    if topo.client.cert_cn is not None:
+        choices += [topo.client.cert_cn, f"CN={topo.client.cert_cn}"]
+    forged = topo.client.send_proxy
+    if isinstance(forged, bytes):
+        try:
+            header = decode(forged, verify_crc32c=False)
+        except RealIPError:
+            header = None
+        if header is not None and header.ssl is not None and header.ssl.cn is not None:
+            choices.append(header.ssl.cn)
+    answer = trace.username if trace.username is not None else (
+        NO_USERNAME if trace.connected else f"connection closed ({trace.failure})")
+    choices += [NO_USERNAME, answer]
+    return Prediction(question, answer, _trace_why(trace), "choice",
+                      tuple(dict.fromkeys(choices)), _names(trace))
+
+
+def _holder_prediction(question: str, trace: Trace) -> Prediction:
+    """Who holds the key of the client's TLS connection — who can read the MQTT client id."""
+    topo = trace.topology
+    first = trace.links[0] if trace.links else None
+    nobody = "nobody: the client does not use TLS"
+    if first is None or first.tls is None:
+        answer = nobody
+    else:
+        answer = first.tls_holder or "nobody on the path (the connection closed first)"
+    choices = (*(h.name for h in topo.hops), topo.broker.name, nobody, answer)
+    why = tuple(f"{v.name}: {d}" for v in trace.views for d in v.decisions
+                if "TLS" in d or "ssl" in d.lower())
+    return Prediction(question, answer, why or _trace_why(trace), "choice",
+                      tuple(dict.fromkeys(choices)), _names(trace))
+
+
 def _names(trace: Trace | None) -> dict[str, str]:
     """Address → the host that owns it, to say whose address a wrong guess is."""
     if trace is None:
@@ -364,7 +408,9 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
     """A *Predict* question about *subject*, answered by the library:
 
     * a :class:`~realip.topology.Trace` and ``"peername"`` (what the broker records),
-      ``"address"`` (its address part only),
+      ``"address"`` (its address part only), ``"username"`` (the identity the broker takes
+      from a certificate or a PROXY header's SSL TLV — pick one), ``"key holder"`` (who can
+      read what the client sends inside TLS — pick one),
       ``"outcome"`` (pick one of :data:`OUTCOMES`), or a variable such as ``"$remote_addr"``
       with *hop* (that hop's value; the why is the hop's decisions and resolution steps);
     * PROXY header bytes and ``"size"`` (the why is the decoder's field list), or
@@ -385,6 +431,10 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
         if what == "outcome":
             return Prediction(question, _outcome_of(subject), _trace_why(subject), "choice",
                               OUTCOMES, names)
+        if what == "username":
+            return _username_prediction(question, subject)
+        if what == "key holder":
+            return _holder_prediction(question, subject)
         if what.startswith("$"):
             if hop is None:
                 raise ConfigurationError(f"predict({what!r}) needs hop=: whose {what}?")
@@ -394,7 +444,7 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
             return Prediction(question, value, _trace_why(subject, hop), "address",
                               names=names)
         raise ConfigurationError(f"predict on a trace: what is 'peername', 'address', "
-                                 f"'outcome' or a "
+                                 f"'outcome', 'username', 'key holder' or a "
                                  f"'$variable', not {what!r}")
     if isinstance(subject, (bytes, bytearray)) and what == "size":
         return Prediction(question, str(len(subject)), _bytes_why(bytes(subject)), "number")
@@ -429,7 +479,7 @@ def predict(question: str, subject: Any, what: str = "peername", *, hop: str | N
 
 
 # ==============================================================================================
-# A sandbox for pasted configurations (notebook 09)
+# A sandbox for pasted configurations (notebook 10)
 
 
 @dataclass(frozen=True)
@@ -1063,6 +1113,50 @@ def _hints(*hints: str) -> tuple[str, ...]:
     return hints
 
 
+def _check_tls_reader(answer: Any) -> list[Row]:
+    from .topology import simulate
+
+    if not isinstance(answer, str) or not answer.strip():
+        raise TypeError("give the host's name (as a string: 'lb1' or 'emqx')")
+    trace = simulate(scenario("tls-passthrough-sni"))
+    holder = trace.links[0].tls_holder or ""
+    guess = answer.strip().lower()
+    names = [h.name for h in trace.topology.hops] + [trace.topology.broker.name]
+    if guess not in names:
+        raise TypeError(f"{answer!r} is not a host of this chain ({', '.join(names)})")
+    return [Row(guess == holder, "the host you named can read the client id",
+                "" if guess == holder else f"{guess} only relays the encrypted records"),
+            Row(guess == holder, "only that host can",
+                "" if guess == holder else "another host holds the server key")]
+
+
+def _check_tls_forged_cn(answer: Any) -> list[Row]:
+    from dataclasses import replace
+
+    from .topology import simulate
+
+    if not isinstance(answer, Mapping):
+        raise TypeError("give EMQX's settings as a dict, e.g. {'setting': value}")
+    changes = dict(answer)
+    attack = scenario("tls-forged-cert-cn")
+    honest = scenario("tls-haproxy-client-cert")
+    rows: list[Row] = []
+    for addr in (attack.client.addr, "203.0.113.50", "172.16.0.200"):
+        topo = replace(attack, client=replace(attack.client, addr=addr)).with_broker(**changes)
+        trace = simulate(topo)
+        safe = not trace.connected or trace.username != "admin"
+        rows.append(Row(safe, f"a client at {addr} that writes its own SSL TLV is not admin",
+                        "" if safe else "EMQX gives it the username from its forged TLV"))
+    legit = simulate(honest.with_broker(**changes))
+    ok = legit.username == honest.client.cert_cn and \
+        legit.peername == f"{honest.client.addr}:{honest.client.port}"
+    rows.append(Row(ok, "a device behind LB 1 (HAProxy, verify required) still gets its CN",
+                    "" if ok else ("the connection closes: " + str(legit.failure))
+                    if not legit.connected else f"EMQX records {_who(legit)} as "
+                    f"{legit.username!r}"))
+    return rows
+
+
 EXERCISES: dict[str, Exercise] = {e.id: e for e in (
     Exercise("v1-header", "Write LB 1's PROXY v1 header",
              "Write, as a string, the PROXY v1 header LB 1 sends to EMQX in tcp-single-tier.",
@@ -1148,6 +1242,20 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in (
                     "Notebook 01, 'Version 2: binary' (the table of the 16 fixed bytes) and "
                     "the IPv6 example after 'Build your own'."),
              _check_v2_family),
+    Exercise("tls-reader", "Who reads the client id?",
+             "In tls-passthrough-sni, which host can read the MQTT client id the device sends "
+             "(give its name)?",
+             _hints("Whoever holds the server's private key decrypts the records.",
+                    "Notebook 07, 'Pass-through: nginx reads only the ClientHello'."),
+             _check_tls_reader, "tls-passthrough-sni", "topology"),
+    Exercise("tls-forged-cn", "Nobody logs in as admin",
+             "In tls-forged-cert-cn a client that reaches EMQX writes its own SSL TLV and "
+             "becomes admin. Give EMQX settings (a dict) so that no client can do that, while "
+             "a device behind the HAProxy of tls-haproxy-client-cert keeps its certificate's "
+             "CN as username.",
+             _hints("EMQX never checks the TLV: the question is who may send one.",
+                    "Notebook 07, 'The fixes', and notebook 02, 'Who may send a header?'."),
+             _check_tls_forged_cn, "tls-forged-cert-cn", "topology"),
     Exercise("unspoofable", "A chain that cannot be spoofed",
              "Starting from ws-edge-appends, give settings for lb1, lb2 and/or emqx (a dict of "
              "dicts; proxy_set_header as a dict of the headers you change) so that EMQX "

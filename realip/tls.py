@@ -76,10 +76,14 @@ _TLS12_GCM_OVERHEAD = 8 + 16
 @dataclass(frozen=True)
 class Certificate:
     """A client certificate by label: its subject CN and the CA (a label such as
-    ``clients-ca``) that signed it.  A receiver verifies it when it trusts that CA."""
+    ``clients-ca``) that signed it.  A receiver verifies it when it trusts that CA.  ``chain``:
+    the client sends its CA's (self-signed) certificate too — a failure is then at depth 1
+    (X509 error 19) rather than at the leaf (21), which decides which of HAProxy's
+    ``ca-ignore-err`` / ``crt-ignore-err`` lets it through."""
 
     cn: str
     ca: str = "clients-ca"
+    chain: bool = False
 
     @property
     def subject_dn(self) -> str:
@@ -145,23 +149,27 @@ class TlsRecord:
         return f"TLS record {name}, {self.length} bytes: {self.carries}"
 
 
-def records(session: TlsSession, holder: str | None = None) -> tuple[TlsRecord, ...]:
+def records(session: TlsSession, holder: str | None = None,
+            version: str | None = None) -> tuple[TlsRecord, ...]:
     """What the client writes on a link carrying *session*, as records: the ClientHello in
     clear, then (after the server's flight, which travels the other way) the protected
     records — for TLS 1.3 a ChangeCipherSpec for middlebox compatibility, the Finished and the
     client certificate when one is asked for, then the application data (the plaintext's
-    length plus the AEAD overhead).  *holder* names who can read them."""
+    length plus the AEAD overhead).  *holder* names who can read them; *version* is the one
+    the handshake settled on (default: the highest the client offers)."""
     who = f"readable only by {holder}" if holder else "encrypted"
     hello = session.hello
     out = [TlsRecord(ContentType.HANDSHAKE, len(hello) - 5,
                      f"ClientHello (in clear){_sni_text(session)}", hello[5:], 0x0301)]
     n = len(session.plaintext)
     what = {"mqtt": "MQTT", "http": "HTTP"}.get(session.kind, session.kind)
-    if session.version == "TLSv1.3":
+    if (version or session.version) == "TLSv1.3":
         out.append(TlsRecord(ContentType.CHANGE_CIPHER_SPEC, 1, "ChangeCipherSpec (in clear, "
                              "middlebox compatibility)", b"\x01"))
         fin = "client Finished" + (" and Certificate" if session.cert else "")
-        out.append(TlsRecord(ContentType.APPLICATION_DATA, 32 + 4 + _TLS13_OVERHEAD,
+        # Finished carries an HMAC of the suite's hash: 48 bytes for TLS_AES_256_GCM_SHA384
+        # (what OpenSSL picks here; recorded: a 69-byte record), then the 4-byte header
+        out.append(TlsRecord(ContentType.APPLICATION_DATA, 48 + 4 + _TLS13_OVERHEAD,
                              f"{fin} ({who})"))
         out.append(TlsRecord(ContentType.APPLICATION_DATA, n + _TLS13_OVERHEAD,
                              f"{what}, {n} bytes of plaintext ({who})"))
@@ -342,9 +350,11 @@ def _parse_hello(body: bytes, size: int) -> ClientHelloInfo:
 class HandshakeResult:
     """What the terminating end knows after the handshake: the protocol and cipher OpenSSL
     negotiated, the SNI, the client certificate (None: none sent), and ``verify``: 0 when a
-    certificate was sent and verified, OpenSSL's error code otherwise (20 = "unable to get
-    local issuer certificate", 21 = "unable to verify the first certificate": an untrusted
-    certificate sent alone), None when no certificate was asked for or sent."""
+    certificate was sent and verified, OpenSSL's error code otherwise (21 = "unable to verify
+    the first certificate" for a leaf alone from a CA the server does not hold, 19 = "self-signed
+    certificate in certificate chain" when the client sends that CA too — as OpenSSL 3.0 reports
+    them, recorded from HAProxy 2.6 in ``tests/vectors/haproxy_2.6_tls.json``), None when no
+    certificate was asked for or sent."""
 
     protocol: str
     cipher: str
@@ -373,23 +383,29 @@ X509_ERRORS = {
 
 
 def handshake(session: TlsSession, *, key: str = "EC256", asks_cert: bool,
-              trusted_cas: Sequence[str] = ()) -> HandshakeResult:
+              trusted_cas: Sequence[str] = (), protocols: Sequence[str] | None = None
+              ) -> HandshakeResult | None:
     """The outcome when a server whose certificate has key *key* (``EC256`` / ``RSA2048``)
     terminates *session*: OpenSSL's default choice of cipher for the version (the client's
     preference order, as servers do by default), and — when the server asks for a client
-    certificate (*asks_cert*) — whether it verifies against *trusted_cas*."""
-    if session.version == "TLSv1.3":
+    certificate (*asks_cert*) — whether it verifies against *trusted_cas*.  *protocols* are
+    the versions the server enables (None: both); the highest one the client also offers is
+    used, and None is returned when there is none (OpenSSL: "unsupported protocol")."""
+    offered = ("TLSv1.3", "TLSv1.2") if session.version == "TLSv1.3" else ("TLSv1.2",)
+    enabled = tuple(protocols) if protocols is not None else ("TLSv1.2", "TLSv1.3")
+    version = next((v for v in offered if v in enabled), None)
+    if version is None:
+        return None
+    if version == "TLSv1.3":
         cipher = "TLS_AES_256_GCM_SHA384"
     elif key.startswith("RSA"):
         cipher = "ECDHE-RSA-AES256-GCM-SHA384"
     else:
         cipher = "ECDHE-ECDSA-AES256-GCM-SHA384"
     cert = session.cert if asks_cert else None
-    # a client sends its certificate without its CA (the usual case): when the server does not
-    # trust that CA, OpenSSL 3 fails at depth 0 with 21 "unable to verify the first
-    # certificate" (seen on the real nginx 1.22.1 in tests/real/test_tls_lab_real.py), not 20
-    verify = None if cert is None else (0 if cert.ca in trusted_cas else 21)
-    return HandshakeResult(session.version, cipher, session.server_name, cert, verify)
+    verify = None if cert is None else (0 if cert.ca in trusted_cas else
+                                        19 if cert.chain else 21)
+    return HandshakeResult(version, cipher, session.server_name, cert, verify)
 
 
 def version_code(name: str) -> int:

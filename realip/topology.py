@@ -115,12 +115,15 @@ class Client:
     tls_version: Literal["TLSv1.3", "TLSv1.2"] = "TLSv1.3"
     cert_cn: str | None = None
     cert_ca: str = "clients-ca"
+    #: the client sends its CA's certificate with its own (a failure is then in the chain)
+    cert_chain: bool = False
 
     def session(self, app: bytes, kind: str) -> TlsSession | None:
         """The TLS connection this client opens carrying *app* (None without ``tls``)."""
         if not self.tls:
             return None
-        cert = Certificate(self.cert_cn, self.cert_ca) if self.cert_cn is not None else None
+        cert = Certificate(self.cert_cn, self.cert_ca, self.cert_chain) \
+            if self.cert_cn is not None else None
         return TlsSession(app, kind, self.sni, self.alpn, self.tls_version, cert,
                           seed=f"{self.name}:{self.port}")
 
@@ -384,7 +387,8 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
                     else None)
         out = step(node, Inbound(data, peer, local, sender, upstream, client.client_id, tls))
         if out.view.tls == "terminated":
-            _hold(links, node.name, tls)
+            v = out.view.variables
+            _hold(links, node.name, tls, v.get("ssl_protocol") or v.get("ssl_fc_protocol"))
         if isinstance(node, Broker):
             views.append(out.view)
             if not out.view.accepted:
@@ -406,11 +410,13 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
     raise ConfigurationError("a topology needs a broker")  # pragma: no cover
 
 
-def _hold(links: list[Link], holder: str, tls: TlsSession | None) -> None:
-    """Name *holder* as the reader of *tls* on every link that carried that session."""
+def _hold(links: list[Link], holder: str, tls: TlsSession | None,
+          version: str | None) -> None:
+    """Name *holder* as the reader of *tls* on every link that carried that session, and the
+    version their handshake settled on (the records' framing depends on it)."""
     for k, link in enumerate(links):
         if tls is not None and link.tls is tls:
-            links[k] = replace(link, tls_holder=holder)
+            links[k] = replace(link, tls_holder=holder, tls_version=version)
 
 
 # ==============================================================================================

@@ -50,11 +50,14 @@ class Link:
     dialed: str = ""
     tls: TlsSession | None = None
     tls_holder: str | None = None
+    #: the version the handshake settled on (None: not terminated, the client's highest)
+    tls_version: str | None = None
 
     @property
     def records(self) -> tuple[TlsRecord, ...]:
         """The TLS records the sender writes after the clear parts (empty without TLS)."""
-        return () if self.tls is None else records(self.tls, self.tls_holder)
+        return () if self.tls is None else records(self.tls, self.tls_holder,
+                                                   self.tls_version)
 
     @property
     def data(self) -> bytes:

@@ -656,7 +656,7 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from realip.aio import ProxyProtocol  # noqa: E402
-from realip.proxy_protocol import decode  # noqa: E402
+from realip.proxy_protocol import Reader, decode  # noqa: E402
 
 V1_TCP6 = b"PROXY TCP6 2001:db8:85a3::8a2e:370:7334 2001:db8::1 56324 1883\r\n"
 V2_IP6 = build(("2001:db8::7", 56324), ("2001:db8::1", 1883), version=2,
@@ -785,3 +785,30 @@ async def test_one_byte_segments_of_a_bad_header_are_refused_at_the_first_bad_by
     assert transport.closed and len(errors) == 1
     assert isinstance(errors[0], InvalidProxyHeader)
     assert proto._received == len(b"PROXY TCP4 192.168.1.25") + 1  # closed at the '6'
+
+
+@pytest.mark.parametrize("bad, at", [
+    (b"PROXY TCQ4 1.2.3.4 5.6.7.8 1 2\r\n", len(b"PROXY TCQ")),  # in the literal
+    (b"PROXX TCP4 1.2.3.4 5.6.7.8 1 2\r\n", len(b"PROXX")),
+    (V2[:5] + b"\x00" + V2[6:], 6),  # in the v2 signature
+    (V2[:12] + b"\x31" + V2[13:], 13),  # the version/command byte after it
+])
+@run()
+async def test_the_segment_fast_path_refuses_at_the_same_byte_as_the_reader(
+        bad: bytes, at: int) -> None:
+    """The per-segment fast path (literal, signature, v2 body, v1 automaton) hands every byte
+    it cannot vouch for to the reader: a bad header sent a byte at a time is refused at the
+    byte where Reader.feed refuses it."""
+    errors: list[Exception] = []
+    factory = ProxyProtocolFactory(_App, timeout=30, on_error=lambda p, e: errors.append(e))
+    proto, transport = _deliver_segments(factory, [bad[i : i + 1] for i in range(len(bad))])
+    reader, failed_at = Reader(), None
+    for i in range(len(bad)):
+        try:
+            reader.feed(bad[i : i + 1])
+        except InvalidProxyHeader:
+            failed_at = i + 1
+            break
+    assert failed_at == at
+    assert transport.closed and len(errors) == 1 and isinstance(errors[0], InvalidProxyHeader)
+    assert proto._received == at

@@ -130,3 +130,30 @@ def test_decode_bad_hex_is_one_line() -> None:
     out = _run("decode", "zz")
     assert out.returncode != 0 and "Traceback" not in out.stderr and "not hexadecimal" in \
         out.stderr
+
+
+AEDES_LB = """http { server { listen 8083; location /mqtt { proxy_pass http://10.0.0.2:8083;
+  proxy_set_header X-Forwarded-For $remote_addr; } } }
+"""
+
+
+@pytest.mark.parametrize(("options", "where", "needle"), [
+    ('{\n  "trustProxy": "false",\n  "ws": true\n}\n', 2, "give true or false"),
+    ("module.exports = {\n  ws: true,\n  trustproxy: true,\n}\n", 3,
+     "did you mean trustProxy?); allowed: trustProxy, ws,"),
+    ("{\n  ws: true\n  trustProxy: true\n}\n", 3, "expected ',' or '}'"),
+    ("{\n  ws: true,\n  https: { key: k },\n}\n", 3, "an HTTPS listener is not modelled"),
+    ("{ trustProxy: true }\n", 1, "a TCP server (no ws: true), but the client connects over ws"),
+])
+def test_aedes_options_errors_are_one_line_with_file_and_line(tmp_path: Path, options: str,
+                                                             where: int, needle: str) -> None:
+    (tmp_path / "lb.conf").write_text(AEDES_LB)
+    path = tmp_path / "aedes.options.js"
+    path.write_text(options)
+    out = _run("audit", "--config", f"{tmp_path / 'lb.conf'}@10.0.0.1", "--transport", "ws",
+               "--broker", "aedes", "--broker-conf", str(path))
+    assert out.returncode == 2, out
+    assert "Traceback" not in out.stderr + out.stdout
+    assert out.stderr.startswith(f"realip audit: aedes.options.js:{where}: ")
+    assert needle in out.stderr
+    assert len(out.stderr.splitlines()) == 1

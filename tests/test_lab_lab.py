@@ -114,6 +114,29 @@ def test_direct_and_forged_websocket_clients() -> None:
     assert "X-Forwarded-For: 6.6.6.6" in str(through)
 
 
+def test_dial_an_inner_hop_with_at() -> None:
+    """at= dials one hop in the middle of the chain from the client's own address (an attacker
+    inside the network): lb2 sees the client as its TCP peer and, not trusting it, overwrites
+    the forged X-Forwarded-For; ``at=`` the broker's name is the same as direct."""
+    with quiet("ws-multi-nonrecursive") as lab:
+        inner = lab.connect(forge_xff="6.6.6.6", at="lb2", raw=True)
+        broker = lab.connect(forge_xff="6.6.6.6", at="emqx", raw=True)
+        direct = lab.connect(forge_xff="6.6.6.6", direct=True, raw=True)
+        with pytest.raises(ConfigurationError, match="allowed: lb1, lb2, lb3, emqx"):
+            lab.connect(at="lb9")
+        with pytest.raises(ConfigurationError, match="give one of direct, at"):
+            lab.connect(at="lb2", direct=True)
+    assert inner.path == ("client", "lb2", "lb3", "emqx")
+    assert inner.agree and inner.peername is not None
+    # lb2 trusts only lb1: the recorded client is the attacker itself, not the forgery
+    assert inner.peername.rsplit(":", 1)[0] == lab.addresses["client"]
+    assert set(inner.source_ports) == {"lb2", "lb3"}
+    assert broker.path == direct.path == ("client", "emqx")
+    assert broker.peername == direct.peername == broker.predicted
+    # emqx's WebSocket listener here names the TCP peer unless it is a trusted proxy
+    assert broker.peername.rsplit(":", 1)[0] == lab.addresses["client"]
+
+
 def test_forged_proxy_header_direct_and_through_a_relay() -> None:
     header = "PROXY TCP4 203.0.113.9 10.0.0.1 4242 1883\r\n"
     with quiet("tcp-single-tier") as lab:
@@ -387,6 +410,25 @@ def test_cli_lab_run_json() -> None:
     assert doc["addresses"] == {"client": "127.0.1.163", "lb1": "127.0.2.116",
                                 "lb1.public": "127.0.2.116", "lb2": "127.0.2.200",
                                 "emqx": "127.0.2.71"}
+
+
+def test_cli_lab_run_at_an_inner_hop() -> None:
+    """``--at lb2``: the client dials lb2 itself, past lb1 — the one hop of ws-multi-override
+    that overrides X-Forwarded-For — and the forged address reaches EMQX (as the audit's
+    "inside (→ lb2 directly)" rows say)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["lab", "run", "ws-multi-override", "--at", "lb2", "--forge-xff",
+                     "6.6.6.6", "--json", "--quiet"])
+    doc = json.loads(out.getvalue())
+    assert code == 0 and doc["path"] == ["client", "lb2", "emqx"]
+    assert doc["peername"] == doc["predicted"]
+    assert doc["peername"].startswith("6.6.6.6:")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["lab", "run", "ws-multi-override", "--at", "lb9", "--quiet"]) == 2
+    assert "at='lb9': not a node of ws-multi-override (allowed: lb1, lb2, emqx)" in \
+        err.getvalue()
 
 
 def test_cli_lab_run_refused_and_text() -> None:

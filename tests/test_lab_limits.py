@@ -51,10 +51,11 @@ class Raw:
     @classmethod
     async def connect(cls, port: int, client_id: str, *, level: int = 5, source: str = HOST,
                       properties: tuple[tuple[int, Any], ...] = (),
-                      will: m.Will | None = None) -> Raw:
-        reader, writer = await asyncio.open_connection(HOST, port, local_addr=(source, 0))
+                      will: m.Will | None = None, host: str = HOST, keepalive: int = 0) -> Raw:
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0))
         raw = cls(reader, writer, level)
-        raw.send(m.encode_connect(client_id, level, properties=properties, will=will))
+        raw.send(m.encode_connect(client_id, level, properties=properties, will=will,
+                                  keepalive=keepalive))
         ptype, _, body = await raw.packet()
         assert ptype == m.PacketType.CONNACK and body[1] == 0, body
         if level == 5:

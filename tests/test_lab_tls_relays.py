@@ -53,7 +53,7 @@ def test_every_tls_scenario_has_the_roles_it_needs() -> None:
 def test_tls_scenario_with_relays(topo: Topology) -> None:
     with Lab(topo, proxies="python", progress="none") as lab:
         text = lab.describe()
-        assert ("over TLS, SNI mqtt.example.com" in text) is topo.client.tls
+        assert (f"over TLS, SNI {topo.client.sni}" in text) is topo.client.tls
         assert ("terminates TLS" in text) is any(tls_role(h) == "terminate" for h in topo.hops)
         assert (lab.pki is not None) is needs_tls(topo)
         probe = lab.connect()
@@ -82,9 +82,12 @@ BAD: list[tuple[str, Mapping[str, Any], list[Mapping[str, Any]]]] = [
     ("tls-nginx-terminates", {}, [{"tls": False}]),
     ("wss-nginx-terminates", {}, [{"tls": False}]),
     ("tls-haproxy-client-cert", {}, [{"tls": False}, {"cert_cn": None},
-                                     {"cert_ca": "other-ca"}]),
+                                     {"cert_ca": "other-ca"},
+                                     {"cert_ca": "other-ca", "cert_chain": True}]),
     ("tls-nginx-terminates", _VERIFY_ON, [{"cert_cn": None},
-                                          {"cert_cn": "evil", "cert_ca": "other-ca"}]),
+                                          {"cert_cn": "evil", "cert_ca": "other-ca"},
+                                          {"cert_cn": "evil", "cert_ca": "other-ca",
+                                           "cert_chain": True}]),
     ("wss-nginx-terminates", _VERIFY_ON, [{"cert_cn": None},
                                           {"cert_cn": "evil", "cert_ca": "other-ca"}]),
     ("tls-passthrough-sni", {}, [{"tls": False}, {"cert_cn": None},

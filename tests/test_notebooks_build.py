@@ -43,8 +43,9 @@ def test_the_course_is_there() -> None:
     stems = {p.stem for p in ALL}
     for stem in ("00-start-here", "01-proxy-protocol-bytes", "02-tcp-single-tier",
                  "03-tcp-multi-tier", "04-websocket-single-tier", "05-websocket-multi-tier",
-                 "06-haproxy", "08-workshop-exercises", "08-workshop-exercises-student",
-                 "09-your-own-config"):
+                 "06-haproxy", "07-tls-and-certificates", "08-live-lab",
+                 "09-workshop-exercises", "09-workshop-exercises-student",
+                 "10-your-own-config"):
         assert stem in stems
 
 
@@ -92,9 +93,9 @@ def test_navigation_and_links_work(path: Path) -> None:
 
 
 def test_student_copy_has_no_solutions_and_no_solved_checks() -> None:
-    student = _nb(NOTEBOOKS / "08-workshop-exercises-student.ipynb")
-    solved = _nb(INSTRUCTOR / "08-workshop-exercises.ipynb")
-    assert not (NOTEBOOKS / "08-workshop-exercises.ipynb").exists(), "solutions beside students"
+    student = _nb(NOTEBOOKS / "09-workshop-exercises-student.ipynb")
+    solved = _nb(INSTRUCTOR / "09-workshop-exercises.ipynb")
+    assert not (NOTEBOOKS / "09-workshop-exercises.ipynb").exists(), "solutions beside students"
     text = "\n".join(_text(c) for c in student["cells"])
     assert "BEGIN SOLUTION" not in text and "$remote_addr" not in text
 
@@ -108,7 +109,7 @@ def test_student_copy_has_no_solutions_and_no_solved_checks() -> None:
     assert all("not answered yet" in o and "Hint" not in o for o in checks)
     assert all("Solved:" in o for o in solved_checks)
     # the student copy links to no solution, and imports nothing that answers an exercise
-    assert "](instructor/" not in text and "08-workshop-exercises.ipynb)" not in text
+    assert "](instructor/" not in text and "09-workshop-exercises.ipynb)" not in text
     imports = [line for c in student["cells"] for line in _text(c).splitlines()
                if line.startswith(("import ", "from "))]
     assert imports == ["from realip.teaching import check, exercise"]

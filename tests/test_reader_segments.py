@@ -55,3 +55,82 @@ def test_the_signature_byte_by_byte_then_a_bad_version_fails_at_that_byte() -> N
         assert reader.feed(bytes([b])) is None
     with pytest.raises(InvalidProxyHeader):
         reader.feed(b"\x31")
+
+
+def _verdicts_byte_by_byte(line: bytes) -> tuple[int, object, object] | None:
+    """The first prefix where the Reader fed a byte at a time disagrees with decode() (None:
+    they agree on every prefix, up to the first verdict)."""
+    reader = Reader()
+    for i in range(len(line)):
+        want: object
+        got: object
+        try:
+            want = decode(line[: i + 1])
+        except InvalidProxyHeader as exc:
+            want = exc.reason
+        try:
+            got = reader.feed(line[i : i + 1])
+        except InvalidProxyHeader as exc:
+            got = exc.reason
+        if want != got:
+            return i + 1, want, got
+        if want is not None:
+            return None
+    return None
+
+
+@pytest.mark.parametrize("line", [
+    # a ninth group after a seventh colon: decode() refuses it at its first digit, and the
+    # v1 automaton (which took hex digits whatever the colon count) used to say "incomplete"
+    b"PROXY TCP6 b8f6:eaeb:fcca:5:8d:6714:8120:ea6:8",
+    b"PROXY TCP6 ::97e5 dec9:be64:b:6:41de:3a31:441d:8923:0",
+    b"PROXY TCP6 ace:294::17f0:1b17:c213:9b:3a30:0",
+    # "::" in both addresses: the destination's is taken by the automaton too
+    b"PROXY TCP6 2001:db8:85a3::8a2e:370:7334 2001:db8::1 56324 1883\r\n",
+    b"PROXY TCP6 1:2:3:4:5:6:7:8 ::ffff 1 2\r\n",
+])
+def test_v1_tcp6_byte_by_byte_agrees_with_decode(line: bytes) -> None:
+    assert _verdicts_byte_by_byte(line) is None
+
+
+def test_v1_tcp6_lines_mutated_agree_with_decode_byte_by_byte() -> None:
+    """1500 TCP6 lines (compressed addresses of every shape), half with one byte mutated:
+    the Reader fed a byte at a time gives decode()'s verdict on every prefix."""
+    import ipaddress
+    import random
+
+    rng = random.Random(11)
+
+    def address() -> str:
+        bits = rng.getrandbits(128) & ~((1 << rng.choice([0, 16, 32, 64, 96, 112, 120])) - 1)
+        return ipaddress.IPv6Address(bits if rng.random() < 0.7 else rng.getrandbits(16)).compressed
+
+    for _ in range(1500):
+        line = (f"PROXY TCP6 {address()} {address()} {rng.randint(0, 65535)} "
+                f"{rng.randint(0, 65535)}\r\n").encode()
+        if rng.random() < 0.5:
+            at = rng.randrange(11, len(line))
+            line = line[:at] + bytes([rng.choice(b"0123456789abcdef: .\r\nG")]) + line[at + 1 :]
+        assert _verdicts_byte_by_byte(line) is None, line
+
+
+def test_remembered_v2_prefixes_are_bounded_and_keep_verdicts() -> None:
+    """The Reader remembers which short v2 prefixes decode() found incomplete (so a header in
+    tiny pieces is not decoded per piece): a flood of distinct lengths cannot grow that memory
+    past its bound, and a remembered prefix still ends in decode()'s verdict."""
+    from realip.proxy_protocol import _reader
+
+    for length in range(0, 6000):
+        head = V2_SIGNATURE + b"\x21\x11" + length.to_bytes(2, "big")
+        reader = Reader(max_v2_size=65551)
+        for i in range(len(head)):
+            try:
+                reader.feed(head[i : i + 1])
+            except InvalidProxyHeader:
+                break
+    assert len(_reader._V2_INCOMPLETE) <= _reader._V2_REMEMBERED
+    good = _GOOD[0]
+    for _ in range(2):  # the second time, the fixed part's verdicts are remembered
+        reader = Reader()
+        got = [reader.feed(good[i : i + 1]) for i in range(len(good))]
+        assert got[:-1] == [None] * (len(good) - 1) and got[-1] == decode(good)

@@ -56,6 +56,10 @@ SOLUTIONS: dict[str, list[Any]] = {
                                       "X-Forwarded-Port": "$remote_port"}},
          "emqx": {"access_rules": "allow 172.16.0.0/24, deny all"}},
     ],
+    "tls-reader": ["emqx", " EMQX "],
+    "tls-forged-cn": [{"access_rules": ["allow 172.16.0.116", "deny all"]},
+                      {"access_rules": ["allow 172.16.0.116/32", "deny all"],
+                       "proxy_protocol_timeout": "3s"}],
 }
 
 WRONG: dict[str, list[Any]] = {
@@ -76,6 +80,13 @@ WRONG: dict[str, list[Any]] = {
     "unspoofable": [{"lb1": {"proxy_set_header": {"X-Forwarded-For": "$remote_addr",
                                                   "X-Forwarded-Port": "$remote_port"}}},
                     {"emqx": {"proxy_address_allow": ["172.16.0.0/24"]}}],
+    # LB 1 only relays the encrypted records; a name outside the chain is a ✗ row
+    "tls-reader": ["lb1", "client"],
+    # the device behind HAProxy loses its username / the client at 172.16.0.200 stays admin /
+    # no client is admin because none can connect at all
+    "tls-forged-cn": [{"peer_cert_as_username": "disabled"},
+                      {"access_rules": ["allow 172.16.0.0/24", "deny all"]},
+                      {"access_rules": ["deny all"]}],
 }
 
 

@@ -11,11 +11,11 @@ jupytext read: ``# %%`` starts a code cell, ``# %% [markdown]`` a Markdown cell 
 prefixed with ``# ``), and ``tags=["…"]`` after either adds cell tags.
 
 * Navigation (prev · start · next) is generated: a cell after the opening cell and one at the end,
-  tagged ``nav``, over every ``NN-*.ipynb`` in ``notebooks/`` (so ``07-live-lab`` is linked
+  tagged ``nav``, over every ``NN-*.ipynb`` in ``notebooks/`` (so ``08-live-lab`` is linked
   once it exists; ``--nav`` refreshes the links in the generated notebooks without running them).
 * Two copies of the exercises: the **solved** one is written apart, to
-  ``notebooks/instructor/08-workshop-exercises.ipynb`` (its links point back up with ``../``);
-  the **student** copy ``notebooks/08-workshop-exercises-student.ipynb`` is generated from it: in
+  ``notebooks/instructor/09-workshop-exercises.ipynb`` (its links point back up with ``../``);
+  the **student** copy ``notebooks/09-workshop-exercises-student.ipynb`` is generated from it: in
   code cells tagged ``solution`` the lines between ``# BEGIN SOLUTION`` and ``# END SOLUTION``
   become ``name = None`` for each name they assign (so ``check`` says "not answered yet"
   instead of raising); Markdown cells tagged ``solution`` are dropped.  The course links to the
@@ -44,7 +44,7 @@ NOTEBOOKS = ROOT / "notebooks"
 SOURCES = NOTEBOOKS / "src"
 INSTRUCTOR = NOTEBOOKS / "instructor"
 STUDENT_SUFFIX = "-student"
-SOLVED = "08-workshop-exercises"
+SOLVED = "09-workshop-exercises"
 NAME = re.compile(r"^\d\d-[a-z0-9]+(?:-[a-z0-9]+)*$")
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 DROPPED_MIME = ("application/vnd.jupyter.widget-view+json",

@@ -74,9 +74,10 @@ draw_topology(scenario("ws-single-tier"))
 # | [04 · MQTT over WebSocket, one load balancer](04-websocket-single-tier.ipynb) | `X-Forwarded-For $remote_addr`, EMQX takes the leftmost entry, a direct client spoofs it |
 # | [05 · MQTT over WebSocket, several tiers](05-websocket-multi-tier.ipynb) | forged headers; method 1 (override at the edge); method 2 (trusted recursion) with the **stepper**; `real_ip_recursive off` |
 # | [06 · The same with HAProxy](06-haproxy.ipynb) | `send-proxy-v2`, `expect-proxy`, `option forwardfor` and the leftmost pitfall |
-# | [07 · Live lab](07-live-lab.ipynb) | the same flows through real nginx and HAProxy on your machine |
-# | [08 · Workshop exercises](08-workshop-exercises-student.ipynb) | thirteen self-checking exercises with stepped hints (instructors: see below) |
-# | [09 · Your own configuration](09-your-own-config.ipynb) | paste an `nginx.conf` or `haproxy.cfg` and see what the broker records, and why |
+# | [07 · TLS: who holds the key](07-tls-and-certificates.ipynb) | nginx and HAProxy terminating TLS, SNI pass-through, client certificates in the PROXY v2 SSL TLV, and a forged one |
+# | [08 · Live lab](08-live-lab.ipynb) | the same flows through real nginx and HAProxy on your machine |
+# | [09 · Workshop exercises](09-workshop-exercises-student.ipynb) | fifteen self-checking exercises with stepped hints (instructors: see below) |
+# | [10 · Your own configuration](10-your-own-config.ipynb) | paste an `nginx.conf` or `haproxy.cfg` and see what the broker records, and why |
 #
 # ## How to use these notebooks
 #
@@ -87,7 +88,7 @@ draw_topology(scenario("ws-single-tier"))
 #   right, and *why*, from the library's own trace (each host's decisions, the resolver's steps,
 #   the header's bytes). On GitHub or nbviewer (no kernel) the answer is folded under
 #   *Reveal the answer* — write your prediction down first.
-# * **Exercises** (notebook 08) check your answer and say what is wrong with it; hints come only
+# * **Exercises** (notebook 09) check your answer and say what is wrong with it; hints come only
 #   after a wrong attempt, a nudge first, then where in the course to look.
 # * **Static first, then interactive.** Each widget (Back/Next buttons, check boxes, text fields)
 #   comes after a static figure of the same result. A widget only works while the kernel runs:
@@ -96,7 +97,7 @@ draw_topology(scenario("ws-single-tier"))
 #   widget, not in the log.
 # * Every drawing also has a text form: `print(draw_topology(...))`.
 #
-# **Instructors**: the solved exercises are `notebooks/instructor/08-workshop-exercises.ipynb`
+# **Instructors**: the solved exercises are `notebooks/instructor/09-workshop-exercises.ipynb`
 # (generated next to the student copy by `tools/build_notebooks.py`; see `notebooks/README.md`).
 # Hand out the `notebooks/` folder without `instructor/` if you want learners to try first.
 #

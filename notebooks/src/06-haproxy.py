@@ -118,5 +118,6 @@ modes_table("172.16.0.116", [("X-Forwarded-For", "127.0.0.1"),
 #   `accept-proxy` / `expect-proxy … if { src … }` read one — only from addresses you list.
 # * `option forwardfor` appends a line and keeps the client's: with EMQX's leftmost rule that is
 #   the forged value. Use `http-request set-header X-Forwarded-For %[src]` at the edge.
-# * Next: [07 · the live lab](07-live-lab.ipynb) runs the same flows through real programs;
-#   then the exercises (08).
+# * Next: [07 · TLS](07-tls-and-certificates.ipynb) — who holds the key, what a pass-through load
+#   balancer can see, and a certificate nobody showed; then [08 · the live lab](08-live-lab.ipynb)
+#   runs the flows through real programs, and the exercises (09).

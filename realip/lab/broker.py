@@ -41,8 +41,11 @@ EMQX's names and MQTT 5's CONNACK announcements: packet size, topic aliases, the
 window (Receive Maximum), each session's outgoing queue (messages and bytes, the transport's
 buffer included, with a drop-or-disconnect policy), subscriptions, topic levels, connections
 per listener and retained messages; a publish walks a topic trie (:mod:`realip.lab.topics`),
-not every subscription; keep-alive counts complete packets.  :meth:`LabBroker.stats` shows a
-session's accounting, :attr:`LabBroker.enforced` every limit applied.
+not every subscription; keep-alive counts complete packets and runs on the Keep Alive in
+force (Mosquitto's ``max_keepalive``, EMQX's ``server_keepalive``); EMQX 5's per-connection
+``messages_rate``/``bytes_rate`` stop reading a flooding client (every kind of packet counts)
+so it cannot starve the others.  :meth:`LabBroker.stats` shows a session's accounting (and
+its throttling), :attr:`LabBroker.enforced` every limit applied.
 
 Why a broker of its own rather than extending amqtt: amqtt (0.12) speaks MQTT 3.1.1 only, pins
 an old ``websockets``, and reads the peer address deep inside its adapters; the lab needs 3.1.1
@@ -80,6 +83,7 @@ from ..tls import HandshakeResult, TlsSession
 from . import mqtt as m
 from .loopback import check_loopback
 from .pki import LabPKI
+from .ratelimit import TokenBucket, parse_amount, parse_rate
 from .tls_stream import TlsRefused, TlsStream, server_handshake
 from .topics import TopicTree
 
@@ -197,8 +201,8 @@ class Limits:
         unfinished QoS 2 PUBLISH (no PUBREL yet; QoS 1 is acknowledged at once) gets
         DISCONNECT 0x93 Receive Maximum exceeded — and the broker sends at most this many (or
         the client's own Receive Maximum, if lower) unacknowledged QoS 1/2 messages; the rest
-        wait in the queue, in order (a QoS 0 message behind them waits too: one FIFO, where
-        EMQX lets QoS 0 overtake).
+        wait in the queue, in order (a QoS 0 message behind them waits too, or passes them:
+        ``mqueue_store_qos0``).
     ``max_queued_messages`` / ``max_queued_bytes``: Mosquitto ``max_queued_messages`` (1000,
         taken here) and ``max_queued_bytes`` (default no limit; 8 MiB here), EMQX
         ``mqtt.max_mqueue_len`` (1000).  One session's outgoing messages waiting for the
@@ -225,6 +229,36 @@ class Limits:
     ``max_retained_messages`` / ``max_retained_bytes``: EMQX ``retainer.max_retained_messages``
         (0 = unlimited); 1000 messages and 16 MiB here.  A retained message that does not fit
         is still delivered to the subscribers present, but not kept.
+    ``messages_rate`` / ``messages_burst``, ``bytes_rate`` / ``bytes_burst``: EMQX 5's listener
+        rate limits (``listeners.tcp.default.messages_rate = "1000/s"``, ``bytes_rate =
+        "1MB/s"``; default infinity, taken here as None), per connection, as token buckets
+        (:mod:`realip.lab.ratelimit`).  As in EMQX 5.8's ``emqx_connection``, every read is
+        charged its bytes and the number of MQTT packets it framed — packets of *every* kind
+        (a SUBSCRIBE, UNSUBSCRIBE or PINGREQ flood costs the broker as a PUBLISH flood does) —
+        and a connection whose bucket runs dry is **not read** until it refills: back-pressure
+        (TCP fills up on the client's side), not a disconnection, so one flooding client
+        cannot starve the others.  :meth:`LabBroker.stats` counts the pauses (``throttled``,
+        ``throttled_seconds``); the first one is recorded in :attr:`LabBroker.enforced`.
+        (EMQX 6.3 moved these limits into the channel, which answers a PUBLISH over them with
+        0x97; the lab keeps 5.8's read pause, which bounds every kind of packet.)
+    ``mqueue_store_qos0``: EMQX ``mqtt.mqueue_store_qos0`` (default true, taken here), with
+        EMQX 6.3's meaning for a connected session (``emqx_session_mem:deliver/4``): while the
+        session's inflight window is full (or its transport is congested) a QoS 0 message waits
+        in the queue behind the QoS 1/2 messages that arrived before it — one FIFO, nothing
+        overtakes.  ``False`` is what EMQX up to 6.2 always did and Mosquitto 2.0 does
+        (``db__ready_for_flight``: a QoS 0 message is "inflight or dropped"): a QoS 0 message is
+        written at once, past the QoS 1/2 messages waiting for the window — MQTT orders
+        messages per topic *and QoS* [MQTT-4.6.0-6], so that is allowed — and dropped when the
+        transport is congested (it is never queued, so QoS 0 messages stay in order).
+    ``max_keepalive`` (seconds, 0 = no limit): Mosquitto 2.0.12+ ``max_keepalive`` (default 0
+        since 2.0.16; 65535 before), taken with its rule (``handle__connect``): a client asking
+        for a Keep Alive of 0 or above it gets ``max_keepalive`` — an MQTT 5 client in the
+        CONNACK's *Server Keep Alive* (0x13); an MQTT 3.1/3.1.1 client, which cannot be told,
+        is refused with CONNACK 0x02 (identifier rejected), as Mosquitto 2.0.12+ does
+        (2.0.0–2.0.11 applied it to MQTT 5 clients only).  ``server_keepalive`` (seconds,
+        None = disabled): EMQX ``mqtt.server_keepalive``: every MQTT 5 client gets it as
+        *Server Keep Alive*, whatever it asked; 3.1.1 clients keep their own.  Set one or the
+        other.  The keep-alive watchdog (1.5 × Keep Alive) runs on the value in force.
     """
 
     max_packet_size: int = 1 << 20
@@ -238,6 +272,13 @@ class Limits:
     max_connections: int = 1000
     max_retained_messages: int = 1000
     max_retained_bytes: int = 16 << 20
+    messages_rate: str | float | None = None
+    messages_burst: str | int | None = None
+    bytes_rate: str | float | None = None
+    bytes_burst: str | int | None = None
+    mqueue_store_qos0: bool = True
+    max_keepalive: int = 0
+    server_keepalive: int | None = None
 
     def __post_init__(self) -> None:
         ranges = {
@@ -251,6 +292,7 @@ class Limits:
             "max_connections": (1, None),
             "max_retained_messages": (0, None),
             "max_retained_bytes": (0, None),
+            "max_keepalive": (0, 65535),
         }
         for name, (low, high) in ranges.items():
             value = getattr(self, name)
@@ -268,6 +310,45 @@ class Limits:
             raise ConfigurationError(f"Limits.max_queued_bytes={self.max_queued_bytes} is "
                                      f"below max_packet_size={self.max_packet_size}: allowed "
                                      f">= max_packet_size")
+        if not isinstance(self.mqueue_store_qos0, bool):
+            raise ConfigurationError(f"Limits.mqueue_store_qos0 must be True or False, not "
+                                     f"{self.mqueue_store_qos0!r}")
+        ska = self.server_keepalive
+        if ska is not None and (isinstance(ska, bool) or not isinstance(ska, int)
+                                or not 1 <= ska <= 65535):
+            raise ConfigurationError(f"Limits.server_keepalive={ska!r} is out of range: "
+                                     f"allowed 1..65535 or None (disabled)")
+        if ska is not None and self.max_keepalive:
+            raise ConfigurationError("Limits.server_keepalive (EMQX) and max_keepalive "
+                                     "(Mosquitto) are two programs' rules: set one of them")
+        self.rate_buckets(0.0)  # the rates and bursts parse, or ConfigurationError
+
+    def rate_buckets(self, now: float) -> tuple[TokenBucket | None, TokenBucket | None]:
+        """Fresh token buckets for one connection, ``(messages, bytes)`` (None: no limit),
+        full at time *now*."""
+        out: list[TokenBucket | None] = []
+        for kind, size in (("messages", False), ("bytes", True)):
+            rate = parse_rate(getattr(self, f"{kind}_rate"), f"Limits.{kind}_rate", size=size)
+            burst = parse_amount(getattr(self, f"{kind}_burst"), f"Limits.{kind}_burst",
+                                 size=size)
+            if rate is None:
+                if burst:
+                    raise ConfigurationError(f"Limits.{kind}_burst without a {kind}_rate")
+                out.append(None)
+                continue
+            out.append(TokenBucket(rate, burst, now))
+        return out[0], out[1]
+
+    def keepalive(self, level: int, asked: int) -> tuple[int, bool]:
+        """The Keep Alive in force for a client of protocol *level* that asked for *asked*
+        seconds, and whether to announce it in the CONNACK (*Server Keep Alive*); ``(-1,
+        False)`` when the client is to be refused (Mosquitto's rule for MQTT 3.1/3.1.1)."""
+        if self.server_keepalive is not None and level == 5:
+            return self.server_keepalive, True
+        top = self.max_keepalive
+        if top and (asked == 0 or asked > top):
+            return (top, True) if level == 5 else (-1, False)
+        return asked, False
 
     def connack_properties(self) -> list[tuple[int, Any]]:
         """The CONNACK properties that announce these limits to an MQTT 5 client."""
@@ -298,6 +379,9 @@ class SessionStats:
     dropped: int  #: messages dropped by the queue policy (or too big for the client)
     subscriptions: int
     aliases: int  #: topic aliases the client set
+    throttled: int = 0  #: times reading this client paused for its rate limits
+    throttled_seconds: float = 0.0  #: what those pauses add up to
+    keepalive: int = 0  #: the Keep Alive in force, seconds (0: none)
 
 
 @dataclass(frozen=True)
@@ -305,7 +389,7 @@ class Enforcement:
     """A limit or rule the broker enforced on a session (:attr:`LabBroker.enforced`)."""
 
     client_id: str
-    action: Literal["disconnect", "deny-publish", "deny-subscribe"]
+    action: Literal["disconnect", "deny-publish", "deny-subscribe", "throttle"]
     reason: int  #: the MQTT 5 reason code (sent to MQTT 5 clients)
     detail: str
 
@@ -496,6 +580,9 @@ class _Session:
         self.dropped = 0
         self.peak = 0
         self.last_packet = 0.0  #: loop time of the last complete packet received
+        self.throttled = 0
+        self.throttled_seconds = 0.0
+        self.keepalive = 0  #: the Keep Alive in force (seconds)
         self._drainer: asyncio.Task[None] | None = None
 
     @property
@@ -507,7 +594,8 @@ class _Session:
         return SessionStats(self.client_id, len(self.queue), self.queued_bytes, transport,
                             self.queued_bytes + transport, self.peak, len(self.inflight),
                             len(self.awaiting_rel), self.dropped, len(self.subs),
-                            len(self.aliases))
+                            len(self.aliases), self.throttled, self.throttled_seconds,
+                            self.keepalive)
 
     def send(self, data: bytes) -> None:
         """A control packet (acks, SUBACK, PINGRESP): straight to the transport; read
@@ -536,6 +624,16 @@ class _Session:
 
     def _enqueue(self, out: _Out) -> None:
         size = len(out.data)
+        if not out.qos and not self.limits.mqueue_store_qos0:
+            # EMQX <= 6.2 / Mosquitto: QoS 0 is never queued — written now, past QoS 1/2
+            # messages waiting for the window (MQTT orders per QoS), or dropped when the
+            # transport is congested
+            if self.wire.full() or self.wire.buffered() + size > self.limits.max_queued_bytes:
+                self.dropped += 1
+                return
+            self.wire.send(out.data)
+            self._note()
+            return
         if self.queue or self.wire.full() or (out.qos and len(self.inflight) >= self.window):
             # it has to wait: make room by the policy first
             while self._over(size):
@@ -1190,6 +1288,16 @@ class LabBroker:
             client_id = f"realip-{next(self._ids)}"
             if level == 5:
                 props.append((m.ASSIGNED_CLIENT_ID, client_id))
+        keepalive, announce = lim.keepalive(level, connect.keepalive)
+        if keepalive < 0:  # Mosquitto 2.0.12+: a 3.1.1 client cannot be told another value
+            wire.send(m.encode_connack(level, 0x02))  # identifier rejected
+            wire.close()
+            self.refused.append(Refusal(label, peer, f"max_keepalive {lim.max_keepalive}: "
+                                        f"Keep Alive {connect.keepalive} refused (CONNACK "
+                                        f"0x02)", view))
+            return
+        if announce:
+            props.append((m.SERVER_KEEP_ALIVE, keepalive))
         username = view.username if view.username is not None else connect.username
         info = ClientInfo(client_id, peername, sockname, peer, label, level, view,
                           tls=extra.tls if extra is not None else None,
@@ -1200,13 +1308,15 @@ class LabBroker:
             old.close(m.SESSION_TAKEN_OVER)
         window = min(receive_max or 65535, lim.max_inflight)
         session = _Session(self, info, level, wire, connect.will, window, client_max_packet)
+        session.keepalive = keepalive
         self._sessions[client_id] = session
         self.history.append(info)
         wire.send(m.encode_connack(level, 0, False, props))
         clean_exit = False
         loop = asyncio.get_running_loop()
-        watchdog = self._keepalive(session, connect.keepalive * 1.5) if connect.keepalive \
-            else None
+        watchdog = self._keepalive(session, keepalive * 1.5) if keepalive else None
+        messages_bucket, bytes_bucket = lim.rate_buckets(loop.time())
+        limited = messages_bucket is not None or bytes_bucket is not None
         try:
             for first, body in queued:
                 if self._handle(session, m.parse(first, body, level)):
@@ -1222,6 +1332,9 @@ class LabBroker:
                 got = packets.feed(chunk)
                 if got:
                     session.last_packet = loop.time()
+                if limited:
+                    await self._throttle(session, messages_bucket, bytes_bucket, len(got),
+                                         len(chunk))
                 for first, body in got:
                     if self._handle(session, m.parse(first, body, level)):
                         clean_exit = True
@@ -1251,6 +1364,32 @@ class LabBroker:
                     self._route(will, None)
             session.close()
 
+    async def _throttle(self, s: _Session, messages: TokenBucket | None,
+                        octets: TokenBucket | None, packets: int, size: int) -> None:
+        """Charge a read of *size* bytes framing *packets* packets to *s*'s buckets and stop
+        reading *s* while one is in debt —
+        EMQX 5's ``socket_receive_paused_by_rate_limit``: the socket is not read, so the
+        kernel's buffers fill and TCP holds the client back."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        lim = self.limits
+        pause = 0.0
+        if messages is not None:
+            pause = messages.take(packets, now)
+        if octets is not None:
+            pause = max(pause, octets.take(size, now))
+        if pause <= 0:
+            return
+        if not s.throttled:
+            self._enforce(s, "throttle", m.QUOTA_EXCEEDED,
+                          f"reading paused {pause * 1000:.0f} ms: messages_rate="
+                          f"{lim.messages_rate} bytes_rate={lim.bytes_rate}")
+        s.throttled += 1
+        s.throttled_seconds += pause
+        await asyncio.sleep(pause)
+        # the packets read before the pause count as received when it ends (keep-alive)
+        s.last_packet = loop.time()
+
     def _keepalive(self, s: _Session, limit: float) -> _Watchdog:
         """Close *s* once no complete packet came for *limit* seconds (1.5 × Keep Alive,
         [MQTT-3.1.2-22]): a timer, not a timeout per read, so a byte costs no timer and a
@@ -1273,7 +1412,7 @@ class LabBroker:
         return dog
 
     def _enforce(self, s: _Session, action: Literal["disconnect", "deny-publish",
-                                                     "deny-subscribe"],
+                                                     "deny-subscribe", "throttle"],
                  reason: int, detail: str) -> None:
         self.enforced.append(Enforcement(s.client_id, action, reason, detail))
         log.info("%s %s: 0x%02X %s", action, s.client_id, reason, detail)

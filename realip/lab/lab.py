@@ -7,6 +7,7 @@
         probe.peername, probe.predicted          # ('127.0.1.86:39817', '127.0.1.86:39817')
         lab.connect(forge_xff="6.6.6.6")         # a forged header, through the chain
         lab.connect(direct=True)                 # straight to the broker, past every hop
+        lab.connect(at="lb2")                    # straight to an inner hop (an attacker inside)
 
 **Addresses.**  Every host label of the topology gets its own loopback address
 (:func:`realip.render.loopback_plan`: the article's client ``115.236.21.86`` is ``127.0.1.86``,
@@ -837,13 +838,16 @@ class Lab:
                 forge_proxy: str | bytes | None = None, direct: bool = False,
                 source_ports: Mapping[str, int] | None = None,
                 headers: Sequence[tuple[str, str]] | None = None,
+                at: str | None = None,
                 client: Mapping[str, Any] | None = None) -> Trace:
         """:func:`~realip.topology.simulate` for this lab: the topology on its loopback
         addresses and ports (*client_port*: the client's source port; *source_ports*: each hop's
         upstream source port), real hops at the installed program's version; *direct* leaves
-        the hops out (the client dials the broker); *client* changes the client's settings
-        (as :meth:`connect`)."""
+        the hops out (the client dials the broker); *at* (a hop's or the broker's name) leaves
+        out the hops before it (the client dials that node); *client* changes the client's
+        settings (as :meth:`connect`)."""
         self._need_running()
+        start = self._start_index(direct, at)
         topo = self.topology
         ports = dict(self.ports)
         ports[topo.client.name] = topo.client.port if client_port is None else client_port
@@ -855,7 +859,7 @@ class Lab:
                     hasattr(hop, "version"):
                 hop = replace(cast(Any, hop), version=run.version)
             hops.append(hop)
-        mapped = replace(mapped, hops=() if direct else tuple(hops))
+        mapped = replace(mapped, hops=tuple(hops[start:]))
         changes: dict[str, Any] = dict(client or {})
         if client_id is not None:
             changes["client_id"] = client_id
@@ -866,6 +870,21 @@ class Lab:
         if changes:
             mapped = mapped.with_client(**changes)
         return simulate(mapped, forge_xff=forge_xff, forge_proxy=forge_proxy)
+
+    def _start_index(self, direct: bool, at: str | None) -> int:
+        """The index of the node the client dials (0: the first hop; ``len(hops)``: the
+        broker) for *direct* / *at*."""
+        hops = self.topology.hops
+        if at is None:
+            return len(hops) if direct else 0
+        names = [h.name for h in hops] + [self.topology.broker.name]
+        if at not in names:
+            raise ConfigurationError(f"at={at!r}: not a node of {self.topology.name} "
+                                     f"(allowed: {', '.join(names)})")
+        if direct and at != names[-1]:
+            raise ConfigurationError(f"direct=True dials the broker, not {at!r}: give one of "
+                                     "direct, at")
+        return names.index(at)
 
     def _need_running(self) -> None:
         if self._state != "running":
@@ -878,6 +897,7 @@ class Lab:
                 direct: bool = False, port: int | None = None, raw: bool = False,
                 timeout: float | None = None,
                 headers: Sequence[tuple[str, str]] | None = None,
+                at: str | None = None,
                 client: Mapping[str, Any] | None = None) -> Probe:
         """Connect one client from the client's loopback address and compare.
 
@@ -888,21 +908,24 @@ class Lab:
         default the scenario's, 0 for any), *raw* (send the simulator's exact first bytes from a
         plain socket instead of paho-mqtt), *headers* (WebSocket: the upgrade request's extra
         header lines instead of the scenario's — any forgery, duplicates and odd names
-        included), *client* the client's settings changed for this probe, checked as a
-        scenario's are (bad input: ``{"tls": False}`` — plain bytes to a TLS port,
-        ``{"cert_cn": None}`` — no certificate, ``{"cert_ca": "other-ca"}`` — one nobody
+        included), *at* (a hop's or the broker's name: dial that node straight from the
+        client's address, past the hops before it — an attacker inside the network; ``at=``
+        the broker is *direct*), *client* the client's settings changed for this probe,
+        checked as a scenario's are (bad input: ``{"tls": False}`` — plain bytes to a TLS
+        port, ``{"cert_cn": None}`` — no certificate, ``{"cert_ca": "other-ca"}`` — one nobody
         trusts).  A TLS client (``tls: true``) is paho-mqtt over TLS or wss with the lab PKI's
         client certificate of ``cert_cn`` (signed by ``cert_ca``; none when null), dialling the
         loopback address and sending the scenario's ``sni`` as the server name.  The client
         disconnects before this returns."""
         self._need_running()
         with self._lock:
-            return self._connect(client_id, forge_xff, forge_proxy, transport, direct, port,
-                                 raw, self.connect_timeout if timeout is None else timeout,
-                                 headers, dict(client or {}))
+            return self._connect(client_id, forge_xff, forge_proxy, transport,
+                                 self._start_index(direct, at), port, raw,
+                                 self.connect_timeout if timeout is None else timeout, headers,
+                                 dict(client or {}))
 
     def _connect(self, client_id: str | None, forge_xff: str | None,
-                 forge_proxy: str | bytes | None, transport: str | None, direct: bool,
+                 forge_proxy: str | bytes | None, transport: str | None, start: int,
                  port: int | None, raw: bool, timeout: float,
                  extra: Sequence[tuple[str, str]] | None = None,
                  overrides: Mapping[str, Any] | None = None) -> Probe:
@@ -927,12 +950,13 @@ class Lab:
             or not _paho_can_prefix()
         tls_ctx = self._client_context(client) if client.tls else None
         assert self.mapped is not None and self.broker is not None
-        target = topo.broker.name if direct or not topo.hops else topo.hops[0].name
+        # the node dialled: the first hop, an inner hop (start > 0) or the broker
+        target = topo.hops[start].name if start < len(topo.hops) else topo.broker.name
+        direct = start == len(topo.hops)
         host, dport = self.addresses[target], self.ports[target]
         src_addr = self.addresses[client.name]
         want_port = client.port if port is None else port
-        path = (client.name, *(() if direct else tuple(h.name for h in topo.hops)),
-                topo.broker.name)
+        path = (client.name, *(h.name for h in topo.hops[start:]), topo.broker.name)
         forged = []
         if forged_proxy is not None:
             forged.append(_printable(forged_proxy))
@@ -944,7 +968,7 @@ class Lab:
         if forge_xff is not None and transport == "tcp":
             notes.append("forge_xff has no effect on MQTT over TCP (no HTTP headers)")
 
-        links = self._links(direct)
+        links = self._links(start)
         before = _established(links)
         marks = self._marks()
         sock = _bind_client(src_addr, want_port)
@@ -952,10 +976,10 @@ class Lab:
             notes.append(f"port {want_port} was busy: the client used another")
         cport = int(sock.getsockname()[1])
         first = self.predict(client_port=cport, client_id=cid, transport=transport,
-                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
+                             forge_xff=forge_xff, forge_proxy=forged_proxy, at=target,
                              headers=extra, client=overrides)
         outcome = _Outcome()
-        last = src_addr if direct or not topo.hops else self.addresses[topo.hops[-1].name]
+        last = src_addr if direct else self.addresses[topo.hops[-1].name]
 
         def seen_refusal() -> bool:
             return self._refused_since(marks, last)
@@ -970,8 +994,8 @@ class Lab:
             else:
                 _paho_client(sock, host, dport, transport, cid, client.path,
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
-                             outcome, lambda: self._observe(links, before, cport, direct,
-                                                            cid, outcome), seen_refusal,
+                             outcome, lambda: self._observe(links, before, cport, cid,
+                                                            outcome), seen_refusal,
                              tls=tls_ctx, server_name=client.sni if client.tls else None)
             if outcome.connected and outcome.peername is None:
                 info = self.broker.clients().get(cid)
@@ -981,7 +1005,7 @@ class Lab:
             if outcome.connected and outcome.record is None:
                 outcome.record = self.broker.clients().get(cid)
             if outcome.connected and not outcome.observed:
-                self._observe(links, before, cport, direct, cid, outcome)
+                self._observe(links, before, cport, cid, outcome)
         finally:
             outcome.close()
             sock.close()
@@ -995,7 +1019,7 @@ class Lab:
             notes.append(f"source port of {', '.join(unknown)} not observed: the prediction "
                          "uses the scenario's")
         trace = self.predict(client_port=cport, client_id=cid, transport=transport,
-                             forge_xff=forge_xff, forge_proxy=forged_proxy, direct=direct,
+                             forge_xff=forge_xff, forge_proxy=forged_proxy, at=target,
                              source_ports=sources, headers=extra, client=overrides)
         peername = outcome.peername
         refused = None if peername is not None else self._refusal(marks, outcome)
@@ -1013,13 +1037,17 @@ class Lab:
 
     def _client_context(self, client: Any) -> ssl.SSLContext:
         """The TLS client's context: trusting the lab's servers-ca, presenting the certificate
-        of ``cert_cn`` signed by ``cert_ca`` (none when null), at the scenario's version and
-        ALPN."""
+        of ``cert_cn`` signed by ``cert_ca`` (none when null; with its CA's certificate after
+        it when ``cert_chain``), at the scenario's version and ALPN."""
         if self.pki is None:  # a TLS client in a lab that has none (bad input): made now
             from .pki import LabPKI
 
             self.pki = self._res.pki = LabPKI()
         ctx = self.pki.client_context(client.cert_cn, cert_ca=client.cert_ca)
+        if client.cert_cn is not None and getattr(client, "cert_chain", False):
+            # cert_chain: the client sends its CA's certificate after its own
+            issued = self.pki.client(client.cert_cn, client.cert_ca)
+            ctx.load_cert_chain(issued.chain_file, issued.key_file)
         # tls_version is the highest version offered: OpenSSL's client offers 1.2 as well
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.maximum_version = ssl.TLSVersion.TLSv1_3 if client.tls_version == "TLSv1.3" \
@@ -1064,17 +1092,15 @@ class Lab:
         return TlsFacts(holder, sni, cert)
 
     # -- what the lab saw ----------------------------------------------------------------------
-    def _links(self, direct: bool) -> list[tuple[str, str, int]]:
-        """(hop, next address, next port) for every hop of the path."""
-        if direct:
-            return []
+    def _links(self, start: int) -> list[tuple[str, str, int]]:
+        """(hop, next address, next port) for every hop of the path from hop *start* on."""
         topo = self.topology
         nodes = [*(h.name for h in topo.hops), topo.broker.name]
         return [(nodes[i], self.addresses[nodes[i + 1]], self.ports[nodes[i + 1]])
-                for i in range(len(topo.hops))]
+                for i in range(start, len(topo.hops))]
 
     def _observe(self, links: list[tuple[str, str, int]],
-                 before: dict[str, set[int]] | None, cport: int, direct: bool, cid: str,
+                 before: dict[str, set[int]] | None, cport: int, cid: str,
                  outcome: _Outcome) -> None:
         """While the client is connected: which source port each hop used upstream."""
         outcome.observed = True
@@ -1172,7 +1198,8 @@ _REFUSAL_WORDS = ("[error]", "[crit]", "[alert]", "broken header", "invalid", "f
                   "does not look like", "PROXY protocol", "timeout", "<BADREQ>", "PR--",
                   # TLS: nginx's info-level certificate refusals, HAProxy's connection errors
                   "no required SSL certificate", "SSL certificate verify error",
-                  "plain HTTP request", "SSL handshake failure", "not trusted")
+                  "plain HTTP request", "SSL handshake failure", "not trusted",
+                  "cannot be verified")
 
 
 def _free_port(addr: str) -> int:

@@ -2,9 +2,12 @@
 HAProxy (or the python relays) and the lab's broker on loopback — with the live verdict beside
 the simulated one for every row.
 
-The lab dials the first hop or the broker, so the edge rows and the "broker directly" rows run
-live; rows that start at an inner hop are listed as not run (the lab cannot dial into the middle
-of a chain).
+Every position the simulated audit has runs live: the edge (the client dials the first hop),
+each inner hop and the broker (with ``--reach-inner``: the client dials that node straight
+from its own loopback address, :meth:`realip.lab.Lab.connect`'s *at*).  The inner hop sees the
+attacker's address as its TCP peer, exactly as the simulator's row assumes; the lab's trust
+lists are the scenario's mapped onto loopback (:func:`realip.render.map_cidrs`), so a hop
+trusts the hop before it and not the attacker, as in the scenario.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ __all__ = ["LiveRow", "live_audit"]
 @dataclass(frozen=True)
 class LiveRow:
     """One audit row and what the live lab gave: the recorded peername and the verdict (None
-    when the row cannot run live), whether live and simulated verdicts agree."""
+    when the row did not run live), whether live and simulated verdicts agree."""
 
     row: Row
     live_recorded: str | None
@@ -34,20 +37,23 @@ class LiveRow:
         return None if self.live_verdict is None else self.live_verdict == self.row.verdict
 
 
-def live_audit(report: Report, *, proxies: str = "real", progress: str = "none"
-               ) -> Iterator[LiveRow]:
-    """Run *report*'s rows on the live lab (see the module documentation)."""
+def entry_name(report: Report, row: Row) -> str:
+    """The node *row*'s attacker dials: the hop at the row's position, or the broker."""
     topo = report.topology
-    last = len(topo.hops)
+    nodes = [*(h.name for h in topo.hops), topo.broker.name]
+    return nodes[row.position.index]
+
+
+def live_audit(report: Report, *, proxies: str = "real", progress: str = "none",
+               rows: list[Row] | None = None) -> Iterator[LiveRow]:
+    """Run *report*'s rows (or the chosen *rows* of it) on the live lab (see the module
+    documentation)."""
+    topo = report.topology
     with Lab(topo, proxies=proxies, progress=progress) as lab:
         attacker = lab.addresses[topo.client.name]
-        for row in report.rows:
-            if row.position.index not in (0, last):
-                yield LiveRow(row, None, None, "not run live: the lab dials only the first hop "
-                              "or the broker")
-                continue
+        for row in report.rows if rows is None else rows:
             probe = lab.connect(headers=row.attack.headers, forge_proxy=row.attack.proxy,
-                                direct=row.position.index == last and last > 0, raw=True)
+                                at=entry_name(report, row), raw=True)
             verdict, _ = judge_recorded(probe.peername, row.attack, attacker)
             # the simulator on the lab's own addresses, for the same bytes: agreement of the two
             # is the lab's own check; the row's verdict is the one on the scenario's addresses

@@ -59,8 +59,7 @@ from ..programs import (
     step,
 )
 from ..programs import speaks_http as hop_speaks_http
-from ..programs.nginx.grammar import parse_version
-from ..programs.nginx.tls import default_max_version
+from ..programs.nginx.tls import default_protocols
 from ..proxy_protocol import V2_SIGNATURE, Endpoint
 from ..tls import ClientHelloInfo, HandshakeResult, TlsSession, read_client_hello
 from ..topology import Topology
@@ -81,6 +80,8 @@ __all__ = [
 ]
 
 _MAX_HEAD = 64 * 1024
+#: the TLS versions the relays speak (older ones are not offered by the lab's clients)
+_TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
 # ==============================================================================================
@@ -371,9 +372,14 @@ class HopRelay:
         issued = self.pki.server(hop.addr, key_type="rsa" if key.startswith("RSA") else "ec")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if isinstance(hop, NginxStream | NginxHttp) and \
-                default_max_version(parse_version(hop.version)) == "TLSv1.2":
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        if isinstance(hop, NginxStream | NginxHttp):
+            # ssl_protocols (or the version's default): the relay's real handshake offers the
+            # same range, so a client the program refuses is refused here too
+            enabled = [v for v in (hop.ssl_protocols or default_protocols(hop.version))
+                       if v in _TLS_VERSIONS]
+            if enabled:
+                ctx.minimum_version = _TLS_VERSIONS[min(enabled)]
+                ctx.maximum_version = _TLS_VERSIONS[max(enabled)]
         ctx.load_cert_chain(issued.chain_file, issued.key_file)
         if asks_client_cert(hop):
             ctx.verify_mode = ssl.CERT_OPTIONAL

@@ -246,7 +246,28 @@ def _cert_facts(sslobj: ssl.SSLObject, ctx: ssl.SSLContext,
     # OpenSSL with SSL_VERIFY_PEER fails the handshake on a certificate that does not verify:
     # one that is here was verified (verify 0) — a context that verifies nothing has none
     verified = 0 if ctx.verify_mode != ssl.CERT_NONE else None
-    return Certificate(cn, label), verified
+    return Certificate(cn, label, _sent_chain(sslobj, der)), verified
+
+
+def _sent_chain(sslobj: ssl.SSLObject, leaf: bytes) -> bool:
+    """Whether the client sent more than its own certificate (its CA's too: ``cert_chain``).
+    Python 3.13 has ``get_unverified_chain``; 3.10–3.12 only its private C method (False
+    when neither is there)."""
+    getter = getattr(sslobj, "get_unverified_chain", None) or \
+        getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+    if getter is None:
+        return False
+    try:
+        chain = getter() or []
+    except (ssl.SSLError, ValueError):
+        return False
+    ders = []
+    for c in chain:
+        if isinstance(c, bytes | bytearray):
+            ders.append(bytes(c))
+        else:  # 3.11's private method returns _ssl.Certificate objects
+            ders.append(bytes(c.public_bytes(ssl._ssl.ENCODING_DER)))  # type: ignore[attr-defined]
+    return any(d != leaf for d in ders)
 
 
 async def server_handshake(ctx: ssl.SSLContext, raw_reader: asyncio.StreamReader,

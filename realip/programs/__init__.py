@@ -32,6 +32,7 @@ from ..errors import ConfigurationError
 from ..proxy_protocol import Endpoint
 from . import relay, spec
 from .aedes import broker as aedes_broker
+from .aedes import config as aedes_config
 from .aedes import fixes as aedes_fixes
 from .aedes import receive as aedes_receive
 from .base import (
@@ -131,6 +132,8 @@ class HopKind:
     #: onto loopback addresses)
     cidr_lists: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
+    #: settings holding ``allow``/``deny`` rule lists (``"allow CIDR"``, ``"deny all"``)
+    rule_lists: tuple[str, ...] = ()
     #: configuration changes that may close a forgery (the audit tries them on the simulator)
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
     #: the settings a scenario may give this kind (a pydantic model of the room's
@@ -208,16 +211,19 @@ def _aedes_settings() -> type:
 HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
-            lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream,
+            lambda n: False, cidr_lists=("set_real_ip_from",), rule_lists=("access",),
+            fixes=nginx_fixes.fixes_stream,
             schema=_nginx_stream_settings,
             speaks_tls=lambda n: n.listen_ssl or n.ssl_preread),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
-            cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http,
+            cidr_lists=("set_real_ip_from",), rule_lists=("access",),
+            fixes=nginx_fixes.fixes_http,
             schema=_nginx_http_settings, speaks_tls=lambda n: n.listen_ssl),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
-            cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",),
+            cidr_lists=("expect_proxy_from", "reject_unless_src"),
+            networks=("forwardfor_except",),
             fixes=haproxy_fixes.fixes, schema=_haproxy_settings,
             speaks_tls=lambda n: n.bind_ssl),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
@@ -235,7 +241,8 @@ BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for 
                read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
                schema=_mosquitto_settings),
     BrokerKind("aedes", "aedes", "aedes", aedes_broker.step, aedes_broker.trust,
-               lambda node, peer: True, fixes=aedes_fixes.fixes, schema=_aedes_settings),
+               lambda node, peer: True, read_config=aedes_config.from_aedes_options,
+               fixes=aedes_fixes.fixes, schema=_aedes_settings),
 )})
 
 #: Any hop's settings.
@@ -338,7 +345,8 @@ def fixes(node: Any, ctx: FixContext) -> Sequence[Fix]:
 def broker_from_config(kind: str, text: str, **options: Any
                        ) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Broker settings read from broker *kind*'s own configuration file (EMQX's HOCON,
-    ``mosquitto.conf``) and the warnings; *options* pick the listener (see each room)."""
+    ``mosquitto.conf``, aedes' ``createServer`` options) and the warnings; *options* pick the
+    listener (see each room)."""
     entry = BROKER_KINDS.get(kind)
     if entry is None or entry.read_config is None:
         readable = sorted(k for k, e in BROKER_KINDS.items() if e.read_config is not None)

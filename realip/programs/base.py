@@ -40,6 +40,7 @@ __all__ = [
     "TrustDecision",
     "VersionRule",
     "access_allowed",
+    "ca_label",
     "covers",
     "version_tuple",
 ]
@@ -324,11 +325,14 @@ class Imported:
 @dataclass(frozen=True)
 class FixContext:
     """Where a hop or broker stands when its room proposes fixes: the address of what sends to
-    it in the honest chain (the client for the first hop), and the attacker's own address."""
+    it in the honest chain (the client for the first hop), the attacker's own address, and the
+    addresses of every hop before it (*upstream*, nearest last: a recursive walk must trust
+    them all to reach the client)."""
 
     index: int
     sender_addr: str
     attacker_addr: str
+    upstream: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -349,3 +353,10 @@ class Fix:
         from dataclasses import replace
 
         return replace(target, **{self.setting: self.value})
+
+
+def ca_label(path: str) -> str:
+    """The CA label a certificate file stands for in the simulator: its name without
+    directories and extension (``/etc/nginx/clients-ca.pem`` → ``clients-ca``)."""
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.split(".", 1)[0] or base

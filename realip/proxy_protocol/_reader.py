@@ -146,19 +146,31 @@ class Reader:
                         if len(start) == 11 and lit != b"PROXY UNKNOWN":
                             self._v1 = _V1Prefix(start[9:10], 0, b"")
                         return None
+        buf = self._buf
+        key = None
+        if n <= V2_FIXED and buf[:1] == b"\r":
+            # the fixed part of a v2 header: decode()'s "incomplete" for these few bytes is
+            # remembered, so a header in tiny pieces costs no decode per piece (bytes 13, 14
+            # and 16 would each need one)
+            key = (bytes(buf), self._version, self._max, self._verify)
+            if key in _V2_INCOMPLETE:
+                if n == V2_FIXED:
+                    self._need = V2_FIXED + ((buf[14] << 8) | buf[15])
+                return None
         try:
-            header = decode(bytes(self._buf), version=self._version, max_v2_size=self._max,
+            header = decode(bytes(buf), version=self._version, max_v2_size=self._max,
                             verify_crc32c=self._verify)
         except InvalidProxyHeader as exc:
             self._error = exc
             self._v1 = None
             raise
         if header is None:
-            buf = self._buf
             if len(buf) >= V2_FIXED and buf[:12] == V2_SIGNATURE:
                 self._need = V2_FIXED + ((buf[14] << 8) | buf[15])
             elif buf[:1] == b"P":
                 self._v1 = _V1Prefix.after(bytes(buf))
+            if key is not None and len(_V2_INCOMPLETE) < _V2_REMEMBERED:
+                _V2_INCOMPLETE[key] = None
             return None
         self._header = header
         self._v1 = None  # from here on every byte is the application's
@@ -183,6 +195,11 @@ def ipv6_ok(text: bytes) -> bool:
 
 
 _V1_STARTS = (b"PROXY TCP4 ", b"PROXY TCP6 ", b"PROXY UNKNOWN")
+#: v2 prefixes of at most 16 bytes (with the reader's options) that decode() found incomplete:
+#: the verdict depends on those bytes alone.  Bounded, so a flood of distinct lengths cannot
+#: grow it: past the bound, prefixes are simply decoded
+_V2_INCOMPLETE: dict[tuple[bytes, int | None, int, bool], None] = {}
+_V2_REMEMBERED = 4096
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _DIGITS = frozenset(b"0123456789")
 
@@ -194,7 +211,7 @@ class _V1Prefix:
     would still say "incomplete" (a property test holds it to decode() on every prefix); for any
     other byte it says False and the reader asks decode()."""
 
-    __slots__ = ("colons", "dbl", "field", "first", "glen", "n", "six", "val")
+    __slots__ = ("colons", "dbl", "field", "first", "glen", "lead", "n", "six", "val")
 
     def __init__(self, proto: bytes, field: int, text: bytes) -> None:
         self.six = proto == b"6"
@@ -204,6 +221,7 @@ class _V1Prefix:
     def _start(self, text: bytes) -> None:
         self.n = len(text)  # characters of the field so far
         self.first = text[:2]  # how the field starts (a lone leading ":" needs another)
+        self.lead = self.first[:1] != b":" or self.first == b"::"  # a hex digit may follow
         self.colons = text.count(b":")
         self.dbl = b"::" in text
         # the current octet / group / port: its length and (decimal) value
@@ -245,6 +263,8 @@ class _V1Prefix:
                 self.n = self.glen = self.colons = 0
                 self.val = -1
                 self.first = b""
+                self.lead = True
+                self.dbl = False  # a "::" of the source says nothing about the destination
                 return True
             return False
         if b == 0x0D:  # CR after the destination port: "…1883\r" is still a valid prefix
@@ -276,14 +296,16 @@ class _V1Prefix:
                 self.n += 1
                 return True
             return False
-        # IPv6 text: hex groups of at most four, at most six colons here (more: decode())
+        # IPv6 text: hex groups of at most four, at most six colons here (more: decode());
+        # a hex digit after a seventh colon may make a ninth group: decode() judges it
         if b in _HEX:
-            if self.glen < 4 and self.n < 39 and (self.first[:1] != b":" or
-                                                  self.first == b"::"):
+            n = self.n
+            if self.glen < 4 and n < 39 and self.lead and self.colons < 7:
                 self.glen += 1
-                self.n += 1
-                if self.n <= 2:
-                    self.first += bytes((b,))
+                self.n = n + 1
+                if n < 2:
+                    first = self.first = self.first + bytes((b,))
+                    self.lead = first[:1] != b":" or first == b"::"
                 return True
             return False
         if b == 0x3A and self.colons < 6 and (self.glen or (not self.dbl and self.n and

@@ -1,4 +1,4 @@
-"""Notebook 09's form: paste configurations, pick a client and forged headers, see what the
+"""Notebook 10's form: paste configurations, pick a client and forged headers, see what the
 broker records and why.  The work is :func:`realip.teaching.explore`; this is only its face."""
 
 from __future__ import annotations

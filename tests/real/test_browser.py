@@ -38,7 +38,7 @@ pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 NOTEBOOK = "05-websocket-multi-tier.ipynb"
-STUDENT = "08-workshop-exercises-student.ipynb"
+STUDENT = "09-workshop-exercises-student.ipynb"
 #: This suite's loopback address (each test suite that listens has its own 127.0.x.0/24).
 HOST = "127.0.46.1"
 REQUIRE = os.environ.get("REALIP_REQUIRE_REAL") == "1"

@@ -271,6 +271,32 @@ def _curated() -> list[Topology]:
                                  proxy_set_header=(("Host", "$host"),
                                                    ("X-Real-IP", "$remote_addr")))),
                  broker=Broker(addr=_BROKER, port=8083, listener="ws")),
+        # nginx's allow/deny (stream: on the TCP peer, before the PROXY header is read) and
+        # HAProxy's tcp-request connection reject: the fixes for a tier anyone can reach
+        Topology(name="cur-stream-access-denies-client",
+                 client=Client(addr=_CLIENTS[0], port=1),
+                 hops=(NginxStream(**edge, access=("allow 172.16.0.0/24", "deny all"),
+                                   proxy_protocol="on"),),
+                 broker=Broker(**lan, proxy_protocol=True)),
+        Topology(name="cur-stream-access-allows-client",
+                 client=Client(addr=_CLIENTS[0], port=1),
+                 hops=(NginxStream(**edge, access=("deny 10.0.0.0/8", "allow all"),
+                                   proxy_protocol="on"),),
+                 broker=Broker(**lan, proxy_protocol=True)),
+        Topology(name="cur-http-access-after-realip",
+                 client=Client(addr=_CLIENTS[1], port=1, transport="ws"),
+                 hops=(NginxHttp(**edge, port=8083,
+                                 proxy_set_header=(("X-Forwarded-For", "$remote_addr"),)),
+                       NginxHttp(name="lb2", addr=_HOP_ADDRS[1], port=8083,
+                                 set_real_ip_from=("172.16.0.0/24",),
+                                 real_ip_header="X-Forwarded-For",
+                                 access=(f"deny {_CLIENTS[1]}", "allow all"))),
+                 broker=Broker(addr=_BROKER, port=8083, listener="ws")),
+        Topology(name="cur-haproxy-reject-unless-src",
+                 client=Client(addr=_CLIENTS[0], port=1),
+                 hops=(HAProxy(**edge, reject_unless_src=("172.16.0.0/24",),
+                               send_proxy="v2"),),
+                 broker=Broker(**lan, proxy_protocol=True)),
         # HAProxy cleans Connection: keep-alive / close tokens set by nginx
         Topology(name="cur-connection-tokens",
                  client=Client(addr=_CLIENTS[0], port=1, transport="ws"),
@@ -560,7 +586,9 @@ def _run(lab: Lab, st: Stage) -> str:
             client.bind((st.plan[topo.client.name], 0))
             client.connect((st.plan[hop0.name], st.ports[hop0.name]))
             trace = simulate(st.mapped(client.getsockname()[1]))
-            client.sendall(trace.links[0].data)
+            # refused at accept (tcp-request connection reject): checked below
+            with contextlib.suppress(ConnectionResetError):
+                client.sendall(trace.links[0].data)
             where = f"{topo.name} stage {st.k} ({topo.hops[st.k].name} → {target.name})"
             reject = _first_rejection(trace, st.k + 1)
             if reject is None:
@@ -580,6 +608,11 @@ def _run(lab: Lab, st: Stage) -> str:
             rejecting = topo.hops[reject]
             running = lab.haproxy if isinstance(rejecting, HAProxy) else lab.nginx
             assert running is not None and view.log is not None
+            if view.log.startswith("(no log line"):
+                new = running.log_since(logs["haproxy" if isinstance(rejecting, HAProxy)
+                                             else "nginx"]).decode("latin-1")
+                assert "reject" not in new.lower() and st.plan[topo.client.name] not in new, new
+                return "rejected"
             name = "haproxy" if isinstance(rejecting, HAProxy) else "nginx"
             found = _logged(running, logs[name], view.log)
             assert found is not None, (f"{where}: {view.log!r} not logged:\n"

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,8 @@ class AedesListener:
     ``ws``), its events and its crashes."""
 
     def __init__(self, listens: Sequence[tuple[str, str, int]], *, node: str | None = None,
-                 directory: Path | None = None) -> None:
+                 directory: Path | None = None, options: Mapping[str, Any] | None = None
+                 ) -> None:
         info = find_aedes()
         self.node = node or (info.path if info else None)
         if self.node is None or info is None:
@@ -104,6 +105,9 @@ class AedesListener:
         self.info = info
         self.listens = [(k, h, int(p)) for k, h, p in listens]
         self.directory = directory
+        #: createServer's options instead of the lab's ``trustProxy: true`` (JSON data, as in
+        #: an options file; ``ws`` follows each listener's kind)
+        self.options = None if options is None else dict(options)
         self.proc: subprocess.Popen[bytes] | None = None
         self.events: list[AedesEvent] = []
         self.generation = -1
@@ -121,6 +125,8 @@ class AedesListener:
         cmd = [self.node, str(SERVER)]
         for kind, host, port in self.listens:
             cmd += ["--listen", f"{kind}:{host}:{port}"]
+        if self.options is not None:
+            cmd += ["--options", json.dumps(self.options)]
         return cmd
 
     @property

@@ -54,8 +54,18 @@ process.on('uncaughtExceptionMonitor', (err, origin) => {
 })
 
 const listens = []
+// --options JSON: the createServer options to use instead of the lab's trustProxy: true
+// (an options file as a user writes it: realip/programs/aedes/config.py reads the same file;
+// ws still follows each --listen KIND)
+let options = null
 for (let i = 2; i < process.argv.length; i++) {
-  if (process.argv[i] === '--listen') {
+  if (process.argv[i] === '--options') {
+    options = JSON.parse(process.argv[++i])
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      process.stderr.write('--options takes a JSON object\n')
+      process.exit(2)
+    }
+  } else if (process.argv[i] === '--listen') {
     const spec = process.argv[++i]
     const m = /^(tcp|ws):(.+):(\d+)$/.exec(spec || '')
     if (!m) {
@@ -93,7 +103,9 @@ const versions = {
 
 let pending = listens.length
 for (const l of listens) {
-  const server = createServer(broker, { trustProxy: true, protocolDecoder, ws: l.kind === 'ws' })
+  const server = createServer(broker, options === null
+    ? { trustProxy: true, protocolDecoder, ws: l.kind === 'ws' }
+    : { ...options, ws: l.kind === 'ws' })
   server.on('error', (err) => {
     emit({ event: 'error', listen: l, error: text(err) })
     process.exit(3)

@@ -136,6 +136,7 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str,
                          "bytes are not a TLS record (OTP ssl sends a fatal alert and closes)")
     asks = verify == "verify_peer"
     result = handshake(session, key="EC256", asks_cert=asks, trusted_cas=(cacertfile,))
+    assert result is not None  # OTP's ssl enables TLS 1.2 and 1.3, what every client offers
     if asks and result.cert is not None and result.verify:
         return Handshake(False, result, f"ssl verify_peer: the client certificate "
                          f"{result.cert.subject_dn} is not signed by {cacertfile}: handshake "

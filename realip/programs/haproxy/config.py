@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ...errors import ConfigurationError
-from ..base import Imported
+from ..base import Imported, ca_label
 from .hops import HAProxy
 
 __all__ = ["from_haproxy_cfg", "main", "sections"]
@@ -49,13 +49,20 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     if hop.bind_ssl:
         # <hop>.pem: certificate and key in one file, as HAProxy's crt takes them
         bind += f" ssl crt {tls_dir}/{hop.name}.pem"
+        if hop.alpn:
+            bind += " alpn " + ",".join(hop.alpn)
         if hop.verify != "none":
             bind += f" ca-file {tls_dir}/{hop.ca_file}.pem verify {hop.verify}"
             if hop.crt_ignore_err:
                 bind += " crt-ignore-err all"
+            if hop.ca_ignore_err:
+                bind += " ca-ignore-err all"
     # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
     # header) at all, only "Connect from" lines
     front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
+    if hop.reject_unless_src:
+        front.append("tcp-request connection reject unless { src "
+                     + " ".join(hop.reject_unless_src) + " }")
     if hop.expect_proxy_from:
         front.append("tcp-request connection expect-proxy layer4 if { src "
                      + " ".join(hop.expect_proxy_from) + " }")
@@ -190,15 +197,23 @@ def from_haproxy_cfg(text: str, *, name: str = "lb", addr: str, public: str | No
             warnings.append(f"{front['at']}: {front['section']} has no bind (skipped)")
             continue
         server = back["server"]
-        send: Literal["off", "v1", "v2"] = "v2" if "send-proxy-v2" in server["options"] else (
-            "v1" if "send-proxy" in server["options"] else "off")
+        sopts = server["options"]
+        if "ssl" in sopts:
+            warnings.append(f"{back['at']}: server … ssl: TLS from HAProxy to the server is not "
+                            "modelled (the simulation sends the plaintext)")
+        send: Literal["off", "v1", "v2", "v2-ssl", "v2-ssl-cn"] = (
+            "v2-ssl-cn" if "send-proxy-v2-ssl-cn" in sopts else
+            "v2-ssl" if "send-proxy-v2-ssl" in sopts else
+            "v2" if "send-proxy-v2" in sopts else "v1" if "send-proxy" in sopts else "off")
         ff = front.get("forwardfor") or back.get("forwardfor")
-        for port, accept_proxy in front["binds"]:
+        for port, accept_proxy, tls in front["binds"]:
             hops.append(HAProxy(
+                **tls,
                 name=name if not hops else f"{name}-{len(hops) + 1}", addr=addr, public=public,
                 port=port, source_port=source_port, mode=fmode,
                 accept_proxy=accept_proxy or front.get("expect_always", False),
                 expect_proxy_from=tuple(front.get("expect_proxy_from", ())),
+                reject_unless_src=tuple(front.get("reject_unless_src", ())),
                 send_proxy=send, proxy_v2_options=tuple(server.get("v2_options", ())),
                 forwardfor=ff is not None, forwardfor_except=(ff or {}).get("except"),
                 forwardfor_if_none=bool((ff or {}).get("if-none")),
@@ -283,8 +298,52 @@ def _hap_line(where: str, words: list[str], conf: dict[str, Any], warnings: list
         tail = words[1].rsplit(":", 1)[-1] if len(words) > 1 else ""
         if not tail.isdigit():
             raise ConfigurationError(f"{where}: bind {' '.join(words[1:])}: missing port")
-        conf["binds"].append((int(tail), "accept-proxy" in words[2:]))
-        other = [w for w in words[2:] if w != "accept-proxy"]
+        opts = words[2:]
+        tls: dict[str, Any] = {}
+        other: list[str] = []
+        i = 0
+        while i < len(opts):
+            w = opts[i]
+            value = opts[i + 1] if i + 1 < len(opts) else None
+            if w in ("accept-proxy",):
+                i += 1
+            elif w == "ssl":
+                tls["bind_ssl"] = True
+                i += 1
+            elif w in ("crt", "ca-file", "verify", "alpn", "crt-ignore-err", "ca-ignore-err",
+                       "name", "ssl-min-ver", "ssl-max-ver", "ciphers", "ciphersuites"):
+                if value is None:
+                    raise ConfigurationError(f"{where}: bind: '{w}' expects an argument")
+                if w == "crt":
+                    tls["crt"] = value
+                elif w == "ca-file":
+                    tls["ca_file"] = ca_label(value)
+                elif w == "verify":
+                    if value not in ("none", "optional", "required"):
+                        raise ConfigurationError(f"{where}: bind: verify: unknown verify "
+                                                 f"setting '{value}' (allowed: none, optional,"
+                                                 " required)")
+                    tls["verify"] = value
+                elif w == "alpn":
+                    tls["alpn"] = tuple(value.split(","))
+                elif w in ("crt-ignore-err", "ca-ignore-err"):
+                    if value != "all":
+                        warnings.append(f"{where}: bind {w} {value}: only 'all' is modelled "
+                                        "(a list of error ids is read as all)")
+                    tls[w.replace("-", "_")] = True
+                i += 2
+            else:
+                other.append(w)
+                i += 1
+        if tls.get("bind_ssl") and "crt" not in tls:
+            raise ConfigurationError(f"{where}: bind {words[1]}: 'ssl' needs a certificate "
+                                     "('crt'); haproxy -c: no certificate specified")
+        if tls.get("verify", "none") != "none" and "ca_file" not in tls:
+            raise ConfigurationError(f"{where}: bind {words[1]}: verify {tls['verify']} needs "
+                                     "a 'ca-file' (haproxy -c: verify is enabled but no CA "
+                                     "file specified)")
+        tls.pop("crt", None)
+        conf["binds"].append((int(tail), "accept-proxy" in opts, tls))
         if other:
             warnings.append(f"{where}: bind options {other} are not modelled")
     elif key == "acl" and len(words) >= 3:
@@ -324,6 +383,17 @@ def _hap_line(where: str, words: list[str], conf: dict[str, Any], warnings: list
                                           else words[1:3]))
         if len(words) > (4 if words[1] == "set-header" else 3):
             warnings.append(f"{where}: conditions on http-request rules are not evaluated")
+    elif key == "tcp-request" and words[1:3] == ["connection", "reject"] and \
+            words[3:4] in (["unless"], ["if"]):
+        # "reject unless { src … }" / "reject if !{ src … }": only these peers may connect
+        cond = ["if", *words[4:]] if words[3] == "unless" else (
+            ["if", "{", *words[5:]] if words[4:5] == ["!{"] else None)
+        cidrs = _hap_condition(where, cond, conf["acls"]) if cond is not None else None
+        if cidrs is None:
+            raise ConfigurationError(f"{where}: tcp-request connection reject "
+                                     f"{' '.join(words[3:])}: realip evaluates 'unless {{ src "
+                                     "… }}' (or 'if !{ src … }') only")
+        conf["reject_unless_src"] = cidrs
     elif key == "tcp-request" and words[1:4] == ["connection", "expect-proxy", "layer4"]:
         cidrs = _hap_condition(where, words[4:], conf["acls"])
         if cidrs is None:

@@ -46,12 +46,19 @@ class HAProxy(Host):
     proxy_v2_options: tuple[str, ...] = ()
     #: ``bind … ssl crt …``: terminates TLS with a certificate whose key is ``ssl_key``;
     #: ``verify`` asks for client certificates checked against the CA (a label) in ``ca_file``;
-    #: ``crt_ignore_err`` (``crt-ignore-err all``) lets failed ones through
+    #: ``crt_ignore_err`` / ``ca_ignore_err`` (``crt-ignore-err all``, ``ca-ignore-err all``)
+    #: let ones that fail at the leaf / in the chain through
     bind_ssl: bool = False
     ssl_key: str = "EC256"
     verify: Literal["none", "optional", "required"] = "none"
     ca_file: str = "clients-ca"
     crt_ignore_err: bool = False
+    ca_ignore_err: bool = False
+    #: ``bind … alpn …``: the protocols it negotiates (HAProxy's preference order)
+    alpn: tuple[str, ...] = ()
+    #: ``tcp-request connection reject unless { src … }``: only these peers may connect
+    #: (empty: no such rule)
+    reject_unless_src: tuple[str, ...] = ()
     forwardfor: bool = False
     forwardfor_except: str | None = None
     forwardfor_if_none: bool = False
@@ -80,6 +87,20 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
                          f"{'expects' if matched else 'does not expect'} a header from "
                          f"{format_ip(conn.peer.host)}")  # type: ignore[arg-type]
     kind = f"haproxy-{node.mode}"
+    if node.reject_unless_src:
+        allowed = not isinstance(conn.peer.host, str) and \
+            _compiled(tuple(node.reject_unless_src))(conn.peer.host)
+        decisions.append(f"tcp-request connection reject unless {{ src "
+                         f"{' '.join(node.reject_unless_src)} }}: "
+                         f"{_hap_addr(conn.peer)} is {'allowed' if allowed else 'rejected'}")
+        if not allowed:
+            # the first rule set HAProxy runs, before any byte is read; a rejected
+            # connection is closed at once and counted, not logged
+            return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                    tuple(decisions), False,
+                                    "(no log line: tcp-request connection reject closes the "
+                                    "connection before HAProxy logs it)"),
+                            ok=False)
     if expect:
         acc = RECEIVER.accepts(data, node.version)
         if not acc.accepted:
@@ -100,7 +121,8 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     tls_state: str | None = None
     if node.bind_ssl:
         t = terminate(conn.tls, data, verify=node.verify, ca_file=node.ca_file,
-                      key=node.ssl_key, crt_ignore_err=node.crt_ignore_err)
+                      key=node.ssl_key, crt_ignore_err=node.crt_ignore_err,
+                      ca_ignore_err=node.ca_ignore_err)
         decisions += t.decisions
         if not t.ok:
             return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
@@ -162,6 +184,14 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     parts.append(("http", head.encode("latin-1")))
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
                             acceptance=acc, tls=tls_state), tuple(parts))
+
+
+def _negotiated_alpn(node: HAProxy, session: Any) -> str | None:
+    """The protocol ``bind … alpn`` negotiates with the client (OpenSSL's
+    SSL_select_next_proto: the first of the server's list the client offers), or None."""
+    if session is None or not node.alpn or not session.alpn:
+        return None
+    return next((p for p in node.alpn if p in session.alpn), None)
 
 
 def _tlv_words(node: HAProxy, result: object) -> str:
@@ -261,6 +291,11 @@ def _hap_send(node: HAProxy, src: Endpoint, dst: Endpoint, result: Any = None,
         return build(src, dst, version=1, style="haproxy")
     opts = _v2_options(node)
     tlvs: list[TLV] = []
+    alpn = _negotiated_alpn(node, session)
+    if alpn is not None:
+        # conn_get_alpn on the frontend connection: written whenever ALPN was negotiated,
+        # with or without any proxy-v2-options
+        tlvs.append(TLV(TLVType.ALPN, alpn.encode("ascii")))
     if "authority" in opts and session is not None and session.server_name:
         tlvs.append(TLV(TLVType.AUTHORITY, session.server_name.encode("ascii")))
     if "unique-id" in opts:

@@ -40,7 +40,7 @@ class Terminated:
 
 
 def terminate(session: TlsSession | None, clear: bytes, *, verify: str, ca_file: str,
-              key: str, crt_ignore_err: bool) -> Terminated:
+              key: str, crt_ignore_err: bool, ca_ignore_err: bool = False) -> Terminated:
     """``bind … ssl``'s handshake on bytes *clear* then *session*."""
     if session is None or clear:
         return Terminated(False, None, {}, (f"bind … ssl: {clear[:16]!r} is not a TLS "
@@ -48,6 +48,7 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str, ca_file:
                           "SSL handshake failure")
     asks = verify in ("optional", "required")
     result = handshake(session, key=key, asks_cert=asks, trusted_cas=(ca_file,))
+    assert result is not None  # HAProxy 2.6 enables TLS 1.2 and 1.3 by default
     decisions = [f"bind … ssl: terminates TLS ({result.protocol}, {result.cipher}"
                  + (f", SNI {session.server_name}" if session.server_name else ", no SNI")
                  + ")"]
@@ -55,12 +56,19 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str, ca_file:
         decisions.append("verify required: the client sent no certificate: handshake fails")
         return Terminated(False, result, {}, tuple(decisions), "SSL handshake failure")
     if result.cert is not None and result.verify:
-        if not crt_ignore_err:
+        # ssl_sock_bind_verifycbk: an error at depth 0 (the leaf: 21) is the certificate's,
+        # at depth > 0 (the client's own root in the chain: 19) the CA chain's
+        at_leaf = result.verify != 19
+        ignored, which = (crt_ignore_err, "crt-ignore-err") if at_leaf else \
+            (ca_ignore_err, "ca-ignore-err")
+        if not ignored:
             decisions.append(f"verify {verify}: the certificate {result.cert.subject_dn} is "
-                             f"not signed by {ca_file}: handshake fails")
+                             f"not signed by {ca_file} (error {result.verify}"
+                             f"{'' if at_leaf else ', in the chain'}): handshake fails")
             return Terminated(False, result, {}, tuple(decisions),
-                              "SSL client certificate not trusted")
-        decisions.append(f"verify {verify}, crt-ignore-err all: the certificate "
+                              "SSL client certificate not trusted" if at_leaf
+                              else "SSL client CA chain cannot be verified")
+        decisions.append(f"verify {verify}, {which} all: the certificate "
                          f"{result.cert.subject_dn} fails verification (error "
                          f"{result.verify}) and is let through")
     elif result.cert is not None:

@@ -16,6 +16,13 @@ def _trust_sender(node: NginxHttp | NginxStream, ctx: FixContext) -> list[Fix]:
     if node.set_real_ip_from != (ctx.sender_addr,):
         out.append(Fix(node.name, "set_real_ip_from", (ctx.sender_addr,),
                        f"set_real_ip_from {ctx.sender_addr};  # only the hop before it"))
+    # a recursive walk over a chain needs every hop before it trusted, and nobody else
+    chain = tuple(dict.fromkeys(ctx.upstream))
+    if len(chain) > 1 and isinstance(node, NginxHttp) and node.real_ip_recursive and \
+            node.set_real_ip_from != chain:
+        out.append(Fix(node.name, "set_real_ip_from", chain,
+                       " ".join(f"set_real_ip_from {a};" for a in chain)
+                       + "  # only the hops before it"))
     if node.set_real_ip_from:
         out.append(Fix(node.name, "set_real_ip_from", (),
                        "# no set_real_ip_from: trust nobody's header"))

@@ -25,7 +25,7 @@ from .http_realip import (
     nginx_realip,
 )
 from .receive import RECEIVER, read_http_listener
-from .tls import default_max_version, preread_variables, terminate
+from .tls import default_protocols, preread_variables, terminate
 from .variables import check_variables
 
 __all__ = [
@@ -60,10 +60,15 @@ class NginxStream(Host):
     #: the CA (a label) ``ssl_client_certificate`` holds
     ssl_client_certificate: str = "clients-ca"
     ssl_key: str = "EC256"
+    #: ``ssl_protocols`` (None: the version's default — no TLSv1.3 before 1.23.4)
+    ssl_protocols: tuple[str, ...] | None = None
     #: ``ssl_preread on``: reads the ClientHello's SNI and ALPN, passes TLS on unread
     ssl_preread: bool = False
     #: ``proxy_ssl on``: opens TLS to the upstream (after the PROXY header, in clear)
     proxy_ssl: bool = False
+    #: ``allow`` / ``deny`` rules (ngx_stream_access_module) in order, on the TCP peer:
+    #: ``"allow 172.16.0.0/24"``, ``"deny all"``
+    access: tuple[str, ...] = ()
     version: str = "1.22.1"
 
 
@@ -141,6 +146,9 @@ class NginxHttp(Host):
     ssl_verify_client: Literal["off", "on", "optional", "optional_no_ca"] = "off"
     ssl_client_certificate: str = "clients-ca"
     ssl_key: str = "EC256"
+    ssl_protocols: tuple[str, ...] | None = None
+    #: ``allow`` / ``deny`` rules (ngx_http_access_module) in order, on ``$remote_addr``
+    access: tuple[str, ...] = ()
     version: str = "1.22.1"
 
     def __post_init__(self) -> None:
@@ -212,6 +220,11 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
                                  "'proxy_protocol v2' (it must be on or off; v2 came in 1.31.4)")
     decisions: list[str] = []
     variables: dict[str, str] = {}
+    if not _ngx_access(node, conn.peer, decisions):
+        # the stream access module runs in the access phase, before the PROXY header and
+        # the handshake are read: the connection is closed at once
+        return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                                tuple(decisions), False, "access forbidden by rule"), ok=False)
     ok, log, consumed, info, acc = _ngx_pp(node, conn, decisions, variables)
     if not ok:
         return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
@@ -245,7 +258,7 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     if node.listen_ssl:
         t = terminate(conn.tls, payload, verify_client=node.ssl_verify_client,
                       trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False,
-                      max_version=default_max_version(ngx.parse_version(node.version)))
+                      protocols=node.ssl_protocols or default_protocols(node.version))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:
@@ -285,6 +298,23 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
                             tuple(decisions), acceptance=acc, tls=tls_state), tuple(parts),
                     tls=tls_out)
+
+
+def _ngx_access(node: NginxStream | NginxHttp, peer: Endpoint, decisions: list[str],
+                addr: Any = None) -> bool:
+    """``allow`` / ``deny`` in order, the first that matches decides; none matching allows
+    (ngx_stream_access_module / ngx_http_access_module)."""
+    if not node.access:
+        return True
+    from ..base import access_allowed
+
+    ip = addr if addr is not None else peer.host
+    if isinstance(ip, str):
+        return True  # a UNIX peer: the modules match unix: rules only
+    allowed = access_allowed(node.access, ip)
+    decisions.append(f"{'; '.join(node.access)}: {format_ip(ip)} is "
+                     f"{'allowed' if allowed else 'denied'}")
+    return allowed
 
 
 def _ngx_send(node: NginxStream, src: IP, sport: int, local: Endpoint) -> bytes:
@@ -381,7 +411,7 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     elif node.listen_ssl:
         t = terminate(conn.tls, body, verify_client=node.ssl_verify_client,
                       trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True,
-                      max_version=default_max_version(ngx.parse_version(node.version)))
+                      protocols=node.ssl_protocols or default_protocols(node.version))
         decisions += t.decisions
         variables.update(t.variables)
         if not t.ok:
@@ -418,6 +448,19 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
         decisions.append(f"realip ({node.real_ip_header}, recursive "
                          f"{'on' if node.real_ip_recursive else 'off'}): {r.reason}")
     variables.update(dict(r.variables))
+    # the access phase comes after realip's post-read phase: the rules see $remote_addr
+    from ipaddress import ip_address
+
+    remote = r.variables.get("remote_addr", "")
+    try:
+        remote_ip: Any = ip_address(remote)
+    except ValueError:
+        remote_ip = conn.peer.host
+    if not _ngx_access(node, conn.peer, decisions, remote_ip):
+        decisions.append("answers 403 Forbidden and closes")
+        return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                tuple(decisions), False, "access forbidden by rule",
+                                acceptance=acc, resolution=r), ok=False)
     host_header = next((v for k, v in headers if k.lower() == "host"), "")
     local_ip: IP = conn.local.host  # type: ignore[assignment]
     extra = {

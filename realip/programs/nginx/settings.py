@@ -105,6 +105,43 @@ def _maps(value: Any) -> tuple[NginxMap, ...]:
     return tuple(out)
 
 
+_PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+def _protocols(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    value = one_or_many(value)
+    if isinstance(value, str):
+        value = value.split()
+    if isinstance(value, tuple):
+        value = list(value)
+    if not isinstance(value, list) or not value:
+        raise error("ssl_protocols", f"{value!r} is not a list of protocols")
+    for v in value:
+        if v not in _PROTOCOLS:
+            raise error("ssl_protocols", f'invalid value "{v}" in "ssl_protocols" directive')
+    return tuple(value)
+
+
+def _access(value: Any) -> tuple[str, ...]:
+    value = one_or_many(value)
+    if not isinstance(value, (list, tuple)):
+        raise error("access", f"{value!r} is not a list of allow/deny rules")
+    for i, rule in enumerate(value):
+        verb, _, target = rule.strip().partition(" ") if isinstance(rule, str) else ("", "", "")
+        target = target.strip()
+        if verb not in ("allow", "deny") or not target:
+            raise error("access", f'rule {i}: {rule!r} is not "allow ADDRESS|CIDR|all" or '
+                        '"deny ADDRESS|CIDR|all"')
+        if target != "all":
+            try:
+                grammar.ptocidr(target)
+            except ConfigurationError as exc:
+                raise error("access", f"rule {i}: {exc}") from None
+    return tuple(v.strip() for v in value)
+
+
 class _Nginx(HostSettings):
     listen_proxy_protocol: Flag = Field(False, description="`listen … proxy_protocol`: read "
                                         "a PROXY header from every peer")
@@ -121,6 +158,14 @@ class _Nginx(HostSettings):
     ssl_client_certificate: CaLabel = Field("clients-ca", description="the CA (a label) in "
                                             "`ssl_client_certificate`")
     ssl_key: KeyAlg = Field("EC256", description="the key type of nginx's own certificate")
+    access: Annotated[tuple[str, ...], BeforeValidator(_access),
+                      Allowed('"allow CIDR" | "deny CIDR" | "allow all" | "deny all", in order')
+                      ] = Field((), description="`allow` / `deny` rules in order (stream: on "
+                                "the TCP peer; http: on $remote_addr after realip)")
+    ssl_protocols: Annotated[tuple[str, ...] | None, BeforeValidator(_protocols),
+                             Allowed("TLSv1 | TLSv1.1 | TLSv1.2 | TLSv1.3, or null")] = Field(
+        None, description="`ssl_protocols` (null: the version's default; TLSv1.3 joined it "
+        "in 1.23.4)")
     version: Version = Field("1.22.1", description="the nginx version modelled")
 
 

@@ -13,20 +13,11 @@ checks and their 400 pages), ``src/stream/ngx_stream_ssl_preread_module.c``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ...tls import HandshakeResult, TlsSession, handshake, looks_like_tls, read_client_hello
 
-__all__ = ["Terminated", "default_max_version", "preread_variables", "terminate",
-           "verify_error_optional"]
-
-
-def default_max_version(version: tuple[int, ...]) -> str:
-    """The highest TLS version nginx *version* enables when ``ssl_protocols`` is not set: its
-    default was ``TLSv1 TLSv1.1 TLSv1.2`` until 1.23.4 added TLSv1.3 (CHANGES 1.23.4) — the
-    real Debian 1.22.1 answers a client offering TLS 1.3 with TLS 1.2, and refuses one that
-    offers only 1.3 ("unsupported protocol")."""
-    return "TLSv1.3" if version >= (1, 23, 4) else "TLSv1.2"
+__all__ = ["Terminated", "preread_variables", "terminate", "verify_error_optional"]
 
 #: X509 errors ``ssl_verify_client optional_no_ca`` lets through (ngx_ssl_verify_error_optional)
 _OPTIONAL_NO_CA = frozenset({2, 18, 19, 20, 21, 27})
@@ -58,18 +49,23 @@ def _openssl_error(data: bytes) -> str:
     return "error:0A00010B:SSL routines::wrong version number"
 
 
+def default_protocols(version: str) -> tuple[str, ...]:
+    """``ssl_protocols``'s default: ``TLSv1 TLSv1.1 TLSv1.2`` up to 1.23.3, ``TLSv1.2 TLSv1.3``
+    from 1.23.4 (recorded with 1.22.1: a TLS-1.3-only client gets "unsupported protocol", one
+    that also offers 1.2 gets TLSv1.2)."""
+    from .grammar import parse_version
+
+    if parse_version(version) >= (1, 23, 4):
+        return ("TLSv1.2", "TLSv1.3")
+    return ("TLSv1", "TLSv1.1", "TLSv1.2")
+
+
 def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
               trusted_ca: str, key: str, http: bool,
-              max_version: str = "TLSv1.3") -> Terminated:
+              protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")) -> Terminated:
     """nginx's handshake on a ``listen … ssl`` connection whose bytes after any PROXY header
-    are *clear* then *session*; *max_version* is the highest protocol ``ssl_protocols``
-    enables (:func:`default_max_version`)."""
+    are *clear* then *session*, with ``ssl_protocols`` *protocols*."""
     decisions: list[str] = []
-    if session is not None and session.version == "TLSv1.3" and max_version == "TLSv1.2":
-        # the client offers 1.3 and 1.2 (OpenSSL's default): they agree on 1.2
-        decisions.append("ssl_protocols (default TLSv1 TLSv1.1 TLSv1.2 before nginx 1.23.4): "
-                         "TLSv1.3 is not enabled: the handshake negotiates TLSv1.2")
-        session = replace(session, version="TLSv1.2")
     if session is None or clear:
         first = clear or b""
         if http and first[:1] not in (b"\x16", b"\x80") and first:
@@ -89,7 +85,14 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
         return Terminated(False, None, {}, tuple(decisions),
                           f"SSL_do_handshake() failed (SSL: {err}) while SSL handshaking")
     asks = verify_client != "off"
-    result = handshake(session, key=key, asks_cert=asks, trusted_cas=(trusted_ca,))
+    result = handshake(session, key=key, asks_cert=asks, trusted_cas=(trusted_ca,),
+                       protocols=protocols)
+    if result is None:
+        decisions.append(f"listen … ssl: ssl_protocols {' '.join(protocols)} and the client "
+                         f"(up to {session.version}) share no version: the handshake fails")
+        return Terminated(False, None, {}, tuple(decisions),
+                          "SSL_do_handshake() failed (SSL: error:0A000102:SSL routines::"
+                          "unsupported protocol) while SSL handshaking")
     variables = {"ssl_protocol": result.protocol, "ssl_cipher": result.cipher,
                  "ssl_server_name": session.server_name or "",
                  "ssl_client_s_dn": result.cert.subject_dn if result.cert else "",
@@ -97,8 +100,6 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
     decisions.append(f"listen … ssl: terminates TLS ({result.protocol}, {result.cipher}"
                      + (f", SNI {session.server_name}" if session.server_name else ", no SNI")
                      + "): the rest of this server reads the plaintext")
-    # ngx_stream_ssl_handler checks the certificate inside the handshake handler: the stream
-    # log line ends "while SSL handshaking" (as the real 1.22.1 writes it)
     where = " while reading client request headers" if http else " while SSL handshaking"
     if asks:
         if result.cert is None:

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 07 · The live lab: real sockets, real nginx
+# # 08 · The live lab: real sockets, real nginx
 #
 # **Goals** — run a scenario on real sockets, every host on its own loopback address; connect
 # MQTT clients (paho-mqtt) through the chain, directly to the broker, and with forged headers;

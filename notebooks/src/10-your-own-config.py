@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 09 · Your own configuration
+# # 10 · Your own configuration
 #
 # **Goals** — paste your `nginx.conf` or `haproxy.cfg` (one file per load balancer), pick a
 # client and what it forges, and see what the broker records and why — including what the
@@ -126,4 +126,4 @@ audit(load_scenario("ws-edge-appends"))
 #   from your files.
 # * `audit(topology)` (or `python -m realip audit`) tries every known forgery and computes
 #   the fix for each one that works.
-# * For the real programs on your machine, see [07 · the live lab](07-live-lab.ipynb).
+# * For the real programs on your machine, see [08 · the live lab](08-live-lab.ipynb).

@@ -1,13 +1,14 @@
 # %% [markdown]
-# # 08 · Workshop exercises
+# # 09 · Workshop exercises
 #
-# **Goals** — apply notebooks 01–06: write headers, predict peernames, fix configurations and
-# break them, and build a chain that cannot be spoofed — each with a self-check.
+# **Goals** — apply notebooks 01–07: write headers, predict peernames, fix configurations and
+# break them, close a forged certificate, and build a chain that cannot be spoofed — each with
+# a self-check.
 #
 # **Prerequisites** — notebooks [01](01-proxy-protocol-bytes.ipynb) to
-# [06](06-haproxy.ipynb).
+# [07](07-tls-and-certificates.ipynb).
 #
-# **Time** — 75 minutes (about 6 minutes per exercise).
+# **Time** — 90 minutes (about 6 minutes per exercise).
 #
 # Each exercise names a scenario from `data/topologies/` and shows what you need (the chain
 # without its outcome, or the configuration in question). Put your answer in place of `None`
@@ -207,7 +208,40 @@ family = "0x21"
 check("v2-family", family)
 
 # %% [markdown]
-# ## 13 · A chain that cannot be spoofed
+# ## 13 · Who reads the client id?
+#
+# In `tls-passthrough-sni`, LB 1 routes by server name and EMQX's ssl listener verifies the
+# device's certificate. Which host can read the MQTT client id the device sends? Give its name.
+
+# %%
+exercise("tls-reader")
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+reader = "emqx"
+# END SOLUTION
+check("tls-reader", reader)
+
+# %% [markdown]
+# ## 14 · Nobody logs in as admin
+#
+# In `tls-forged-cert-cn`, EMQX's tcp listener takes the username from the PROXY v2 SSL TLV
+# (`peer_cert_as_username = cn`), and a client that reaches it writes its own. Give EMQX
+# settings (a dict) so that no client can make itself `admin` this way — while a device behind
+# the HAProxy of `tls-haproxy-client-cert` (LB 1 at 172.16.0.116, which verifies certificates)
+# still gets its certificate's CN as username.
+
+# %%
+exercise("tls-forged-cn")
+
+# %% tags=["solution"]
+# BEGIN SOLUTION
+emqx = {"access_rules": ["allow 172.16.0.116", "deny all"]}
+# END SOLUTION
+check("tls-forged-cn", emqx)
+
+# %% [markdown]
+# ## 15 · A chain that cannot be spoofed
 #
 # Start from `ws-edge-appends` (two appending nginx LBs, EMQX reading the leftmost
 # `X-Forwarded-For`). Give settings for `lb1`, `lb2` and/or `emqx` — a dict of dicts; for
@@ -235,7 +269,7 @@ check("unspoofable", chain)
 # %% [markdown]
 # ## Going further
 #
-# [09 · Your own configuration](09-your-own-config.ipynb) replays any chain — the article's or
+# [10 · Your own configuration](10-your-own-config.ipynb) replays any chain — the article's or
 # yours — with the forged headers you choose.
 #
 # ## Recap
