@@ -200,9 +200,10 @@ def _audit_live(report: Any, args: argparse.Namespace) -> int:
         print(json.dumps([{"position": lr.row.position.name, "attack": lr.row.attack.name,
                            "simulated": lr.row.verdict, "live": lr.live_verdict,
                            "live_recorded": lr.live_recorded, "agree": lr.agree,
-                           "note": lr.note} for lr in rows], indent=2))
+                           "note": lr.note, "broker": lr.broker} for lr in rows], indent=2))
     else:
-        print(f"audit of {report.topology.name}, live ({args.proxies}) beside simulated:")
+        ran = f", broker: {rows[0].broker}" if rows and rows[0].broker else ""
+        print(f"audit of {report.topology.name}, live ({args.proxies}{ran}) beside simulated:")
         print("\n".join(out))
     differ = [lr for lr in rows if lr.agree is False]
     if differ:

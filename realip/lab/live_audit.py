@@ -1,6 +1,9 @@
 """``realip audit --live``: the audit's battery sent through the live lab — the real nginx /
-HAProxy (or the python relays) and the lab's broker on loopback — with the live verdict beside
-the simulated one for every row.
+HAProxy (or the python relays) and the broker on loopback — with the live verdict beside the
+simulated one for every row.  The broker is what :class:`~realip.lab.Lab` picks from
+:data:`realip.lab.drivers.BROKER_DRIVERS` (*broker* ``"auto"``: the real aedes for an aedes
+scenario when node and its packages are installed, else the lab broker playing the model);
+:attr:`LiveRow.broker` says which ran.
 
 The lab dials the first hop or the broker, so the edge rows and the "broker directly" rows run
 live; rows that start at an inner hop are listed as not run (the lab cannot dial into the middle
@@ -27,6 +30,8 @@ class LiveRow:
     live_recorded: str | None
     live_verdict: str | None
     note: str = ""
+    #: what ran the broker (``"real aedes 1.2.0"``, ``"lab broker"``)
+    broker: str = ""
 
     @property
     def agree(self) -> bool | None:
@@ -34,22 +39,27 @@ class LiveRow:
         return None if self.live_verdict is None else self.live_verdict == self.row.verdict
 
 
-def live_audit(report: Report, *, proxies: str = "real", progress: str = "none"
-               ) -> Iterator[LiveRow]:
-    """Run *report*'s rows on the live lab (see the module documentation)."""
+def live_audit(report: Report, *, proxies: str = "real", progress: str = "none",
+               broker: str = "auto") -> Iterator[LiveRow]:
+    """Run *report*'s rows on the live lab (see the module documentation); *broker* is
+    :class:`~realip.lab.Lab`'s (``auto``, ``real``, ``model``)."""
     topo = report.topology
     last = len(topo.hops)
-    with Lab(topo, proxies=proxies, progress=progress) as lab:
+    with Lab(topo, proxies=proxies, progress=progress, broker=broker) as lab:
         attacker = lab.addresses[topo.client.name]
+        run = lab.broker_run
+        ran = f"real {run.runner} {run.version}" if run.real else run.runner
         for row in report.rows:
             if row.position.index not in (0, last):
                 yield LiveRow(row, None, None, "not run live: the lab dials only the first hop "
-                              "or the broker")
+                              "or the broker", ran)
                 continue
             probe = lab.connect(headers=row.attack.headers, forge_proxy=row.attack.proxy,
                                 direct=row.position.index == last and last > 0, raw=True)
             verdict, _ = judge_recorded(probe.peername, row.attack, attacker)
+            if probe.down:  # the real broker's process died: the audit's DOWN
+                verdict = "DOWN"
             # the simulator on the lab's own addresses, for the same bytes: agreement of the two
             # is the lab's own check; the row's verdict is the one on the scenario's addresses
-            yield LiveRow(row, probe.peername, verdict,
-                          "" if probe.agree else f"lab prediction {probe.predicted}")
+            note = "" if probe.agree else f"lab prediction {probe.predicted}"
+            yield LiveRow(row, probe.peername, verdict, note, ran)
