@@ -118,6 +118,7 @@ class AedesListener:
         self.started_versions: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
+        self._err_reader: threading.Thread | None = None
 
     # -- process --------------------------------------------------------------------------------
 
@@ -151,7 +152,8 @@ class AedesListener:
         proc = self.proc
         self._reader = threading.Thread(target=self._read, args=(proc, gen), daemon=True)
         self._reader.start()
-        threading.Thread(target=self._read_err, args=(proc,), daemon=True).start()
+        self._err_reader = threading.Thread(target=self._read_err, args=(proc,), daemon=True)
+        self._err_reader.start()
         ev = self.wait_for(lambda e: e.event == "listening" and e.generation == gen, timeout,
                            stop_on_exit=True)
         if ev is None:
@@ -208,8 +210,10 @@ class AedesListener:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=timeout)
-        if self._reader is not None:
-            self._reader.join(timeout=2)
+        # both pipes end with the process: the readers finish (no thread outlives a stop)
+        for reader in (self._reader, self._err_reader):
+            if reader is not None:
+                reader.join(timeout=2)
 
     close = stop
 
