@@ -72,13 +72,16 @@ _TUNSPEC = Transport.UNSPEC
 
 # The common, valid v1 lines (TCP4 and TCP6) in one regex match, which captures the family digit,
 # both address texts and both ports; inet_pton then checks each address text against its
-# family's exact grammar (an IPv6 text in a TCP4 line fails it), and anything that does not
-# match or check takes the careful path, which says what is wrong.  One regex for both families:
-# a TCP6 line does not pay for a failed TCP4 match first.  The destination port is only digits
-# here: _v1_dest4/_v1_dest6 check its grammar (no leading zero, at most 65535) once per
-# destination, and the memo then holds only checked texts.
-_V1_TCP = re.compile(rb"PROXY TCP([46]) ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) "
-                     rb"([1-9][0-9]{0,4}|0) ([0-9]{1,5})\r\n")
+# family's exact grammar (an IPv6 text in a TCP4 line fails it, and so does any byte that is no
+# part of an address: CR, LF, NUL, non-ASCII), and anything that does not match or check takes
+# the careful path, which says what is wrong.  The address texts are "anything but a space"
+# here because the regex engine scans such a run in a tight loop (a character class costs a
+# lookup per byte); inet_pton is the grammar.  One regex for both families: a TCP6 line does not
+# pay for a failed TCP4 match first.  The destination port is only digits here:
+# _v1_dest4/_v1_dest6 check its grammar (no leading zero, at most 65535) once per destination,
+# and the memo then holds only checked texts.
+_V1_TCP = re.compile(rb"PROXY TCP([46]) ([^ ]{2,45}) ([^ ]{2,45}) ([1-9][0-9]{0,4}|0) "
+                     rb"([0-9]{1,5})\r\n")
 
 # Address text → address object for v1 lines.  A receiver sees the same few texts again and again
 # (its own address as every destination, returning clients, a NAT pool), and parsing IPv6 text
@@ -109,7 +112,7 @@ def _v1_ip4(text: bytes) -> IPv4Address | None:
     # decode(): the regex admits ASCII only, and UTF-8 is the codec with no name to look up.
     try:
         ip = _v4(_from_bytes(_pton(_AF_INET, text.decode()), "big"))
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
         return None
     if len(_V1_MEMO4) >= _V1_MEMO_MAX:
         _V1_MEMO4.clear()
@@ -123,7 +126,7 @@ def _v1_ip6_text(text: bytes) -> tuple[IPv6Address, str] | None:
     try:
         written = text.decode()
         entry = (_v6(_from_bytes(_pton(_AF_INET6, written), "big")), written)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
         return None
     if len(_V1_MEMO6) >= _V1_MEMO_MAX:
         _V1_MEMO6.clear()
@@ -228,8 +231,12 @@ def decode(
         raise ValueError(f"max_v2_size must be in {V2_FIXED}..{V2_MAX_SIZE}, not {max_v2_size}")
     if type(data) is not bytes:
         data = _as_bytes(data, max(max_v2_size, V1_MAX_LINE))
-    first = data[:1]
-    if first == b"\r" and version != 1:
+    try:
+        first = data[0]
+    except IndexError:  # no byte yet: a valid prefix of anything
+        return None
+    # `version is None or …`: the default costs an identity test, not a rich comparison
+    if first == 0x0D and (version is None or version != 1):
         # Fast path: v2 PROXY over TCP/UDP with IPv4 or IPv6.
         if data[:12] == V2_SIGNATURE and len(data) >= V2_FIXED:
             fam = data[13]
@@ -257,7 +264,7 @@ def decode(
                     ProxyHeader,
                     (2, _PROXY, family, _STREAM, src, dst, tlvs, end, b"", None, None),
                 )
-    elif first == b"P" and version != 2:
+    elif first == 0x50 and (version is None or version != 2):  # "P"
         m = _V1_TCP.match(data)
         if m is not None:
             tcp, st, dt, sp, dp = m.groups()
@@ -268,7 +275,7 @@ def decode(
                 if sip is None:  # a new client: _v1_ip4 inline (a busy receiver's usual case)
                     try:
                         n = _from_bytes(_pton(_AF_INET, st.decode()), "big")
-                    except (OSError, UnicodeDecodeError):
+                    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
                         pass
                     else:
                         if _FAST_SLOTS:
