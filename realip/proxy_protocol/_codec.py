@@ -70,18 +70,18 @@ _UNSPEC = Family.UNSPEC
 _STREAM = Transport.STREAM
 _TUNSPEC = Transport.UNSPEC
 
-# The common, valid v1 lines (TCP4 and TCP6) in one regex match, which captures the family digit,
-# both address texts and both ports; inet_pton then checks each address text against its
-# family's exact grammar (an IPv6 text in a TCP4 line fails it, and so does any byte that is no
-# part of an address: CR, LF, NUL, non-ASCII), and anything that does not match or check takes
-# the careful path, which says what is wrong.  The address texts are "anything but a space"
-# here because the regex engine scans such a run in a tight loop (a character class costs a
-# lookup per byte); inet_pton is the grammar.  One regex for both families: a TCP6 line does not
-# pay for a failed TCP4 match first.  The destination port is only digits here:
-# _v1_dest4/_v1_dest6 check its grammar (no leading zero, at most 65535) once per destination,
-# and the memo then holds only checked texts.
-_V1_TCP = re.compile(rb"PROXY TCP([46]) ([^ ]{2,45}) ([^ ]{2,45}) ([1-9][0-9]{0,4}|0) "
-                     rb"([0-9]{1,5})\r\n")
+# The common, valid v1 lines (TCP4 and TCP6) in one regex match, which captures both address
+# texts (groups 1-2 for TCP4, 3-4 for TCP6: the family needs no comparison) and both ports;
+# inet_pton then checks each address text against its family's exact grammar (an IPv6 text in
+# a TCP4 line fails it, and so does any byte that is no part of an address: CR, LF, NUL,
+# non-ASCII), and anything that does not match or check takes the careful path, which says what
+# is wrong.  The address texts are "anything but a space" here because the regex engine scans
+# such a run in a tight loop (a character class costs a lookup per byte); inet_pton is the
+# grammar.  One regex for both families: a TCP6 line does not pay for a failed TCP4 match
+# first.  The destination port is only digits here: _v1_dest4/_v1_dest6 check its grammar (no
+# leading zero, at most 65535) once per destination, and the memo then holds only checked texts.
+_V1_TCP = re.compile(rb"PROXY TCP(?:4 ([^ ]{2,45}) ([^ ]{2,45})|6 ([^ ]{2,45}) ([^ ]{2,45})) "
+                     rb"([1-9][0-9]{0,4}|0) ([0-9]{1,5})\r\n")
 
 # Address text → address object for v1 lines.  A receiver sees the same few texts again and again
 # (its own address as every destination, returning clients, a NAT pool), and parsing IPv6 text
@@ -267,8 +267,8 @@ def decode(
     elif first == 0x50 and (version is None or version != 2):  # "P"
         m = _V1_TCP.match(data)
         if m is not None:
-            tcp, st, dt, sp, dp = m.groups()
-            if tcp == b"4":
+            st, dt, st6, dt6, sp, dp = m.groups()
+            if st is not None:  # TCP4
                 e4 = _dest4_get(dt)
                 d4 = e4[1] if e4 is not None and e4[0] == dp else _v1_dest4(dt, dp)
                 sip = _memo4_get(st)
@@ -293,9 +293,9 @@ def decode(
                         m.end(), b"", None, None))
             else:
                 end = m.end()
-                e6 = _dest6_get(dt)
-                d6 = e6 if e6 is not None and e6[0] == dp else _v1_dest6(dt, dp)
-                s6 = _memo6_get(st) or _v1_ip6_text(st)
+                e6 = _dest6_get(dt6)
+                d6 = e6 if e6 is not None and e6[0] == dp else _v1_dest6(dt6, dp)
+                s6 = _memo6_get(st6) or _v1_ip6_text(st6)
                 sport = int(sp)
                 if s6 is not None and d6 is not None and sport <= 0xFFFF and end <= V1_MAX_LINE:
                     return _tuple_new(ProxyHeader, (
