@@ -70,6 +70,7 @@ __all__ = [
     "loopback_plan",
     "map_cidrs",
     "needs_netns",
+    "needs_tls",
     "netns_plan",
     "nginx_conf",
     "nginx_main",
@@ -130,6 +131,15 @@ def needs_netns(topology: Topology) -> bool:
         if isinstance(ip, IPv6Address) and ip.ipv4_mapped is None:
             return True
     return False
+
+
+def needs_tls(topology: Topology) -> bool:
+    """Whether *topology* uses TLS anywhere: the client opens TLS, or a hop or the broker
+    terminates it or reads its ClientHello (the live lab then needs a run-time PKI)."""
+    from .programs import speaks_tls
+
+    return topology.client.tls or any(speaks_tls(n) for n in (*topology.hops,
+                                                               topology.broker))
 
 
 def netns_plan(topology: Topology) -> dict[str, str]:

@@ -32,12 +32,16 @@ from .programs import BROKER_KINDS, HOP_KINDS, Broker
 from .programs.settings import (
     Address,
     Allowed,
+    CaLabel,
+    Flag,
     HeaderLines,
     Name,
     Port,
+    ServerName,
     Settings,
     Warn,
     error,
+    one_or_many,
 )
 
 __all__ = [
@@ -71,7 +75,34 @@ def _path(value: Any) -> str:
 def _send_proxy(value: Any) -> Any:
     if value is None or isinstance(value, (str, bytes)):
         return value
-    raise error("send_proxy", f"{value!r} is not a PROXY header (a v1 line as text)")
+    if isinstance(value, Mapping):
+        from .proxy_protocol import forged_header
+
+        try:
+            return forged_header(**value)
+        except TypeError as exc:
+            raise error("send_proxy", f"{exc}; a header to build takes version, source, "
+                        "destination, authority, ssl (client, verify, version, cn, cipher)"
+                        ) from None
+        except ValueError as exc:
+            raise error("send_proxy", str(exc)) from None
+    raise error("send_proxy", f"{value!r} is not a PROXY header (a v1 line as text, or a "
+                "header to build: {version: 2, source: …, destination: …, ssl: {cn: …}})")
+
+
+def _alpn(value: Any) -> tuple[str, ...]:
+    value = one_or_many(value)
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and 0 < len(v) < 256 and v.isascii() for v in value):
+        raise error("alpn", f"{value!r} is not a list of ALPN protocol names (e.g. [mqtt])")
+    return tuple(value)
+
+
+def _cn(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and 0 < len(value) <= 64):
+        return value
+    raise error("cn", f"{value!r} is not a certificate common name (1 to 64 characters) or "
+                "null (no client certificate)")
 
 
 class ClientSettings(Settings):
@@ -91,6 +122,22 @@ class ClientSettings(Settings):
         None, description="a PROXY header the client forges itself")
     headers: HeaderLines = Field((), description="extra (possibly forged) header lines of the "
                                  "WebSocket upgrade request")
+    tls: Flag = Field(False, description="MQTT over TLS (or wss): the client opens a TLS "
+                      "connection to the first hop")
+    sni: ServerName = Field(None, description="the server name the ClientHello carries (null: "
+                            "none)")
+    alpn: Annotated[tuple[str, ...], BeforeValidator(_alpn),
+                    Allowed("ALPN protocol names, e.g. [mqtt]")] = Field(
+        (), description="the ALPN protocols the ClientHello offers")
+    tls_version: Literal["TLSv1.3", "TLSv1.2"] = Field(
+        "TLSv1.3", description="the highest TLS version the client offers")
+    cert_cn: Annotated[str | None, BeforeValidator(_cn),
+                       Allowed("a common name, or null (no client certificate)")] = Field(
+        None, description="the common name of the client certificate it presents when asked")
+    cert_ca: CaLabel = Field("clients-ca", description="the CA (a label) that signed the "
+                             "client certificate")
+    cert_chain: Flag = Field(False, description="the client sends its CA's certificate with "
+                             "its own")
 
 
 def _expect(value: Any) -> str | None:
@@ -111,6 +158,9 @@ class ScenarioSettings(Settings):
     expect: Annotated[str | None, BeforeValidator(_expect),
                       Allowed("addr:port (quoted), or null for a closed connection")] = Field(
         None, description="the peername the broker must record; checked by `simulate`")
+    expect_username: Annotated[str | None, Field(strict=True)] = Field(
+        None, description="the username the broker must give the client from its certificate "
+        "(EMQX `peer_cert_as_username`); checked with `expect`")
     client: dict[str, Any] = Field(description="the client (see below)")
     hops: list[Any] = Field([], description="the hops from the client to the broker, each "
                             "with a kind")
@@ -257,6 +307,7 @@ class Validated:
     hops: tuple[tuple[str, dict[str, Any]], ...]
     broker: dict[str, Any]
     warnings: tuple[ScenarioProblem, ...]
+    expect_username: str | None = None
 
 
 def _format(path: Sequence[str | int]) -> str:
@@ -409,7 +460,8 @@ def validate(doc: Any, *, marks: Marks | None = None) -> Validated:
     assert top is not None and client is not None and broker is not None
     return Validated(getattr(top, "name", None), getattr(top, "title", ""),
                      getattr(top, "description", ""), getattr(top, "expect", None),
-                     expect_given, client, tuple(hops), broker, tuple(c.warnings))
+                     expect_given, client, tuple(hops), broker, tuple(c.warnings),
+                     getattr(top, "expect_username", None))
 
 
 def _hop(h: Any, i: int, c: _Collector) -> tuple[str, dict[str, Any]] | None:

@@ -42,6 +42,7 @@ from .programs import (
     step,
 )
 from .proxy_protocol import Endpoint
+from .tls import Certificate, TlsSession
 from .wire import (
     WS_KEY,
     Headers,
@@ -105,6 +106,26 @@ class Client:
     client_id: str = "mqttx-client"
     send_proxy: str | bytes | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    #: MQTT over TLS (``transport: tcp``) or secure WebSocket (``ws``): the client opens TLS
+    #: to the first hop, offering ``sni``, ``alpn`` and ``tls_version``, and presents a
+    #: certificate with ``cert_cn`` (signed by CA ``cert_ca``) when asked for one
+    tls: bool = False
+    sni: str | None = None
+    alpn: tuple[str, ...] = ()
+    tls_version: Literal["TLSv1.3", "TLSv1.2"] = "TLSv1.3"
+    cert_cn: str | None = None
+    cert_ca: str = "clients-ca"
+    #: the client sends its CA's certificate with its own (a failure is then in the chain)
+    cert_chain: bool = False
+
+    def session(self, app: bytes, kind: str) -> TlsSession | None:
+        """The TLS connection this client opens carrying *app* (None without ``tls``)."""
+        if not self.tls:
+            return None
+        cert = Certificate(self.cert_cn, self.cert_ca, self.cert_chain) \
+            if self.cert_cn is not None else None
+        return TlsSession(app, kind, self.sni, self.alpn, self.tls_version, cert,
+                          seed=f"{self.name}:{self.port}")
 
 
 
@@ -123,6 +144,8 @@ class Topology:
     expect: str | None = None
     #: whether the scenario states ``expect`` (``expect: null`` expects a closed connection)
     expect_given: bool = field(default=False, repr=False)
+    #: the username the broker must give the client from its certificate (None: not checked)
+    expect_username: str | None = None
     #: what the programs would warn about (nginx's "low address bits of … are meaningless")
     warnings: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
@@ -175,6 +198,8 @@ class Topology:
                                "description": self.description}
         if self.expect is not None or self.expect_given:
             doc["expect"] = self.expect
+        if self.expect_username is not None:
+            doc["expect_username"] = self.expect_username
         doc["client"] = _settings(self.client)
         doc["hops"] = [{"kind": hop_kind(h).kind, **_settings(h)} for h in self.hops]
         doc["broker"] = _settings(self.broker)
@@ -226,6 +251,12 @@ class Trace:
     failure: str | None = None
 
     @property
+    def username(self) -> str | None:
+        """The username the broker gives the client from its certificate (EMQX's
+        ``peer_cert_as_username``), None when it takes the CONNECT packet's."""
+        return self.views[-1].username if self.connected and self.views else None
+
+    @property
     def client_addr(self) -> str | None:
         """The address part of the peername."""
         if self.peername is None:
@@ -260,13 +291,23 @@ class Trace:
                     "dst": str(link.dst),
                     "parts": [{"kind": k, "text": printable(p), "hex": p.hex()}
                               for k, p in link.parts],
+                    **({"tls": {"holder": link.tls_holder,
+                                "server_name": link.tls.server_name,
+                                "records": [{"type": r.content_type.name.lower(),
+                                             "length": r.length, "header": r.header.hex(),
+                                             "carries": r.carries}
+                                            for r in link.records]}}
+                       if link.tls is not None else {}),
                 }
                 for link in self.links
             ],
             "hops": [
                 {"name": v.name, "kind": v.kind, "peer": str(v.peer), "local": str(v.local),
                  "accepted": v.accepted, "log": v.log, "variables": dict(v.variables),
-                 "decisions": list(v.decisions)}
+                 "decisions": list(v.decisions),
+                 **({"tls": v.tls} if v.tls is not None else {}),
+                 **({"username": v.username} if v.username is not None else {}),
+                 **({"clientid": v.clientid} if v.clientid is not None else {})}
                 for v in self.views
             ],
         }
@@ -278,12 +319,15 @@ class Trace:
             lines.append(f"  {link.sender} {link.src} -> {link.receiver} {link.dst}")
             for kind, raw in link.parts:
                 lines.append(f"      [{kind}] {summary(kind, raw)}")
+            for record in link.records:
+                lines.append(f"      [tls] {record}")
             for d in view.decisions:
                 lines.append(f"    {view.name}: {d}")
             if not view.accepted:
                 lines.append(f"    {view.name} CLOSES the connection: {view.log}")
         if self.connected:
-            lines.append(f"peername={self.peername}")
+            lines.append(f"peername={self.peername}"
+                         + (f" username={self.username}" if self.username is not None else ""))
         else:
             lines.append(f"not connected: {self.failure}")
         return "\n".join(lines)
@@ -325,7 +369,9 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
     if client.send_proxy is not None:
         forged = (client.send_proxy.encode("latin-1") if isinstance(client.send_proxy, str)
                   else client.send_proxy)
-    data = forged + app
+    tls = client.session(app, app_kind)
+    # the client's forged header goes in clear before its handshake, as a real one would
+    data = forged if tls is not None else forged + app
     peer = endpoint(client.addr, client.port)
     sender = client.name
     links: list[Link] = []
@@ -335,10 +381,13 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
         local = endpoint(node.addr, node.port)
         parts = split_parts(data, app_kind)
         links.append(Link(i, sender, node.name, peer, local, parts,
-                          dialed=f"{getattr(node, 'public', None) or node.addr}:{node.port}"))
+                          dialed=f"{getattr(node, 'public', None) or node.addr}:{node.port}",
+                          tls=tls))
         upstream = (endpoint(nodes[i + 1].addr, nodes[i + 1].port) if i + 1 < len(nodes)
                     else None)
-        out = step(node, Inbound(data, peer, local, sender, upstream, client.client_id))
+        out = step(node, Inbound(data, peer, local, sender, upstream, client.client_id, tls))
+        if out.view.tls == "terminated":
+            _hold(links, node.name, tls)
         if isinstance(node, Broker):
             views.append(out.view)
             if not out.view.accepted:
@@ -350,9 +399,21 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
             return Trace(topology, tuple(links), tuple(views), None, False,
                          f"{node.name}: {out.view.log}")
         data = b"".join(p for _, p in out.parts)
+        if out.tls is not None and out.tls is not tls:
+            app_kind = out.tls.kind
+        elif out.tls is None and tls is not None:
+            app_kind = tls.kind
+        tls = out.tls
         peer = endpoint(node.addr, node.source_port)
         sender = node.name
     raise ConfigurationError("a topology needs a broker")  # pragma: no cover
+
+
+def _hold(links: list[Link], holder: str, tls: TlsSession | None) -> None:
+    """Name *holder* as the reader of *tls* on every link that carried that session."""
+    for k, link in enumerate(links):
+        if tls is not None and link.tls is tls:
+            links[k] = replace(link, tls_holder=holder)
 
 
 # ==============================================================================================
@@ -369,11 +430,15 @@ class Expectation:
     expected: str | None
     got: str | None
     failure: str | None = None
+    #: ``expect_username`` and the username the broker gave (checked when expected is set)
+    expected_username: str | None = None
+    got_username: str | None = None
 
     @property
     def ok(self) -> bool:
         """Whether the simulation gives what the scenario expects."""
-        return self.expected == self.got
+        return self.expected == self.got and (self.expected_username is None
+                                              or self.expected_username == self.got_username)
 
     def _said(self, value: str | None) -> str:
         return value if value is not None else "a closed connection"
@@ -381,9 +446,15 @@ class Expectation:
     def __str__(self) -> str:
         got = self._said(self.got) + (f" ({self.failure})" if self.got is None and
                                       self.failure else "")
+        want = self._said(self.expected)
+        if self.expected_username is not None:
+            want += f" as username {self.expected_username!r}"
+            if self.got is not None:
+                got += f" as username {self.got_username!r}" if self.got_username is not None \
+                    else " with no username from a certificate"
         if self.ok:
-            return f"✓ {self.scenario}: expect {self._said(self.expected)}, got {got}"
-        return f"✗ {self.scenario}: expect {self._said(self.expected)}, but got {got}"
+            return f"✓ {self.scenario}: expect {want}, got {got}"
+        return f"✗ {self.scenario}: expect {want}, but got {got}"
 
     def _repr_html_(self) -> str:
         from ._text import esc
@@ -393,8 +464,12 @@ class Expectation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``ok``, ``expected``, ``got``, ``failure``."""
-        return {"ok": self.ok, "expected": self.expected, "got": self.got,
-                "failure": self.failure}
+        out: dict[str, Any] = {"ok": self.ok, "expected": self.expected, "got": self.got,
+                               "failure": self.failure}
+        if self.expected_username is not None:
+            out.update(expected_username=self.expected_username,
+                       got_username=self.got_username)
+        return out
 
 
 def check_expect(what: Topology | Trace) -> Expectation | None:
@@ -404,7 +479,8 @@ def check_expect(what: Topology | Trace) -> Expectation | None:
     topo = trace.topology
     if topo.expect is None and not topo.expect_given:
         return None
-    return Expectation(topo.name, topo.expect, trace.peername, trace.failure)
+    return Expectation(topo.name, topo.expect, trace.peername, trace.failure,
+                       topo.expect_username, trace.username)
 
 
 # ==============================================================================================
@@ -417,6 +493,7 @@ def _build(v: Any, name: str = "") -> Topology:
     return Topology(name=v.name or name, client=Client(**v.client), hops=hops,
                     broker=Broker(**v.broker), title=v.title, description=v.description,
                     expect=v.expect, expect_given=v.expect_given,
+                    expect_username=v.expect_username,
                     warnings=tuple(str(w) for w in v.warnings))
 
 

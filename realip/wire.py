@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 
 from .proxy_protocol import Endpoint, decode
+from .tls import TlsRecord, TlsSession, records
 
 __all__ = [
     "WS_KEY",
@@ -35,7 +36,10 @@ WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 class Link:
     """One TCP connection: who opened it (``src``, as the receiver sees it), where it arrived
     (``dst``, the receiver's local address), and the bytes the sender wrote first, split into
-    ``parts`` (``("proxy", …)``, ``("mqtt", …)``, ``("http", …)``)."""
+    ``parts`` (``("proxy", …)``, ``("mqtt", …)``, ``("http", …)``).  On a link that carries
+    TLS, ``parts`` are what travelled in clear before the handshake and ``tls`` is the TLS
+    connection that follows, readable only by ``tls_holder`` (the hop or broker that holds
+    the server key; None when nobody in the chain terminates it)."""
 
     index: int
     sender: str
@@ -44,6 +48,13 @@ class Link:
     dst: Endpoint
     parts: tuple[tuple[str, bytes], ...]
     dialed: str = ""
+    tls: TlsSession | None = None
+    tls_holder: str | None = None
+
+    @property
+    def records(self) -> tuple[TlsRecord, ...]:
+        """The TLS records the sender writes after the clear parts (empty without TLS)."""
+        return () if self.tls is None else records(self.tls, self.tls_holder)
 
     @property
     def data(self) -> bytes:

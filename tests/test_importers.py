@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,9 @@ SCENARIOS = {
     "ws-multi-recursive": [("ws-method2-lb1.conf", "lb1", "172.16.0.116"),
                            ("ws-method2-lb2.conf", "lb2", ""),
                            ("ws-method2-lb3.conf", "lb3", "")],
+    "tls-nginx-terminates": [("tls-terminate-lb1.conf", "lb1", "172.16.0.116")],
+    "wss-nginx-terminates": [("wss-terminate-lb1.conf", "lb1", "172.16.0.116")],
+    "tls-passthrough-sni": [("tls-preread-lb1.conf", "lb1", "172.16.0.116")],
 }
 
 
@@ -58,7 +62,44 @@ def test_imported_chain_simulates_like_the_scenario(scenario: str) -> None:
     assert topology.broker.addr == reference.broker.addr
     ours, theirs = simulate(topology), simulate(reference)
     assert ours.peername == theirs.peername == reference.expect
+    assert ours.username == theirs.username == reference.expect_username
     assert [link.data for link in ours.links] == [link.data for link in theirs.links]
+    assert [link.records for link in ours.links] == [link.records for link in theirs.links]
+
+
+def test_tls_haproxy_config_imports_as_the_scenario() -> None:
+    reference = load(str(DATA / "topologies" / "tls-haproxy-client-cert.yaml"))
+    imported = from_haproxy_cfg((DATA / "haproxy" / "tls-client-cert-lb1.cfg").read_text(),
+                                name="lb1", addr="172.16.0.116", public="121.36.192.227",
+                                source_port=41316)
+    assert imported.warnings == () and imported.hops == reference.hops
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("stream { server { listen 8883 ssl; proxy_pass 10.0.0.5:1883; } }",
+     'no "ssl_certificate" is defined for the "listen ... ssl" directive'),
+    ("stream { server { listen 8883; ssl_verify_client maybe; proxy_pass 10.0.0.5:1883; } }",
+     'invalid value "maybe" in "ssl_verify_client"'),
+    ("http { server { listen 80; ssl_preread on; location / { proxy_pass http://10.0.0.5; } } }",
+     '"ssl_preread" directive is not allowed here'),
+    ("stream { map $ssl_preread_server_name $up { default 10.0.0.5:8883; }\n"
+     "server { listen 8883; ssl_preread on; proxy_pass $up; } }",
+     "the upstream is chosen per connection"),
+])
+def test_nginx_tls_refusals(text: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        from_nginx_conf(text, addr="172.16.0.116")
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("bind :8883 ssl", "'ssl' needs a certificate"),
+    ("bind :8883 ssl crt a.pem verify required", "needs a 'ca-file'"),
+    ("bind :8883 ssl crt a.pem ca-file c.pem verify sometimes", "unknown verify setting"),
+])
+def test_haproxy_tls_refusals(line: str, message: str) -> None:
+    text = f"frontend f\n    {line}\n    default_backend b\nbackend b\n    server s 10.0.0.5:1883\n"
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        from_haproxy_cfg(text, addr="172.16.0.116")
 
 
 def test_haproxy_chain() -> None:
@@ -73,9 +114,10 @@ def test_haproxy_chain() -> None:
 
 def test_unsupported_directives_are_named() -> None:
     text = ("stream { upstream u { server 10.0.0.1:1883; server 10.0.0.2:1883; } "
-            "server { listen 1883 so_keepalive=on; proxy_pass u; ssl_preread on; } }")
+            "server { listen 1883 so_keepalive=on; proxy_pass u; proxy_download_rate 1k; } }")
     warnings = " ".join(from_nginx_conf(text, addr="10.0.0.9").warnings)
-    assert "so_keepalive" in warnings and "ssl_preread" in warnings and "2 servers" in warnings
+    assert "so_keepalive" in warnings and "proxy_download_rate" in warnings
+    assert "2 servers" in warnings
     hap = from_haproxy_cfg("frontend f\n  bind :1883\n  tcp-request content reject\n"
                            "  default_backend b\nbackend b\n  server s 10.0.0.1:1883\n",
                            addr="10.0.0.9")

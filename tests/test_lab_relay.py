@@ -24,14 +24,15 @@ from realip.errors import ConfigurationError
 from realip.lab import Background, free_port
 from realip.lab.relay import HopRelay, LiveTopology, proxy_header_end, run_hop
 from realip.proxy_protocol import V2_SIGNATURE, Endpoint, build
-from realip.render import loopback_plan, needs_netns, topology_on
+from realip.render import loopback_plan, needs_netns, needs_tls, topology_on
 from realip.topology import NginxStream, Topology, Trace, load, mqtt_connect, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 # IPv6 scenarios cannot be placed on loopback: tests/real/test_ipv6_lab_real.py runs them in a
 # private network namespace with their own addresses
 SCENARIOS = [p for p in sorted((ROOT / "data" / "topologies").glob("*.yaml"))
-             if not needs_netns(load(str(p)))]
+             if not needs_netns(load(str(p))) and not needs_tls(load(str(p)))]
+# (TLS scenarios: the lab refuses them until it terminates TLS — tests/test_tls.py checks that)
 
 
 @pytest.fixture(scope="module")

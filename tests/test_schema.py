@@ -210,7 +210,7 @@ def test_haproxy_send_proxy_keywords() -> None:
 def test_listener_values() -> None:
     err = _error("client: {addr: 192.0.2.1, port: 1}\nbroker: {addr: 10.0.0.2, "
                  "listener: websocket}\n")
-    assert err.path == "broker.listener" and err.allowed == "tcp | ws"
+    assert err.path == "broker.listener" and err.allowed == "tcp | ws | ssl | wss"
     mosq = loads("client: {addr: 192.0.2.1, port: 1}\nbroker: {kind: mosquitto, addr: 10.0.0.2,"
                  " listener: websockets}\n")
     assert mosq.broker.listener == "ws" and mosq.broker.name == "mosquitto"

@@ -1,10 +1,12 @@
 """A real MQTT broker for the lab: listeners with EMQX's rules, and realip's safe ones.
 
 :class:`LabBroker` serves MQTT 3.1, 3.1.1 and 5.0 over TCP and over WebSocket (path ``/mqtt``,
-subprotocol ``mqtt``) — CONNECT, SUBSCRIBE (wildcards, retained messages, QoS 0–2), PUBLISH,
-UNSUBSCRIBE, PING, wills — on any number of loopback listeners.  Each listener is configured
-with the simulator's own :class:`~realip.topology.Broker` model, and the decision that matters
-here — *which peername does this connection get?* — is taken by **the simulator's own code**
+subprotocol ``mqtt``), each also over TLS (EMQX's ``ssl`` and ``wss`` listeners, certificates
+from :class:`realip.lab.pki.LabPKI`; see :class:`LabBroker`) — CONNECT, SUBSCRIBE (wildcards,
+retained messages, QoS 0–2), PUBLISH, UNSUBSCRIBE, PING, wills — on any number of loopback
+listeners.  Each listener is configured with the simulator's own
+:class:`~realip.topology.Broker` model, and the decision that matters here — *which peername
+does this connection get?* — is taken by **the simulator's own code**
 (:func:`listener_decision`, which runs :mod:`realip.topology`'s broker logic: the
 :mod:`realip.receivers` EMQX/Mosquitto models for the PROXY header, EMQX ``access_rules``,
 :func:`realip.resolve.emqx_ws_peer` for ``proxy_address_header``/``proxy_port_header`` and 6.4's
@@ -54,9 +56,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal
 
@@ -70,11 +73,14 @@ from .._addr import format_ip
 from ..errors import ConfigurationError, RealIPError
 from ..programs import Broker, HopView, Inbound, step
 from ..programs.base import access_allowed as rules_allow
-from ..proxy_protocol import Endpoint
+from ..proxy_protocol import Endpoint, SSLInfo, decode
 from ..receivers import Acceptance, accepts
 from ..resolve import ClientIP
+from ..tls import HandshakeResult, TlsSession
 from . import mqtt as m
 from .loopback import check_loopback
+from .pki import LabPKI
+from .tls_stream import TlsRefused, TlsStream, server_handshake
 from .topics import TopicTree
 
 __all__ = [
@@ -88,6 +94,7 @@ __all__ = [
     "SafeListener",
     "SessionStats",
     "listener_decision",
+    "tls_listener_decision",
 ]
 
 log = logging.getLogger("realip.lab.broker")
@@ -113,6 +120,19 @@ def listener_decision(listener: Broker, peer: Endpoint, local: Endpoint, data: b
     view (decisions, and ``accepted``/``log`` for a refusal) and the peername (None when
     refused).  This is :func:`realip.programs.step`, the simulator's own step."""
     out = step(listener, Inbound(data, peer, local, "client", None, client_id))
+    return out.view, out.view.peername
+
+
+def tls_listener_decision(listener: Broker, peer: Endpoint, local: Endpoint, clear: bytes,
+                          session: TlsSession, client_id: str) -> tuple[HopView, str | None]:
+    """The room's decision for a connection to an ``ssl``/``wss`` listener: *clear* is what
+    came before the handshake (a PROXY header, or nothing), *session* the TLS connection as
+    the lab broker terminated it (SNI, version, client certificate, the first plaintext).
+
+    It is :func:`realip.programs.step` with ``tls=session``: the room decides from the
+    facts of the real handshake (which CA signed the client certificate, the SNI, the
+    version) exactly as the simulator does."""
+    out = step(listener, Inbound(clear, peer, local, "client", None, client_id, tls=session))
     return out.view, out.view.peername
 
 
@@ -302,6 +322,15 @@ class ClientInfo:
     proto_ver: int  #: 3, 4 (3.1.1) or 5
     view: HopView  #: what the listener saw and decided
     connected: bool = True
+    #: ssl/wss: the real handshake (protocol, cipher, SNI, the client certificate's CN and the
+    #: lab CA that signed it, ``verify`` 0 when it was verified, None when none was sent)
+    tls: HandshakeResult | None = None
+    #: the PROXY v2 header's SSL TLV (client flags, verify, CN …) when one carried it — what
+    #: EMQX's ``peer_cert_as_username = cn`` reads on a tcp listener, verified by nobody
+    pp2_ssl: SSLInfo | None = None
+    #: the MQTT username the session has: the room's (``peer_cert_as_username``), else the
+    #: CONNECT packet's
+    username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -312,6 +341,10 @@ class Refusal:
     peer: Endpoint
     log: str
     view: HopView | None = None
+    #: machine-readable cause when the lab broker decided it itself: a TLS alert name
+    #: (``unknown_ca``, ``certificate_required``, ``unexpected_message`` …),
+    #: ``ssl_upgrade_timeout`` or ``closed`` (inside the handshake)
+    reason: str | None = None
 
 
 def _host_text(ep: Endpoint) -> str:
@@ -673,10 +706,27 @@ class LabBroker:
     allows [MQTT-3.3.5-2] and what Mosquitto and EMQX do with an ACL denial.  A client may
     subscribe under ``$realip/`` only to its own answer, ``$realip/whoami/<its client id>``
     (no wildcard); any other filter there gets SUBACK 0x87 (3.1.1: 0x80).
+
+    **TLS listeners.**  An EMQX :class:`~realip.topology.Broker` with ``listener="ssl"`` (MQTT
+    over TLS) or ``"wss"`` (WebSocket over TLS) needs *pki* (:class:`realip.lab.pki.LabPKI`):
+    its server certificate covers the listener's address and the PKI's ``server_names``, and
+    its ``ssl_options`` are the listener's own fields — ``verify`` (``verify_peer`` asks for a
+    client certificate), ``fail_if_no_peer_cert`` and ``cacertfile`` (a CA label), so the live
+    listener and the simulator read the same settings.  With ``proxy_protocol`` the PROXY
+    header is read in clear first (the listener's receiver model: esockd on ssl, ranch on
+    wss), then TLS starts on the same connection with the bytes after the header.  Each
+    session records, beside its peername, :attr:`ClientInfo.tls` (the real handshake),
+    :attr:`ClientInfo.pp2_ssl` (a PROXY v2 SSL TLV, on any listener) and
+    :attr:`ClientInfo.username`.  A failed handshake — a bad or missing client certificate,
+    bytes that are not TLS (plain MQTT, a PROXY header the listener does not expect), a
+    handshake cut short or left unfinished for *handshake_timeout* seconds (EMQX's
+    ``ssl_options.handshake_timeout``, 15 s) — is a :class:`Refusal` whose ``reason`` is the
+    TLS alert or ``ssl_upgrade_timeout`` / ``closed``.
     """
 
     def __init__(self, *listeners: Listener, ws_path: str = "/mqtt", idle_timeout: float = 15.0,
-                 limits: Limits | None = None, history: int = 1000) -> None:
+                 limits: Limits | None = None, history: int = 1000, pki: LabPKI | None = None,
+                 handshake_timeout: float = 15.0) -> None:
         if not listeners:
             raise ConfigurationError("a broker needs at least one listener")
         if limits is not None and not isinstance(limits, Limits):
@@ -684,8 +734,20 @@ class LabBroker:
                                      f"{type(limits).__name__}")
         for lst in listeners:
             check_loopback(lst.addr)
-            if lst.listener not in ("tcp", "ws"):
-                raise ConfigurationError(f"listener must be tcp or ws, not {lst.listener!r}")
+            if lst.listener not in ("tcp", "ws", "ssl", "wss"):
+                raise ConfigurationError(f"listener must be tcp, ws, ssl or wss, not "
+                                         f"{lst.listener!r}")
+            if lst.listener in ("ssl", "wss"):
+                if not isinstance(lst, Broker) or lst.kind != "emqx":
+                    raise ConfigurationError(f"{lst.listener} listeners play EMQX's: kind "
+                                             "'emqx' only")
+                if pki is None:
+                    raise ConfigurationError(f"an {lst.listener} listener needs pki= (a "
+                                             "realip.lab.pki.LabPKI for its certificate)")
+        if handshake_timeout <= 0:
+            raise ConfigurationError(f"handshake_timeout must be > 0, not {handshake_timeout!r}")
+        self.pki = pki
+        self.handshake_timeout = handshake_timeout
         self.listeners = tuple(listeners)
         self.ws_path = ws_path
         self.idle_timeout = idle_timeout
@@ -750,8 +812,17 @@ class LabBroker:
             raise
         return self
 
+    def _context(self, lst: Broker) -> ssl.SSLContext:
+        """The server context of an ssl/wss listener: its ssl_options from the listener."""
+        assert self.pki is not None
+        return self.pki.server_context(lst.addr, verify=lst.verify,
+                                       fail_if_no_peer_cert=lst.fail_if_no_peer_cert,
+                                       cacertfile=lst.cacertfile)
+
     async def _bind(self, lst: Listener) -> None:
         rules = lst.access_rules
+        ctx = self._context(lst) if isinstance(lst, Broker) and \
+            lst.listener in ("ssl", "wss") else None
         header_policy: aio.Policy | aio.PeerPolicy = aio.Policy.SKIP
         if isinstance(lst, SafeListener) and lst.proxy_protocol:
             header_policy = aio.PeerPolicy(lst.trusted, trusted_policy=aio.Policy.REQUIRE,
@@ -788,7 +859,7 @@ class LabBroker:
             if task is not None:
                 self._tasks.add(task)
             try:
-                await self._serve(lst, holder[0], reader, writer)
+                await self._serve(lst, holder[0], reader, writer, ctx)
             except (OSError, asyncio.IncompleteReadError, TimeoutError, asyncio.TimeoutError):
                 pass
             except asyncio.CancelledError:
@@ -836,7 +907,7 @@ class LabBroker:
 
     # -- one connection ------------------------------------------------------------------------
     async def _serve(self, lst: Listener, label: str, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+                     writer: asyncio.StreamWriter, ctx: ssl.SSLContext | None = None) -> None:
         result: aio.ProxyResult = writer.get_extra_info("proxy_result")
         peer = result.peer
         local = result.local
@@ -872,27 +943,73 @@ class LabBroker:
                             refuse(f"connection closed inside the PROXY header ({acc.reason})")
                             return
                     except (TimeoutError, asyncio.TimeoutError):
-                        view, _ = listener_decision(lst, peer, local, bytes(buf), "")
+                        view, _ = listener_decision(_before_tls(lst), peer, local, bytes(buf),
+                                                    "")
                         refuse(view.log or f"timeout: {acc.reason}", view)
                         return
                 if not acc.accepted:
                     # the decision (and its log line) is the simulator's, on the same bytes
-                    view, _ = listener_decision(lst, peer, local, bytes(buf), "")
+                    view, _ = listener_decision(_before_tls(lst), peer, local, bytes(buf), "")
                     refuse(view.log or acc.reason, view)
                     return
                 hdr = acc.consumed or 0
+        pp2_ssl = _pp2_ssl(bytes(buf[:hdr])) if hdr else None
+
+        def plain(data: bytes, client_id: str) -> tuple[HopView, str | None]:
+            assert isinstance(lst, Broker)
+            return listener_decision(lst, peer, local, data, client_id)
+
+        decide: _Decide = plain
+        stream: TlsStream | None = None
+        if ctx is not None:
+            # 2. TLS on the same connection, starting with the bytes after the header
+            assert isinstance(lst, Broker) and self.pki is not None
+            try:
+                stream = await server_handshake(ctx, reader, writer, bytes(buf[hdr:]),
+                                                self.handshake_timeout, self.pki.label_of)
+            except TlsRefused as exc:
+                log.info("%s: %s refused: %s", label, peer, exc)
+                self.refused.append(Refusal(label, peer, str(exc), None, exc.reason))
+                return
+            decide = self._tls_decide(lst, peer, local, bytes(buf[:hdr]), stream)
+            stream.start()
+            # from here on the connection is the plaintext: ``more`` reads it into a new buffer
+            reader, writer = stream.reader, stream.writer
+            buf = bytearray()
+            hdr = 0
+        extra = _Extra(stream.result if stream is not None else None, pp2_ssl)
         deadline = loop.time() + self.idle_timeout
-        serve = self._serve_tcp if lst.listener == "tcp" else self._serve_ws
+        serve = self._serve_tcp if lst.listener in ("tcp", "ssl") else self._serve_ws
         try:
-            await serve(lst, label, result, acc, buf, hdr, more, deadline, reader, writer, refuse)
+            await serve(lst, label, result, acc, buf, hdr, more, deadline, reader, writer, refuse,
+                        decide, extra)
         except (TimeoutError, asyncio.TimeoutError):
             refuse(f"idle_timeout: no MQTT CONNECT within {self.idle_timeout:g} s")
+        finally:
+            if stream is not None:
+                await stream.stop()
+
+    @staticmethod
+    def _tls_decide(lst: Broker, peer: Endpoint, local: Endpoint, clear: bytes,
+                    stream: TlsStream) -> Callable[[bytes, str], tuple[HopView, str | None]]:
+        """The room's decision on a TLS connection: *clear* (the PROXY header) before the
+        handshake, then the session as it really happened, with *data* its first plaintext."""
+        facts = stream.result
+        alpn = stream.hello.alpn if stream.hello is not None else ()
+        kind = "mqtt" if lst.listener == "ssl" else "http"
+
+        def decide(data: bytes, client_id: str) -> tuple[HopView, str | None]:
+            session = TlsSession(data, kind, facts.server_name, alpn, facts.protocol,
+                                 facts.cert)
+            return tls_listener_decision(lst, peer, local, clear, session, client_id)
+
+        return decide
 
     async def _serve_tcp(self, lst: Listener, label: str, result: aio.ProxyResult,
                          acc: Acceptance | None, buf: bytearray, hdr: int,
                          more: Callable[[float], Awaitable[bool]], deadline: float,
                          reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         refuse: Callable[..., None]) -> None:
+                         refuse: Callable[..., None], decide: _Decide, extra: _Extra) -> None:
         peer, local = result.peer, result.local
         assert peer is not None and local is not None
         packets = m.PacketReader(self.limits.max_packet_size)
@@ -925,7 +1042,7 @@ class LabBroker:
         client_id = connect.client_id if connect is not None else ""
         # 2. the peername
         if isinstance(lst, Broker):
-            view, peername = listener_decision(lst, peer, local, bytes(buf), client_id)
+            view, peername = decide(bytes(buf), client_id)
             if peername is None:
                 refuse(view.log or "refused", view)
                 return
@@ -943,13 +1060,13 @@ class LabBroker:
             return
         wire = _Wire(reader, writer)
         await self._session(wire, connect, queued[1:], packets, peername, _peername(sockname),
-                            peer, label, view)
+                            peer, label, view, extra)
 
     async def _serve_ws(self, lst: Listener, label: str, result: aio.ProxyResult,
                         acc: Acceptance | None, buf: bytearray, hdr: int,
                         more: Callable[[float], Awaitable[bool]], deadline: float,
                         reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        refuse: Callable[..., None]) -> None:
+                        refuse: Callable[..., None], decide: _Decide, extra: _Extra) -> None:
         peer, local = result.peer, result.local
         assert peer is not None and local is not None
         while True:
@@ -965,7 +1082,7 @@ class LabBroker:
         head = bytes(buf[hdr:end])
         decided: tuple[HopView, str | None] | None = None
         if isinstance(lst, Broker):
-            view, peername = listener_decision(lst, peer, local, bytes(buf[:end]), "")
+            view, peername = decide(bytes(buf[:end]), "")
             if peername is None:
                 refuse(view.log or "refused", view)
                 return
@@ -1032,16 +1149,16 @@ class LabBroker:
             return
         if decided is None:
             assert isinstance(lst, Broker)
-            decided = listener_decision(lst, peer, local, bytes(buf[:end]), connect.client_id)
+            decided = decide(bytes(buf[:end]), connect.client_id)
         view, peername = decided
         assert peername is not None
         await self._session(wire, connect, queued[1:], packets, peername, _peername(local),
-                            peer, label, view)
+                            peer, label, view, extra)
 
     # -- MQTT ----------------------------------------------------------------------------------
     async def _session(self, wire: _Wire, connect: m.Connect, queued: list[tuple[int, bytes]],
                        packets: m.PacketReader, peername: str, sockname: str, peer: Endpoint,
-                       label: str, view: HopView) -> None:
+                       label: str, view: HopView, extra: _Extra | None = None) -> None:
         level = connect.level
         client_id = connect.client_id
         lim = self.limits
@@ -1060,7 +1177,11 @@ class LabBroker:
             client_id = f"realip-{next(self._ids)}"
             if level == 5:
                 props.append((m.ASSIGNED_CLIENT_ID, client_id))
-        info = ClientInfo(client_id, peername, sockname, peer, label, level, view)
+        username = view.username if view.username is not None else connect.username
+        info = ClientInfo(client_id, peername, sockname, peer, label, level, view,
+                          tls=extra.tls if extra is not None else None,
+                          pp2_ssl=extra.pp2_ssl if extra is not None else None,
+                          username=username)
         old = self._sessions.get(client_id)
         if old is not None:
             old.close(m.SESSION_TAKEN_OVER)
@@ -1363,9 +1484,38 @@ def _reserved_ok(s: _Session, topic: str) -> bool:
     return topic.split("/", 1)[0] != RESERVED or topic == f"{WHOAMI}/{s.client_id}"
 
 
+@dataclass(frozen=True)
+class _Extra:
+    """What a session records beside its peername: the TLS handshake, the PROXY v2 SSL TLV."""
+
+    tls: HandshakeResult | None
+    pp2_ssl: SSLInfo | None
+
+
+_Decide = Callable[[bytes, str], tuple[HopView, str | None]]
+
+
+def _pp2_ssl(header: bytes) -> SSLInfo | None:
+    """The SSL TLV of the PROXY v2 header *header* (the bytes the receiver accepted)."""
+    if not header.startswith(b"\r\n\r\n\x00\r\nQUIT\n"):
+        return None
+    try:
+        decoded = decode(header, verify_crc32c=False)
+    except RealIPError:  # the receiver took what the strict codec refuses: no TLV to show
+        return None
+    return decoded.ssl if decoded is not None else None
+
+
+def _before_tls(lst: Broker) -> Broker:
+    """What reads a PROXY header on an ssl/wss listener: the plain listener's receiver (the
+    header comes before the handshake, in clear)."""
+    if lst.listener in ("ssl", "wss"):
+        return replace(lst, listener="tcp" if lst.listener == "ssl" else "ws")
+    return lst
+
+
 def _disconnected(info: ClientInfo) -> ClientInfo:
-    return ClientInfo(info.client_id, info.peername, info.sockname, info.peer, info.listener,
-                      info.proto_ver, info.view, False)
+    return replace(info, connected=False)
 
 
 def _receiver(lst: Broker) -> tuple[str, str | None, float] | None:
@@ -1378,7 +1528,7 @@ def _receiver(lst: Broker) -> tuple[str, str | None, float] | None:
         return ("aedes", None, lst.proxy_protocol_timeout) if lst.trust_proxy else None
     if not lst.proxy_protocol:
         return None
-    if lst.listener == "ws":
+    if lst.listener in ("ws", "wss"):  # cowboy over ranch, TLS or not
         return "emqx-ws", None, _RANCH_TIMEOUT
     return "emqx-tcp", None, lst.proxy_protocol_timeout
 

@@ -60,6 +60,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import struct
 import sys
 import tempfile
@@ -102,12 +103,14 @@ if TYPE_CHECKING:
 __all__ = [
     "Lab",
     "LoopbackUnavailable",
+    "PahoResult",
     "Probe",
     "Progress",
     "alias_commands",
     "can_bind",
     "missing_loopback",
     "netns_setup",
+    "paho_connect",
 ]
 
 Proxies = Literal["python", "nginx", "haproxy", "real", "auto"]
@@ -523,6 +526,14 @@ class Lab:
             raise ConfigurationError(f"broker must be one of {', '.join(BROKERS)}, not "
                                      f"{broker!r}")
         self.topology = _as_topology(topology)
+        from ..render import needs_tls
+
+        if needs_tls(self.topology):
+            # refused rather than run without TLS: a plain-text chain would predict and
+            # observe something other than the scenario says
+            raise ConfigurationError(f"topology {self.topology.name} uses TLS: the live lab "
+                                     "does not terminate TLS yet; simulate it instead "
+                                     "(realip.topology.simulate)")
         self.proxies = str(proxies)
         self.broker_choice = str(broker)
         # label → address; inside a private network namespace holding the scenario's own
@@ -956,7 +967,7 @@ class Lab:
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
                              outcome, lambda: self._observe(links, before, cport, direct,
                                                             cid, outcome), seen_refusal,
-                             lookup)
+                             lookup=lookup)
             if outcome.connected and outcome.peername is None:
                 seen = recorded(0.0)
                 if seen is not None:
@@ -1234,6 +1245,52 @@ class _Outcome:
 
 # -- paho-mqtt ---------------------------------------------------------------------------------
 
+
+@dataclass(frozen=True)
+class PahoResult:
+    """What :func:`paho_connect` saw: ``connected`` (a CONNACK accepted the session),
+    ``peername`` (the broker's ``$realip/whoami`` answer), ``error`` (why not), and the
+    client's own ``source`` address."""
+
+    connected: bool
+    peername: str | None
+    error: str | None
+    source: str
+
+
+def paho_connect(host: str, port: int, *, bind: str, client_id: str,
+                 transport: Literal["tcp", "ws"] = "tcp", tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None, prefix: bytes | None = None,
+                 path: str = "/mqtt", headers: Mapping[str, str] | None = None,
+                 username: str | None = None, timeout: float = 3.0) -> PahoResult:
+    """Connect one paho-mqtt 2.x client from loopback address *bind* to *host*:*port*, ask the
+    broker ``$realip/whoami`` and disconnect (blocking; the broker runs elsewhere, e.g. in a
+    :class:`~realip.lab.Background`).
+
+    *transport* ``tcp`` or ``ws``; *tls* a client context (``tls_set_context``: MQTT over TLS
+    or wss — :meth:`realip.lab.pki.LabPKI.client_context` makes one, with or without a client
+    certificate); *server_name* the name the client believes it dials (SNI, certificate
+    check, Host header; default *host*); *prefix* bytes written in clear first (a PROXY
+    header — before the ClientHello with *tls*); *username* the CONNECT username."""
+    check_loopback(bind)
+    check_loopback(host)
+    if transport not in ("tcp", "ws"):
+        raise ConfigurationError(f"transport must be tcp or ws, not {transport!r}")
+    if not _paho_can_prefix():
+        raise ConfigurationError("this paho-mqtt has no socket hook (_create_socket_connection)")
+    sock = _bind_client(bind, 0)
+    source = "{}:{}".format(*sock.getsockname()[:2])
+    outcome = _Outcome()
+    try:
+        _paho_client(sock, host, port, transport, client_id, path, dict(headers or {}), prefix,
+                     timeout, outcome, lambda: None, lambda: False, tls=tls,
+                     server_name=server_name, username=username)
+    finally:
+        outcome.close()
+        sock.close()
+    return PahoResult(outcome.connected, outcome.peername, outcome.error, source)
+
+
 _PAHO: dict[str, Any] = {}
 
 
@@ -1257,13 +1314,16 @@ def _paho_class() -> Any:
     class LabClient(mqtt.Client):
         lab_socket: socket.socket | None = None
         lab_prefix: bytes = b""
+        #: where to connect when the host paho is given is a name (its TLS SNI, its
+        #: certificate check and the WebSocket Host header) rather than the lab's address
+        lab_dial: tuple[str, int] | None = None
 
         def _create_socket_connection(self) -> socket.socket:
             sock = self.lab_socket
             if sock is None:
                 raise RealIPError("the lab client has no socket")
             sock.settimeout(self._connect_timeout)
-            sock.connect((self._host, self._port))
+            sock.connect(self.lab_dial or (self._host, self._port))
             if self.lab_prefix:
                 sock.sendall(self.lab_prefix)
             return sock
@@ -1275,11 +1335,15 @@ def _paho_class() -> Any:
 def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid: str,
                  path: str, headers: dict[str, str], prefix: bytes | None, timeout: float,
                  outcome: _Outcome, observe: Callable[[], None],
-                 refused: Callable[[], bool],
+                 refused: Callable[[], bool], *, tls: ssl.SSLContext | None = None,
+                 server_name: str | None = None, username: str | None = None,
                  lookup: Callable[[float], str | None] | None = None) -> None:
-    """One paho-mqtt client through the lab: CONNECT, then ask ``$realip/whoami`` — or, with
-    *lookup* (a real broker), read the peername the broker recorded (waiting up to the
-    given seconds) while the client is still connected."""
+    """One paho-mqtt client over the prepared *sock*: CONNECT, then ``$realip/whoami`` — or,
+    with *lookup* (a real broker, which answers no whoami), read the peername the broker
+    recorded (waiting up to the given seconds) while the client is still connected.  With
+    *tls* the connection is TLS (after *prefix*, which travels in clear: a PROXY header then
+    the ClientHello on the same connection); *server_name* is the name paho is given (SNI,
+    certificate check, WebSocket Host) while *sock* dials *host*:*port*."""
     import paho.mqtt.client as mqtt
 
     from .broker import WHOAMI
@@ -1292,6 +1356,12 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
                  reconnect_on_failure=False)
     client.lab_socket = sock
     client.lab_prefix = prefix or b""
+    if server_name is not None:
+        client.lab_dial = (host, port)
+    if tls is not None:
+        client.tls_set_context(tls)
+    if username is not None:
+        client.username_pw_set(username)
     if transport == "ws":
         client.ws_set_options(path=path, headers=headers or None)
     state: dict[str, Any] = {"connack": None, "closed": False, "reply": None, "subscribed": False}
@@ -1337,8 +1407,8 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
         return True
 
     try:
-        client.connect(host, port, keepalive=30, bind_address=sock.getsockname()[0],
-                       bind_port=sock.getsockname()[1])
+        client.connect(server_name or host, port, keepalive=30,
+                       bind_address=sock.getsockname()[0], bind_port=sock.getsockname()[1])
     except (OSError, mqtt.WebsocketConnectionError, ValueError) as exc:
         outcome.error = f"the client's connection failed: {exc}"
         return

@@ -92,6 +92,7 @@ __all__ = [
     "hop_kind",
     "reads_proxy_header",
     "speaks_http",
+    "speaks_tls",
     "step",
     "trust",
 ]
@@ -135,6 +136,9 @@ class HopKind:
     #: the settings a scenario may give this kind (a pydantic model of the room's
     #: ``settings.py``, loaded only when a scenario is validated; see :mod:`realip.schema`)
     schema: Callable[[], type] | None = None
+    #: whether this configuration handles TLS itself (terminates it or reads the ClientHello);
+    #: one that does not sees a TLS connection as the bytes it is (see :func:`step`)
+    speaks_tls: Callable[[Any], bool] = lambda node: False
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,8 @@ class BrokerKind:
     fixes: Callable[[Any, FixContext], Sequence[Fix]] = _no_fixes
     #: the settings a scenario may give this kind (see :attr:`HopKind.schema`)
     schema: Callable[[], type] | None = None
+    #: see :attr:`HopKind.speaks_tls`
+    speaks_tls: Callable[[Any], bool] = lambda node: False
 
 
 def _never(node: Any, peer: Endpoint) -> bool:
@@ -203,15 +209,17 @@ HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
     HopKind("nginx-stream", NginxStream, "nginx", lambda n: "NGINX stream",
             nginx_hops.step_stream, nginx_hops.trust_stream, nginx_hops.reads_proxy_header,
             lambda n: False, cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_stream,
-            schema=_nginx_stream_settings),
+            schema=_nginx_stream_settings,
+            speaks_tls=lambda n: n.listen_ssl or n.ssl_preread),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
             cidr_lists=("set_real_ip_from",), fixes=nginx_fixes.fixes_http,
-            schema=_nginx_http_settings),
+            schema=_nginx_http_settings, speaks_tls=lambda n: n.listen_ssl),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
             cidr_lists=("expect_proxy_from",), networks=("forwardfor_except",),
-            fixes=haproxy_fixes.fixes, schema=_haproxy_settings),
+            fixes=haproxy_fixes.fixes, schema=_haproxy_settings,
+            speaks_tls=lambda n: n.bind_ssl),
     HopKind("relay", Relay, "relay", lambda n: "relay", relay.step, relay.trust, _never,
             lambda n: False, schema=_relay_settings),
 )})
@@ -220,7 +228,8 @@ HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
 BROKER_KINDS: Final[Mapping[str, BrokerKind]] = MappingProxyType({k.kind: k for k in (
     BrokerKind("emqx", "emqx", "EMQX", emqx_broker.step, emqx_broker.trust,
                emqx_broker.admits, read_config=emqx_config.from_emqx_conf,
-               fixes=emqx_fixes.fixes, schema=_emqx_settings),
+               fixes=emqx_fixes.fixes, schema=_emqx_settings,
+               speaks_tls=lambda n: n.listener in ("ssl", "wss")),
     BrokerKind("mosquitto", "mosquitto", "Mosquitto", mosquitto_broker.step,
                mosquitto_broker.trust, lambda node, peer: True,
                read_config=mosquitto_config.from_mosquitto_conf, fixes=mosquitto_fixes.fixes,
@@ -262,13 +271,43 @@ def trust(node: Any, sender_addr: str) -> TrustDecision:
 
 def step(node: Any, inbound: Inbound) -> Outbound:
     """Run one hop or broker on what arrived on its inbound link (the one public step): the
-    room's step, with the view's ``trust`` filled in from the configuration."""
+    room's step, with the view's ``trust`` filled in from the configuration.
+
+    A configuration that does not handle TLS itself (:attr:`HopKind.speaks_tls`) meets a TLS
+    connection as bytes: its step reads the clear prefix and the ClientHello — a PROXY
+    receiver takes them for a header, a broker for MQTT — and when it relays them unchanged
+    (a layer-4 pass-through), the TLS connection travels on untouched to the next hop."""
     entry = hop_kind(node)
+    if inbound.tls is not None and not entry.speaks_tls(node):
+        return _opaque_tls(node, inbound)
     out = entry.step(node, inbound)
     if out.view.trust is None:
         decided = entry.trust(node, _host(inbound.peer))
         out = replace(out, view=replace(out.view, trust=decided))
     return out
+
+
+def _opaque_tls(node: Any, inbound: Inbound) -> Outbound:
+    session = inbound.tls
+    assert session is not None
+    hello = session.hello
+    out = step(node, replace(inbound, data=inbound.data + hello, tls=None))
+    if not out.ok or not out.parts or not out.parts[-1][1].endswith(hello):
+        return out
+    kind, last = out.parts[-1]
+    parts = (*out.parts[:-1], (kind, last[: -len(hello)])) if len(last) > len(hello) \
+        else out.parts[:-1]
+    view = replace(out.view, tls="passed", decisions=(
+        *out.view.decisions, "the TLS connection (ClientHello"
+        + (f", SNI {session.server_name}" if session.server_name else "")
+        + ") is relayed unread: this hop holds no key"))
+    return replace(out, parts=parts, tls=session, view=view)
+
+
+def speaks_tls(node: Any) -> bool:
+    """Whether *node*'s configuration handles TLS itself (terminates it, or reads the
+    ClientHello as ``ssl_preread`` does)."""
+    return hop_kind(node).speaks_tls(node)
 
 
 def admits(node: Broker, peer: Endpoint) -> bool:

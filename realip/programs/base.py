@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ..decisions import Acceptance, Resolution
 from ..proxy_protocol import Endpoint
+from ..tls import TlsSession
 
 __all__ = [
     "Broker",
@@ -39,6 +40,7 @@ __all__ = [
     "TrustDecision",
     "VersionRule",
     "access_allowed",
+    "ca_label",
     "covers",
     "version_tuple",
 ]
@@ -55,7 +57,9 @@ class Inbound:
     receiver's own address; ``upstream`` where the hop connects next as its configuration names
     it (nginx's ``$proxy_host``), ``None`` for a broker; ``client_id`` the MQTT client id when
     the bytes do not carry it in a form the step reads (a WebSocket client's CONNECT travels in
-    frames the simulator does not write)."""
+    frames the simulator does not write); ``tls`` the TLS connection that follows ``data``
+    on the same TCP connection (``data`` is then what travelled in clear before the
+    handshake — a PROXY header — and the session's plaintext only the key holder reads)."""
 
     data: bytes
     peer: Endpoint
@@ -63,6 +67,7 @@ class Inbound:
     sender: str = ""
     upstream: Endpoint | None = None
     client_id: str = ""
+    tls: TlsSession | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,12 @@ class HopView:
     were taken; a closed connection has ``accepted`` False and the program's ``log`` line.  The
     structured fields say the same as data: ``trust`` (whether and why it trusted its sender),
     ``acceptance`` (its PROXY receiver's decision, when it read a header), ``resolution`` (the
-    forwarded-header walk with its trace, when it resolved one) and, for a broker, ``peername``.
+    forwarded-header walk with its trace, when it resolved one) and, for a broker, ``peername``
+    and the identity it gives the client: ``username`` and ``clientid`` (EMQX's
+    ``peer_cert_as_username`` / ``peer_cert_as_clientid``; None: from the CONNECT packet).
+    ``tls`` says what the hop did with TLS: ``terminated`` (it holds the key), ``preread``
+    (it read the ClientHello and passed it on), ``passed`` (relayed without looking), or None
+    (no TLS reached it).
     """
 
     name: str
@@ -99,16 +109,22 @@ class HopView:
     acceptance: Acceptance | None = None
     resolution: Resolution | None = None
     peername: str | None = None
+    username: str | None = None
+    clientid: str | None = None
+    tls: str | None = None
 
 
 @dataclass(frozen=True)
 class Outbound:
     """What a step sends on its outbound link: ``parts`` labelled ``proxy``, ``mqtt``, ``http``
-    (empty for a broker, which sends nothing on), ``ok`` False when it closes the connection."""
+    (empty for a broker, which sends nothing on), ``ok`` False when it closes the connection;
+    ``tls`` the TLS connection that follows the parts on the outbound link (one the hop passes
+    through unread, or one it opens itself to its upstream)."""
 
     view: HopView
     parts: tuple[tuple[str, bytes], ...] = ()
     ok: bool = True
+    tls: TlsSession | None = None
 
     @classmethod
     def refusal(cls, name: str, kind: str, conn: Inbound, variables: Mapping[str, str],
@@ -206,8 +222,9 @@ class ReceiverModel:
 
 
 def version_tuple(text: str) -> tuple[int, ...] | None:
-    """``"1.23.2"`` / ``"v2.9"`` as numbers (None when the text starts with none)."""
-    m = re.match(r"\s*v?(\d+(?:\.\d+)*)", text)
+    """``"1.23.2"`` / ``"v2.9"`` / EMQX Enterprise's ``"e5.10.4"`` as numbers (None when the
+    text starts with none)."""
+    m = re.match(r"\s*[ve]?(\d+(?:\.\d+)*)", text)
     if m is None:
         return None
     return tuple(int(x) for x in m.group(1).split("."))
@@ -246,7 +263,8 @@ class Broker:
     kind: Literal["emqx", "mosquitto", "aedes"] = "emqx"
     addr: str
     port: int = 1883
-    listener: Literal["tcp", "ws"] = "tcp"
+    #: EMQX's listener types: ``ssl`` is MQTT over TLS (8883), ``wss`` secure WebSocket (8084)
+    listener: Literal["tcp", "ws", "ssl", "wss"] = "tcp"
     proxy_protocol: bool = False
     proxy_protocol_timeout: float = 3.0
     access_rules: tuple[str, ...] = ()
@@ -257,6 +275,17 @@ class Broker:
     #: aedes-server-factory ``trustProxy``: read PROXY headers (tcp) / X-Forwarded-For and
     #: X-Real-IP (ws) from any sender
     trust_proxy: bool = False
+    #: EMQX ``mqtt.peer_cert_as_username`` / ``peer_cert_as_clientid``: the client's identity
+    #: from its certificate (``cn`` or ``dn``; EMQX's ``crt``/``pem``/``md5`` are not modelled)
+    #: — on a tcp listener with
+    #: ``proxy_protocol``, from the PROXY v2 SSL TLV
+    peer_cert_as_username: Literal["disabled", "cn", "dn"] = "disabled"
+    peer_cert_as_clientid: Literal["disabled", "cn", "dn"] = "disabled"
+    #: ssl/wss ``ssl_options``: ``verify`` (``verify_peer`` asks for a client certificate),
+    #: ``fail_if_no_peer_cert``, and the CA (a label) that ``cacertfile`` holds
+    verify: Literal["verify_none", "verify_peer"] = "verify_none"
+    fail_if_no_peer_cert: bool = False
+    cacertfile: str = "clients-ca"
     version: str = "5.7.0"
 
 
@@ -321,3 +350,10 @@ class Fix:
         from dataclasses import replace
 
         return replace(target, **{self.setting: self.value})
+
+
+def ca_label(path: str) -> str:
+    """The CA label a certificate file stands for in the simulator: its name without
+    directories and extension (``/etc/nginx/clients-ca.pem`` → ``clients-ca``)."""
+    base = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.split(".", 1)[0] or base

@@ -251,3 +251,61 @@ class BrokerSettings(Settings):
 
 #: Convenience for rooms: a validator running after the type's own checks.
 After = AfterValidator
+
+
+# ----------------------------------------------------------------------------------------------
+# TLS settings several rooms share
+
+#: A plain YAML boolean for settings that are not a program's own word (realip's client).
+Flag = Annotated[bool, BeforeValidator(bool_words(("true", "yes", "on"), ("false", "no", "off"),
+                                                  "true or false")), Allowed("true | false")]
+
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+def _ca_label(value: Any) -> str:
+    if not isinstance(value, str) or not _LABEL.match(value):
+        raise error("ca", f"{value!r} is not a CA label (letters, digits, '.', '_', '-', e.g. "
+                    "clients-ca)")
+    return value
+
+
+#: A certificate authority by label: the simulator signs nothing, the live lab makes one CA
+#: per label at run time.
+CaLabel = Annotated[str, BeforeValidator(_ca_label), Allowed("a CA label, e.g. clients-ca")]
+
+
+def _key_alg(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"(RSA(2048|3072|4096)|EC(256|384))",
+                                                      value):
+        raise error("key", f"{value!r} is not a key type: RSA2048, RSA3072, RSA4096, EC256 or "
+                    "EC384")
+    return value
+
+
+#: The key of a host's own certificate, named as HAProxy's cert-key TLV names it.
+KeyAlg = Annotated[str, BeforeValidator(_key_alg),
+                   Allowed("RSA2048 | RSA3072 | RSA4096 | EC256 | EC384")]
+
+
+def _server_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        pass
+    else:  # RFC 6066 §3: "Literal IPv4 and IPv6 addresses are not permitted in HostName"
+        raise error("sni", f"{value!r} is an address: an SNI names a host, not an address "
+                    "(RFC 6066 §3)")
+    if not isinstance(value, str) or not re.fullmatch(
+            r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*", value):
+        raise error("sni", f"{value!r} is not a DNS host name (an SNI names a host, not an "
+                    "address)")
+    return value
+
+
+#: A TLS server name (SNI).
+ServerName = Annotated[str | None, BeforeValidator(_server_name),
+                       Allowed("a DNS host name, e.g. mqtt.example.com, or null")]

@@ -10,7 +10,7 @@ Strict by default: everything the specification forbids is rejected, the CRC32C 
 the received bytes, and TLVs are kept in wire order with duplicates.
 """
 
-from ._build import build, make_header
+from ._build import build, forged_header, make_header, ssl_tlv
 from ._codec import Field, annotate, decode, encode
 from ._crc32c import crc32c
 from ._model import TLV, Endpoint, ProxyHeader, SSLInfo
@@ -50,5 +50,7 @@ __all__ = [
     "crc32c",
     "decode",
     "encode",
+    "forged_header",
     "make_header",
+    "ssl_tlv",
 ]

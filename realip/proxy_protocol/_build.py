@@ -114,3 +114,78 @@ def build(
             return (f"PROXY {proto} {format_ip(sh)} {format_ip(dh)} {sp} {dp}\r\n").encode()
     return encode(make_header(source, destination, version=version, command=command,
                               transport=transport, tlvs=tlvs, crc32c=crc32c, style=style))
+
+
+#: The SSL sub-TLVs :func:`ssl_tlv` writes, in the order HAProxy's make_proxy_line_v2 and
+#: nginx's ngx_proxy_protocol_v2_write append them.
+_SSL_SUBS = (("version", 0x21), ("cn", 0x22), ("cipher", 0x23), ("sig_alg", 0x24),
+             ("key_alg", 0x25))
+
+
+def ssl_tlv(client: int = 0x01, verify: int = 0, *, version: str | None = None,
+            cn: str | None = None, cipher: str | None = None, sig_alg: str | None = None,
+            key_alg: str | None = None,
+            order: tuple[str, ...] = ("version", "cn", "cipher", "sig_alg", "key_alg")) -> TLV:
+    """The SSL TLV (0x20): *client* flags (``SSLClient`` bits), *verify* (0 = verified), then
+    the sub-TLVs given, in *order* (the sub-TLV numbering by default, as nginx writes them;
+    HAProxy's make_proxy_line_v2 writes version, cn, key_alg, sig_alg, cipher)."""
+    if not 0 <= client <= 0xFF:
+        raise ValueError(f"ssl client flags {client!r} do not fit one byte")
+    if not 0 <= verify <= 0xFFFFFFFF:
+        raise ValueError(f"ssl verify {verify!r} does not fit 32 bits")
+    body = bytes([client]) + verify.to_bytes(4, "big")
+    values = {"version": version, "cn": cn, "cipher": cipher, "sig_alg": sig_alg,
+              "key_alg": key_alg}
+    codes = dict(_SSL_SUBS)
+    if sorted(order) != sorted(codes):
+        raise ValueError(f"order {order!r} must name each of {sorted(codes)} once")
+    for name in order:
+        code = codes[name]
+        text = values[name]
+        if text is not None:
+            raw = text.encode("utf-8")
+            body += bytes([code]) + len(raw).to_bytes(2, "big") + raw
+    return TLV(TLVType.SSL, body)
+
+
+def _endpoint_text(text: Any, what: str) -> tuple[Any, int]:
+    if isinstance(text, (tuple, list)) and len(text) == 2:
+        return ip_address(str(text[0])), int(text[1])
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError(f"{what} {text!r} is not addr:port ([v6]:port for IPv6)")
+    host, _, port = text.rpartition(":")
+    try:
+        return ip_address(host.strip("[]")), int(port)
+    except ValueError:
+        raise ValueError(f"{what} {text!r} is not addr:port ([v6]:port for IPv6)") from None
+
+
+def forged_header(version: int = 2, source: Any = "192.0.2.1:40000",
+                  destination: Any = "198.51.100.1:1883", *, authority: str | None = None,
+                  ssl: dict[str, Any] | None = None, crc32c: bool = False) -> bytes:
+    """A PROXY header built from a few words, as an attacker writes one (scenario files give
+    ``send_proxy: {version: 2, source: 6.6.6.6:1234, ssl: {cn: admin}}``): *source* and
+    *destination* as ``addr:port``; *ssl* the SSL TLV's fields (``client`` flags — default
+    SSL|CERT_CONN|CERT_SESS when a CN is given —, ``verify`` default 0, ``version``, ``cn``,
+    ``cipher``, ``sig_alg``, ``key_alg``).  v1 takes no TLVs."""
+    if version not in (1, 2):
+        raise ValueError(f"version {version!r}: 1 or 2")
+    src = _endpoint_text(source, "source")
+    dst = _endpoint_text(destination, "destination")
+    tlvs: list[TLV] = []
+    if authority is not None:
+        tlvs.append(TLV(TLVType.AUTHORITY, str(authority).encode("utf-8")))
+    if ssl is not None:
+        if not isinstance(ssl, dict):
+            raise ValueError(f"ssl {ssl!r} is not a mapping of SSL TLV fields")
+        fields = dict(ssl)
+        default_client = 0x07 if fields.get("cn") is not None else 0x01
+        try:
+            tlvs.append(ssl_tlv(int(fields.pop("client", default_client)),
+                                int(fields.pop("verify", 0)), **fields))
+        except TypeError as exc:
+            raise ValueError(f"ssl: {exc} (fields: client, verify, version, cn, cipher, "
+                             "sig_alg, key_alg)") from None
+    if version == 1 and (tlvs or crc32c):
+        raise ValueError("a v1 header carries no TLVs (authority, ssl, crc32c need version 2)")
+    return build(src, dst, version=version, tlvs=tlvs, crc32c=crc32c)

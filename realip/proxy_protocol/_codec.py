@@ -719,8 +719,15 @@ def _note_tlvs(data: bytes, tlvs: tuple[TLV, ...], at: int, notes: list[Field]) 
             client = SSLClient(v[0])
             flags = "|".join(f.name or "" for f in SSLClient if f in client) or "none"
             _note(notes, data, at + 3, 1, "SSL client", f"client flags {flags}")
-            _note(notes, data, at + 4, 4, "SSL verify",
-                  f"verify {int.from_bytes(v[1:5], 'big')} (0 = certificate verified)")
+            verify = int.from_bytes(v[1:5], "big")
+            if not client & (SSLClient.CERT_CONN | SSLClient.CERT_SESS):
+                # HAProxy leaves 0 when no certificate was presented (recorded with 2.6.12)
+                meaning = f"verify {verify}: no client certificate, so it says nothing"
+            elif verify == 0:
+                meaning = "verify 0: the client certificate was verified"
+            else:
+                meaning = f"verify {verify}: the client certificate failed verification"
+            _note(notes, data, at + 4, 4, "SSL verify", meaning)
             sub_at = at + 8
             try:
                 subs = check_ssl(v, at + 3)

@@ -8,7 +8,7 @@ the cheapest immutable objects CPython builds; the public constructors validate,
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from ._spec import (
     AWS_VPCE_ID,
@@ -25,13 +25,77 @@ __all__ = ["TLV", "Endpoint", "ProxyHeader", "SSLInfo"]
 
 from ._values import TLV, Endpoint
 
+#: The order each sender writes the SSL sub-TLVs in: HAProxy 2.6 ``make_proxy_line_v2`` (seen in
+#: tests/vectors/haproxy_2.6_tls.json) and nginx ``ngx_proxy_protocol_v2_write_ssl``.
+SSL_SUB_ORDER: dict[str, tuple[SSLSubType, ...]] = {
+    "haproxy": (SSLSubType.VERSION, SSLSubType.CN, SSLSubType.KEY_ALG, SSLSubType.SIG_ALG,
+                SSLSubType.CIPHER),
+    "nginx": (SSLSubType.VERSION, SSLSubType.CN, SSLSubType.CIPHER, SSLSubType.SIG_ALG,
+              SSLSubType.KEY_ALG),
+}
+
 
 class SSLInfo(NamedTuple):
-    """The decoded SSL TLV."""
+    """The decoded SSL TLV (or one to build: :meth:`make`, :meth:`tlv`)."""
 
     client: SSLClient
     verify: int
     subtlvs: tuple[TLV, ...]
+
+    @classmethod
+    def make(
+        cls,
+        client: SSLClient | int,
+        verify: int = 0,
+        *,
+        version: str | None = None,
+        cn: str | None = None,
+        cipher: str | None = None,
+        sig_alg: str | None = None,
+        key_alg: str | None = None,
+        style: Literal["haproxy", "nginx"] = "haproxy",
+    ) -> SSLInfo:
+        """An SSL TLV as a proxy writes it: the given sub-TLVs in *style*'s order
+        (``"haproxy"``: VERSION, CN, KEY_ALG, SIG_ALG, CIPHER; ``"nginx"``: VERSION, CN, CIPHER,
+        SIG_ALG, KEY_ALG).  Text is encoded as UTF-8 (CN) or US-ASCII (the others)."""
+        from ..errors import EncodeError
+
+        if not 0 <= int(client) <= 0xFF:
+            raise EncodeError(f"the SSL client byte holds 0..255, not {int(client)}")
+        if not 0 <= verify <= 0xFFFFFFFF:
+            raise EncodeError(f"the SSL verify field holds 32 bits, not {verify}")
+        if style not in SSL_SUB_ORDER:
+            raise EncodeError(f"unknown SSL sub-TLV order {style!r} (haproxy or nginx)")
+        given = {SSLSubType.VERSION: version, SSLSubType.CN: cn, SSLSubType.CIPHER: cipher,
+                 SSLSubType.SIG_ALG: sig_alg, SSLSubType.KEY_ALG: key_alg}
+        subs = []
+        for st in SSL_SUB_ORDER[style]:
+            text = given[st]
+            if text is None:
+                continue
+            try:
+                raw = text.encode("utf-8" if st == SSLSubType.CN else "ascii")
+            except UnicodeEncodeError:
+                raise EncodeError(f"SSL sub-TLV {st.name} must be US-ASCII: {text!r}") from None
+            subs.append(TLV(int(st), raw))
+        return cls(SSLClient(int(client)), verify, tuple(subs))
+
+    @property
+    def value(self) -> bytes:
+        """The TLV's value on the wire: client byte, verify (32-bit big-endian), sub-TLVs."""
+        from ..errors import EncodeError
+
+        out = bytearray((int(self.client),))
+        out += self.verify.to_bytes(4, "big")
+        for t, v in self.subtlvs:
+            if len(v) > 0xFFFF:
+                raise EncodeError(f"SSL sub-TLV 0x{t:02X} holds at most 65535 bytes, not {len(v)}")
+            out += bytes((t,)) + len(v).to_bytes(2, "big") + v
+        return bytes(out)
+
+    def tlv(self) -> TLV:
+        """This SSL TLV as a :class:`TLV` (type 0x20) for :func:`~realip.proxy_protocol.build`."""
+        return TLV(TLVType.SSL, self.value)
 
     @property
     def verified(self) -> bool:
@@ -310,6 +374,11 @@ class ProxyHeader(_Fields):
                 "verified": ssl.verified,
                 "subtlvs": [{"type": t.type, "value": t.value.hex()} for t in ssl.subtlvs],
             }
+            # the text sub-TLVs by name too (what a reader of `decode --json` looks for)
+            for key in ("version", "cn", "cipher", "sig_alg", "key_alg", "group", "sig_scheme"):
+                text = getattr(ssl, key)
+                if text is not None:
+                    out["ssl"][key] = text
         for key in ("authority", "unique_id", "netns", "aws_vpce_id",
                     "azure_private_endpoint_linkid", "gcp_psc_connection_id", "crc32c", "alpn"):
             val = getattr(self, key)

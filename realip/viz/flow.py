@@ -82,6 +82,12 @@ def carried(link: Link, *, request_line: bool = False) -> list[str]:
             out += found or ([] if request_line else ["WebSocket upgrade (no X-Forwarded-For)"])
         else:
             out.append(f"{kind} ({len(raw)} B)")
+    if link.tls is not None:
+        tls = link.tls
+        inside = {"mqtt": "MQTT CONNECT", "http": "WebSocket upgrade"}.get(tls.kind, tls.kind)
+        sni = f" SNI {tls.server_name}" if tls.server_name else " (no SNI)"
+        who = link.tls_holder or "no one on this path"
+        out.append(f"TLS{sni}: {inside} inside, readable by {host_label(who)}")
     return out
 
 
@@ -136,7 +142,13 @@ def _node_lines(node: Any, is_client: bool) -> list[str]:
     from ..programs import HopKind, hop_kind
 
     if is_client:
-        return ["WAN " + str(node.addr), f"port {node.port}", f"MQTT over {node.transport}"]
+        over = {("tcp", False): "MQTT over TCP", ("ws", False): "MQTT over WebSocket",
+                ("tcp", True): "MQTT over TLS", ("ws", True): "MQTT over wss"}[
+            (node.transport, bool(getattr(node, "tls", False)))]
+        out = ["WAN " + str(node.addr), f"port {node.port}", over]
+        if getattr(node, "tls", False) and node.cert_cn is not None:
+            out.append(f"cert CN {node.cert_cn}")
+        return out
     entry = hop_kind(node)
     if isinstance(entry, HopKind):
         what = entry.label(node)
@@ -195,7 +207,17 @@ def _outcome(trace: Trace, shown: bool = True) -> str:
                    "port header")
     else:
         verdict = "the real client" if same else f"NOT the real client {real}"
-    return f"broker peername = {trace.peername} ({verdict})"
+    text = f"broker peername = {trace.peername} ({verdict})"
+    if trace.username is not None:
+        cn = client.cert_cn
+        if cn is not None and trace.username in (cn, f"CN={cn}"):
+            who = "the client's own certificate"
+        elif cn is None:
+            who = "no certificate was ever shown"
+        else:
+            who = f"NOT the client's certificate CN {cn}"
+        text += f"; username = {trace.username} ({who})"
+    return text
 
 
 def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = None,
@@ -237,7 +259,9 @@ def draw_topology(topology_or_trace: Topology | Trace, *, title: str | None = No
         else:
             below.append(_wrap([f"{host_label(link.receiver)}: {t.rule}"], chars))
     result = _outcome(trace, outcome)
-    good = trace.connected and trace.client_addr == topo.client.addr
+    good = trace.connected and trace.client_addr == topo.client.addr and (
+        trace.username is None or trace.username in (topo.client.cert_cn,
+                                                     f"CN={topo.client.cert_cn}"))
     out_text = _wrap([result], max(30, int(width / 0.085)))
     head = _wrap([title or topo.title or topo.name], max(30, int(width / 0.095)))
     top = 0.7 + max([a.count("\n") + 1 for a in above] + [0]) * line + 0.2 \

@@ -7,6 +7,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv6Address
 
 from ..._addr import format_ip
+from ...errors import InvalidProxyHeader
 from ...proxy_protocol import Endpoint, decode
 from ...wire import parse_http
 from ..base import Broker, HopView, Inbound, Outbound, TrustDecision, access_allowed, covers
@@ -14,6 +15,7 @@ from . import erlang
 from .esockd import RECEIVER as ESOCKD
 from .esockd import backend_for
 from .ranch import RECEIVER as RANCH
+from .tls import bad_bytes, checks_cert_bytes, peer_identity, terminate
 from .ws import emqx_ws_peer
 
 __all__ = ["access_allowed", "admits", "peername", "step", "trust"]
@@ -61,7 +63,7 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     pp_source: Endpoint | None = None
     pp_header = None
     if node.proxy_protocol:
-        if node.listener == "ws":
+        if node.listener in ("ws", "wss"):
             acc = RANCH.accepts(data)
         else:
             # the tcp listener's esockd backend: EMQX's tcp_backend default for this version
@@ -87,14 +89,65 @@ def step(node: Broker, conn: Inbound) -> Outbound:
         decisions.append("proxy_protocol = false: the PROXY header is parsed as MQTT/HTTP and "
                          f"fails (resemble_protocol => {guess})")
         return closed(f"frame_error: malformed packet, resemble_protocol => {guess}")
-    if node.listener == "tcp":
+    result = None
+    if node.listener in ("ssl", "wss"):
+        hs = terminate(conn.tls, data, verify=node.verify,
+                       fail_if_no_peer_cert=node.fail_if_no_peer_cert,
+                       cacertfile=node.cacertfile)
+        decisions.append(hs.decision)
+        if not hs.ok:
+            return closed(hs.log)
+        assert conn.tls is not None
+        data, result = conn.tls.plaintext, hs.result
+    header_obj = None
+    if pp_header:
+        try:
+            header_obj = decode(pp_header, verify_crc32c=False)
+        except InvalidProxyHeader as exc:
+            # esockd took a header the specification's decoder refuses: its TLVs are not
+            # read as the spec lays them out, so no certificate comes from them
+            decisions.append(f"(the header esockd accepted is not one realip's strict decoder "
+                             f"reads: {exc.reason.value}; its TLVs give no certificate)")
+    ident = peer_identity(node.listener, header=header_obj, read_header=node.proxy_protocol,
+                          handshake_result=result, version=node.version)
+    who: dict[str, str | None] = {}
+    for setting, value in (("peer_cert_as_username", node.peer_cert_as_username),
+                           ("peer_cert_as_clientid", node.peer_cert_as_clientid)):
+        if value == "disabled":
+            continue
+        got = ident.cn if value == "cn" else ident.dn
+        decisions.append(f"{setting} = {value}: {ident.why}")
+        if checks_cert_bytes(node.version) and bad_bytes(got):
+            decisions.append(f"the certificate's {value.upper()} {got!r} has control "
+                             f"characters: EMQX {node.version} refuses it")
+            return closed("peer_certificate_field_rejected: {shutdown, peercert_field_invalid}"
+                          f" (source => {ident.source})")
+        who[setting] = got
+    username = who.get("peer_cert_as_username")
+    clientid = who.get("peer_cert_as_clientid")
+    if result is not None:
+        variables.update(ssl_protocol=result.protocol, ssl_cipher=result.cipher)
+        if result.cert is not None:
+            variables["cert_common_name"] = result.cert.cn
+    if username is not None:
+        variables["username"] = username
+        decisions.append(f"username = {username!r} (the certificate's value wins over the "
+                         "CONNECT packet's)")
+    if clientid is not None:
+        variables["clientid"] = clientid
+        decisions.append(f"clientid = {clientid!r} (the certificate's value wins over the "
+                         "CONNECT packet's)")
+    tls_state = "terminated" if result is not None else None
+    if node.listener in ("tcp", "ssl"):
         if data[:1] != b"\x10":
             decisions.append(f"first bytes {data[:8]!r} are not an MQTT CONNECT")
             return closed("frame_error: malformed packet")
         name = peername(src.host, src.port)
-        decisions.append(f"MQTT CONNECT from {conn.client_id}: peername={name}{_v6_note(name)}")
+        decisions.append(f"MQTT CONNECT from {clientid or conn.client_id}: peername={name}"
+                         f"{_v6_note(name)}")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions), peername=name))
+                                tuple(decisions), peername=name, username=username,
+                                clientid=clientid, tls=tls_state))
     parsed = parse_http(data)
     if parsed is None:
         decisions.append("not an HTTP upgrade request: 400")
@@ -118,11 +171,12 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     shown = addr_header or '""'
     decisions.append(f"websocket.proxy_address_header={shown}: {res.reason}")
     name = f"{res.addr}:{res.port}"
-    decisions.append(f"WebSocket CONNECT from {conn.client_id}: peername={name}"
+    decisions.append(f"WebSocket CONNECT from {clientid or conn.client_id}: peername={name}"
                      f"{_v6_note(name)}")
     variables.update(proxy_address_header=addr_header, proxy_port_header=port_header)
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            resolution=res, peername=name))
+                            resolution=res, peername=name, username=username,
+                            clientid=clientid, tls=tls_state))
 
 
 def _tokens(headers: list[tuple[str, str]], name: str) -> set[str]:
@@ -152,7 +206,7 @@ def _cowboy_not_upgrade(request: str, headers: list[tuple[str, str]]) -> str | N
 
 def trust(node: Broker, sender_addr: str) -> TrustDecision:
     """Whether the listener takes the client address from what *sender_addr* sends."""
-    if node.listener == "tcp":
+    if node.listener in ("tcp", "ssl"):
         if not node.proxy_protocol:
             return TrustDecision(None, "proxy_protocol = false")
         if node.access_rules:

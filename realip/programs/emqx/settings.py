@@ -20,6 +20,7 @@ from ...trust import Trust
 from ..settings import (
     Allowed,
     BrokerSettings,
+    CaLabel,
     Name,
     Version,
     bool_words,
@@ -96,7 +97,8 @@ class EmqxSettings(BrokerSettings):
     """An EMQX listener (``listeners.tcp.default`` / ``listeners.ws.default``)."""
 
     name: Name = Field("emqx", description="the broker's label")
-    listener: Literal["tcp", "ws"] = Field("tcp", description="the listener type")
+    listener: Literal["tcp", "ws", "ssl", "wss"] = Field(
+        "tcp", description="the listener type (ssl: MQTT over TLS, wss: secure WebSocket)")
     proxy_protocol: Boolean = Field(False, description="`proxy_protocol = true`: read a PROXY "
                                     "header (esockd on tcp, ranch on ws)")
     proxy_protocol_timeout: Annotated[float, BeforeValidator(_duration),
@@ -112,4 +114,18 @@ class EmqxSettings(BrokerSettings):
     proxy_address_allow: Annotated[tuple[str, ...] | None, BeforeValidator(_allow),
                                    Allowed("CIDRs, or null")] = Field(
         None, description="ws, EMQX 6.4: headers count only from these peers")
-    version: Version = Field("5.7.0", description="the EMQX version modelled")
+    peer_cert_as_username: Literal["disabled", "cn", "dn"] = Field(
+        "disabled", description="`mqtt.peer_cert_as_username`: the username from the client "
+        "certificate (behind a PROXY header: its SSL TLV)")
+    peer_cert_as_clientid: Literal["disabled", "cn", "dn"] = Field(
+        "disabled", description="`mqtt.peer_cert_as_clientid`: the client id from the client "
+        "certificate")
+    verify: Literal["verify_none", "verify_peer"] = Field(
+        "verify_none", description="ssl/wss `ssl_options.verify`: verify_peer asks for a "
+        "client certificate")
+    fail_if_no_peer_cert: Boolean = Field(False, description="ssl/wss `ssl_options."
+                                          "fail_if_no_peer_cert`")
+    cacertfile: CaLabel = Field("clients-ca", description="ssl/wss `ssl_options.cacertfile`: "
+                                "the CA (a label) client certificates must come from")
+    version: Version = Field("5.7.0", description="the EMQX version modelled (e5.x: "
+                             "enterprise)")

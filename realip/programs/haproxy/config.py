@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ...errors import ConfigurationError
-from ..base import Imported
+from ..base import Imported, ca_label
 from .hops import HAProxy
 
 __all__ = ["from_haproxy_cfg", "main", "sections"]
@@ -34,7 +34,7 @@ def _hap_name(text: str) -> str:
 
 
 def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
-             tag: str = "") -> str:
+             tag: str = "", tls_dir: str = "/etc/realip/tls") -> str:
     """The ``frontend``/``backend`` pair of HAProxy hop *hop* listening on *listen*, its server
     line sourced from *own* and sent to *upstream* (named ``<tag><hop>`` and
     ``<tag><hop>_next``; the bind line is named after the hop, so HAProxy's connection errors
@@ -46,6 +46,17 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     bind = f"bind {listen} name {_hap_name(hop.name)}"
     if hop.accept_proxy:
         bind += " accept-proxy"
+    if hop.bind_ssl:
+        # <hop>.pem: certificate and key in one file, as HAProxy's crt takes them
+        bind += f" ssl crt {tls_dir}/{hop.name}.pem"
+        if hop.alpn:
+            bind += " alpn " + ",".join(hop.alpn)
+        if hop.verify != "none":
+            bind += f" ca-file {tls_dir}/{hop.ca_file}.pem verify {hop.verify}"
+            if hop.crt_ignore_err:
+                bind += " crt-ignore-err all"
+            if hop.ca_ignore_err:
+                bind += " ca-ignore-err all"
     # tcplog/httplog: without one HAProxy 2.6 logs no connection errors (a refused PROXY
     # header) at all, only "Connect from" lines
     front = [f"mode {hop.mode}", f"option {hop.mode}log", bind]
@@ -73,8 +84,9 @@ def sections(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
     server = f"server next {upstream} source {own}"
     if hop.send_proxy == "v1":
         server += " send-proxy"
-    elif hop.send_proxy == "v2":
-        server += " send-proxy-v2"
+    elif hop.send_proxy in ("v2", "v2-ssl", "v2-ssl-cn"):
+        server += {"v2": " send-proxy-v2", "v2-ssl": " send-proxy-v2-ssl",
+                   "v2-ssl-cn": " send-proxy-v2-ssl-cn"}[hop.send_proxy]
         if hop.proxy_v2_options:
             server += " proxy-v2-options " + ",".join(hop.proxy_v2_options)
     back = [f"mode {hop.mode}", server]
@@ -182,11 +194,18 @@ def from_haproxy_cfg(text: str, *, name: str = "lb", addr: str, public: str | No
             warnings.append(f"{front['at']}: {front['section']} has no bind (skipped)")
             continue
         server = back["server"]
-        send: Literal["off", "v1", "v2"] = "v2" if "send-proxy-v2" in server["options"] else (
-            "v1" if "send-proxy" in server["options"] else "off")
+        sopts = server["options"]
+        if "ssl" in sopts:
+            warnings.append(f"{back['at']}: server … ssl: TLS from HAProxy to the server is not "
+                            "modelled (the simulation sends the plaintext)")
+        send: Literal["off", "v1", "v2", "v2-ssl", "v2-ssl-cn"] = (
+            "v2-ssl-cn" if "send-proxy-v2-ssl-cn" in sopts else
+            "v2-ssl" if "send-proxy-v2-ssl" in sopts else
+            "v2" if "send-proxy-v2" in sopts else "v1" if "send-proxy" in sopts else "off")
         ff = front.get("forwardfor") or back.get("forwardfor")
-        for port, accept_proxy in front["binds"]:
+        for port, accept_proxy, tls in front["binds"]:
             hops.append(HAProxy(
+                **tls,
                 name=name if not hops else f"{name}-{len(hops) + 1}", addr=addr, public=public,
                 port=port, source_port=source_port, mode=fmode,
                 accept_proxy=accept_proxy or front.get("expect_always", False),
@@ -275,8 +294,52 @@ def _hap_line(where: str, words: list[str], conf: dict[str, Any], warnings: list
         tail = words[1].rsplit(":", 1)[-1] if len(words) > 1 else ""
         if not tail.isdigit():
             raise ConfigurationError(f"{where}: bind {' '.join(words[1:])}: missing port")
-        conf["binds"].append((int(tail), "accept-proxy" in words[2:]))
-        other = [w for w in words[2:] if w != "accept-proxy"]
+        opts = words[2:]
+        tls: dict[str, Any] = {}
+        other: list[str] = []
+        i = 0
+        while i < len(opts):
+            w = opts[i]
+            value = opts[i + 1] if i + 1 < len(opts) else None
+            if w in ("accept-proxy",):
+                i += 1
+            elif w == "ssl":
+                tls["bind_ssl"] = True
+                i += 1
+            elif w in ("crt", "ca-file", "verify", "alpn", "crt-ignore-err", "ca-ignore-err",
+                       "name", "ssl-min-ver", "ssl-max-ver", "ciphers", "ciphersuites"):
+                if value is None:
+                    raise ConfigurationError(f"{where}: bind: '{w}' expects an argument")
+                if w == "crt":
+                    tls["crt"] = value
+                elif w == "ca-file":
+                    tls["ca_file"] = ca_label(value)
+                elif w == "verify":
+                    if value not in ("none", "optional", "required"):
+                        raise ConfigurationError(f"{where}: bind: verify: unknown verify "
+                                                 f"setting '{value}' (allowed: none, optional,"
+                                                 " required)")
+                    tls["verify"] = value
+                elif w == "alpn":
+                    tls["alpn"] = tuple(value.split(","))
+                elif w in ("crt-ignore-err", "ca-ignore-err"):
+                    if value != "all":
+                        warnings.append(f"{where}: bind {w} {value}: only 'all' is modelled "
+                                        "(a list of error ids is read as all)")
+                    tls[w.replace("-", "_")] = True
+                i += 2
+            else:
+                other.append(w)
+                i += 1
+        if tls.get("bind_ssl") and "crt" not in tls:
+            raise ConfigurationError(f"{where}: bind {words[1]}: 'ssl' needs a certificate "
+                                     "('crt'); haproxy -c: no certificate specified")
+        if tls.get("verify", "none") != "none" and "ca_file" not in tls:
+            raise ConfigurationError(f"{where}: bind {words[1]}: verify {tls['verify']} needs "
+                                     "a 'ca-file' (haproxy -c: verify is enabled but no CA "
+                                     "file specified)")
+        tls.pop("crt", None)
+        conf["binds"].append((int(tail), "accept-proxy" in opts, tls))
         if other:
             warnings.append(f"{where}: bind options {other} are not modelled")
     elif key == "acl" and len(words) >= 3:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from ipaddress import IPv4Address, IPv6Address
-from typing import Literal
+from typing import Any, Literal
 
 from ..._addr import format_ip
 from ...decisions import Acceptance
@@ -16,6 +16,7 @@ from ...wire import Headers, parse_http, split_parts
 from ..base import HopView, Host, Inbound, Outbound, TrustDecision, covers
 from .http import haproxy_forwardfor
 from .receive import RECEIVER
+from .tls import ssl_tlv_for, terminate
 
 __all__ = ["HAProxy", "reads_proxy_header", "step", "trust"]
 
@@ -40,8 +41,21 @@ class HAProxy(Host):
     mode: Literal["tcp", "http"] = "tcp"
     accept_proxy: bool = False
     expect_proxy_from: tuple[str, ...] = ()
-    send_proxy: Literal["off", "v1", "v2"] = "off"
+    #: ``v2-ssl`` / ``v2-ssl-cn``: ``send-proxy-v2-ssl[-cn]`` (v2 with options ssl[,cert-cn])
+    send_proxy: Literal["off", "v1", "v2", "v2-ssl", "v2-ssl-cn"] = "off"
     proxy_v2_options: tuple[str, ...] = ()
+    #: ``bind … ssl crt …``: terminates TLS with a certificate whose key is ``ssl_key``;
+    #: ``verify`` asks for client certificates checked against the CA (a label) in ``ca_file``;
+    #: ``crt_ignore_err`` / ``ca_ignore_err`` (``crt-ignore-err all``, ``ca-ignore-err all``)
+    #: let ones that fail at the leaf / in the chain through
+    bind_ssl: bool = False
+    ssl_key: str = "EC256"
+    verify: Literal["none", "optional", "required"] = "none"
+    ca_file: str = "clients-ca"
+    crt_ignore_err: bool = False
+    ca_ignore_err: bool = False
+    #: ``bind … alpn …``: the protocols it negotiates (HAProxy's preference order)
+    alpn: tuple[str, ...] = ()
     forwardfor: bool = False
     forwardfor_except: str | None = None
     forwardfor_if_none: bool = False
@@ -86,18 +100,32 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
                              "addresses stay")
     variables.update(src=_hap_addr(src), src_port=str(src.port), dst=_hap_addr(dst),
                      dst_port=str(dst.port))
+    result = None
+    tls_state: str | None = None
+    if node.bind_ssl:
+        t = terminate(conn.tls, data, verify=node.verify, ca_file=node.ca_file,
+                      key=node.ssl_key, crt_ignore_err=node.crt_ignore_err,
+                      ca_ignore_err=node.ca_ignore_err)
+        decisions += t.decisions
+        if not t.ok:
+            return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                    tuple(decisions), False, t.log, acceptance=acc), ok=False)
+        variables.update(t.variables)
+        assert conn.tls is not None
+        data, result, tls_state = conn.tls.plaintext, t.result, "terminated"
     parts: list[tuple[str, bytes]] = []
     if node.send_proxy != "off":
-        header = _hap_send(node, src, dst)
+        header = _hap_send(node, src, dst, result, conn.tls if node.bind_ssl else None)
         parts.append(("proxy", header))
-        decisions.append(f"server … send-proxy{'-v2' if node.send_proxy == 'v2' else ''}: "
-                         f"relays {src} → {dst}")
+        word = {"v1": "", "v2": "-v2", "v2-ssl": "-v2-ssl", "v2-ssl-cn": "-v2-ssl-cn"}
+        decisions.append(f"server … send-proxy{word[node.send_proxy]}: relays {src} → {dst}"
+                         + _tlv_words(node, result))
     if node.mode == "tcp":
         if data[:5] == b"PROXY" and not expect:
             decisions.append("mode tcp: the incoming PROXY header is relayed as data")
         parts += split_parts(data, "http" if data[:4] == b"GET " else "mqtt")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
-                                tuple(decisions), acceptance=acc), tuple(parts))
+                                tuple(decisions), acceptance=acc, tls=tls_state), tuple(parts))
     parsed = parse_http(data)
     if parsed is None:
         decisions.append("mode http: not an HTTP request: answers 400 Bad request and closes")
@@ -108,7 +136,7 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     headers, upgrade = _hap_clean_connection(headers, decisions)
     for rule in node.http_request:
         if rule[0] == "set-header":
-            value = _hap_fmt(rule[2], src, dst)
+            value = _hap_fmt(rule[2], src, dst, variables)
             key = rule[1].lower()
             headers = [(k, v) for k, v in headers if k.lower() != key] + [(rule[1], value)]
             decisions.append(f"http-request set-header {rule[1]} {rule[2]} → {value!r}")
@@ -138,7 +166,38 @@ def _hap(node: HAProxy, conn: Inbound) -> Outbound:
     head = request + "\r\n" + "".join(f"{k.lower()}: {v}\r\n" for k, v in headers) + "\r\n"
     parts.append(("http", head.encode("latin-1")))
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            acceptance=acc), tuple(parts))
+                            acceptance=acc, tls=tls_state), tuple(parts))
+
+
+def _negotiated_alpn(node: HAProxy, session: Any) -> str | None:
+    """The protocol ``bind … alpn`` negotiates with the client (OpenSSL's
+    SSL_select_next_proto: the first of the server's list the client offers), or None."""
+    if session is None or not node.alpn or not session.alpn:
+        return None
+    return next((p for p in node.alpn if p in session.alpn), None)
+
+
+def _tlv_words(node: HAProxy, result: object) -> str:
+    opts = _v2_options(node)
+    if "ssl" not in opts:
+        return ""
+    if result is None:
+        return " (SSL TLV: the client did not use TLS here — client 0, verify 0)"
+    return " (SSL TLV describes this hop's TLS session" + (
+        ", with the client certificate's CN" if "cert-cn" in opts else "") + ")"
+
+
+def _v2_options(node: HAProxy) -> set[str]:
+    """The effective ``proxy-v2-options``: ``send-proxy-v2-ssl[-cn]`` add ``ssl[,cert-cn]``;
+    every ``cert-*`` and ``ssl-cipher`` option implies ``ssl`` (srv_parse_proxy_v2_options)."""
+    opts = set(node.proxy_v2_options)
+    if node.send_proxy in ("v2-ssl", "v2-ssl-cn"):
+        opts.add("ssl")
+    if node.send_proxy == "v2-ssl-cn":
+        opts.add("cert-cn")
+    if opts & {"cert-cn", "cert-key", "cert-sig", "ssl-cipher"}:
+        opts.add("ssl")
+    return opts
 
 
 def _hap_connection_pass(value: str) -> tuple[str, bool]:
@@ -195,26 +254,37 @@ def _hap_addr(ep: Endpoint) -> str:
     return ep.host if isinstance(ep.host, str) else format_ip(ep.host)
 
 
-def _hap_fmt(template: str, src: Endpoint, dst: Endpoint) -> str:
+def _hap_fmt(template: str, src: Endpoint, dst: Endpoint,
+             fetched: dict[str, str] | None = None) -> str:
     values = {"src": _hap_addr(src), "src_port": str(src.port), "dst": _hap_addr(dst),
               "dst_port": str(dst.port)}
+    values.update({k: v for k, v in (fetched or {}).items() if k.startswith("ssl_")})
     out = template
     for key, value in values.items():
         out = out.replace(f"%[{key}]", value)
     return out
 
 
-def _hap_send(node: HAProxy, src: Endpoint, dst: Endpoint) -> bytes:
+def _hap_send(node: HAProxy, src: Endpoint, dst: Endpoint, result: Any = None,
+              session: Any = None) -> bytes:
     """``make_proxy_line_v1/v2``: the frontend's src and dst; mixed families become v4-mapped;
-    v2 TLVs in HAProxy's order (CRC32C, AUTHORITY, UNIQUE_ID, SSL) when asked for."""
+    v2 TLVs in HAProxy's order (CRC32C, AUTHORITY, UNIQUE_ID, SSL) when asked for; the SSL TLV
+    describes the frontend's own TLS session (*result*), if any."""
     if node.send_proxy == "v1":
         return build(src, dst, version=1, style="haproxy")
-    opts = set(node.proxy_v2_options)
+    opts = _v2_options(node)
     tlvs: list[TLV] = []
+    alpn = _negotiated_alpn(node, session)
+    if alpn is not None:
+        # conn_get_alpn on the frontend connection: written whenever ALPN was negotiated,
+        # with or without any proxy-v2-options
+        tlvs.append(TLV(TLVType.ALPN, alpn.encode("ascii")))
+    if "authority" in opts and session is not None and session.server_name:
+        tlvs.append(TLV(TLVType.AUTHORITY, session.server_name.encode("ascii")))
     if "unique-id" in opts:
         tlvs.append(TLV(TLVType.UNIQUE_ID, b""))
     if "ssl" in opts:
-        tlvs.append(TLV(TLVType.SSL, b"\x00\x00\x00\x00\x00"))
+        tlvs.append(ssl_tlv_for(opts, result, node.ssl_key))
     return build(src, dst, version=2, style="haproxy", tlvs=tlvs,
                  crc32c="first" if "crc32c" in opts else False)
 

@@ -16,8 +16,10 @@ from ...errors import ConfigurationError
 from ...trust import Trust
 from ..settings import (
     Allowed,
+    CaLabel,
     HeaderName,
     HostSettings,
+    KeyAlg,
     Port,
     Version,
     bool_words,
@@ -40,7 +42,9 @@ V2_OPTIONS = ("ssl", "ssl-cipher", "cert-sig", "cert-key", "cert-cn", "authority
 def _send_proxy(value: Any) -> str:
     if value is False:
         return "off"
-    words = {"off": "off", "v1": "v1", "send-proxy": "v1", "v2": "v2", "send-proxy-v2": "v2"}
+    words = {"off": "off", "v1": "v1", "send-proxy": "v1", "v2": "v2", "send-proxy-v2": "v2",
+             "v2-ssl": "v2-ssl", "send-proxy-v2-ssl": "v2-ssl", "v2-ssl-cn": "v2-ssl-cn",
+             "send-proxy-v2-ssl-cn": "v2-ssl-cn"}
     if isinstance(value, str) and value.strip().lower() in words:
         return words[value.strip().lower()]
     raise error("send_proxy", f"{value!r} is not a PROXY version HAProxy sends")
@@ -80,6 +84,16 @@ def _options(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _alpn_list(value: Any) -> tuple[str, ...]:
+    value = one_or_many(value)
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and 0 < len(v) < 256 and v.isascii() for v in value):
+        raise error("alpn", f"{value!r} is not a list of ALPN protocol names")
+    return tuple(value)
+
+
 def _rules(value: Any) -> tuple[tuple[str, ...], ...]:
     if not isinstance(value, (list, tuple)):
         raise error("http_request", f"{value!r} is not a list of rules")
@@ -109,9 +123,11 @@ class HAProxySettings(HostSettings):
     expect_proxy_from: Annotated[tuple[str, ...], BeforeValidator(_networks),
                                  Allowed("addresses or networks, as `src` reads them")] = Field(
         (), description="`tcp-request connection expect-proxy layer4 if { src … }`")
-    send_proxy: Annotated[Literal["off", "v1", "v2"], BeforeValidator(_send_proxy),
-                          Allowed("off | v1 (send-proxy) | v2 (send-proxy-v2)")] = Field(
-        "off", description="`server … send-proxy` / `send-proxy-v2`")
+    send_proxy: Annotated[Literal["off", "v1", "v2", "v2-ssl", "v2-ssl-cn"],
+                          BeforeValidator(_send_proxy),
+                          Allowed("off | v1 (send-proxy) | v2 (send-proxy-v2) | v2-ssl "
+                                  "(send-proxy-v2-ssl) | v2-ssl-cn (send-proxy-v2-ssl-cn)")] = \
+        Field("off", description="`server … send-proxy` / `send-proxy-v2[-ssl[-cn]]`")
     proxy_v2_options: Annotated[tuple[str, ...], BeforeValidator(_options),
                                 Allowed(" | ".join(V2_OPTIONS))] = Field(
         (), description="`proxy-v2-options …` (crc32c, unique-id and ssl add TLVs)")
@@ -126,4 +142,19 @@ class HAProxySettings(HostSettings):
                             Allowed("[set-header, name, value] | [del-header, name]")] = Field(
         (), description="`http-request set-header|del-header` rules in order (values may use "
         "%[src], %[src_port], %[dst], %[dst_port])")
+    bind_ssl: Keyword = Field(False, description="`bind … ssl crt …`: terminate TLS")
+    ssl_key: KeyAlg = Field("EC256", description="the key type of HAProxy's own certificate "
+                            "(`cert-key` / `cert-sig` describe it)")
+    verify: Literal["none", "optional", "required"] = Field(
+        "none", description="`bind … verify`: ask for a client certificate")
+    ca_file: CaLabel = Field("clients-ca", description="`bind … ca-file`: the CA (a label) "
+                             "client certificates must come from")
+    crt_ignore_err: Keyword = Field(False, description="`bind … crt-ignore-err all`: let a "
+                                    "certificate that fails verification at the leaf through")
+    ca_ignore_err: Keyword = Field(False, description="`bind … ca-ignore-err all`: let one "
+                                   "that fails in its chain through")
+    alpn: Annotated[tuple[str, ...], BeforeValidator(_alpn_list),
+                    Allowed("ALPN protocol names, e.g. [mqtt]")] = Field(
+        (), description="`bind … alpn …`: the protocols HAProxy negotiates (sent on in the "
+        "ALPN TLV)")
     version: Version = Field("2.6.12", description="the HAProxy version modelled")

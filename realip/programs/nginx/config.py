@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...errors import ConfigurationError
-from ..base import Imported
+from ..base import Imported, ca_label
 from ..relay import Relay
 from .grammar import parse_version
 from .hops import NginxHttp, NginxMap, NginxStream
@@ -38,11 +38,31 @@ def _ngx_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
-                 ) -> tuple[str, str]:
+#: Where rendered configurations expect TLS files: ``<dir>/<hop>.crt`` / ``.key`` (the hop's
+#: own certificate and key, ``.pem`` both in one file for HAProxy) and ``<dir>/<ca>.pem`` (a CA
+#: by label); the live lab writes its run-time PKI with these names.
+TLS_DIR = "/etc/realip/tls"
+
+
+def _tls_lines(hop: Any, tls_dir: str) -> list[str]:
+    lines: list[str] = []
+    if getattr(hop, "listen_ssl", False):
+        lines += [f"ssl_certificate {tls_dir}/{hop.name}.crt;",
+                  f"ssl_certificate_key {tls_dir}/{hop.name}.key;"]
+        if hop.ssl_verify_client != "off":
+            lines += [f"ssl_verify_client {hop.ssl_verify_client};",
+                      f"ssl_client_certificate {tls_dir}/{hop.ssl_client_certificate}.pem;"]
+    if getattr(hop, "ssl_preread", False):
+        lines.append("ssl_preread on;")
+    return lines
+
+
+def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str, *,
+                 tls_dir: str = TLS_DIR) -> tuple[str, str]:
     """``("http" | "stream", server block)`` for nginx hop *hop* listening on *listen*, binding
     its upstream connections to *own* (``addr`` or ``addr:port``) and sending to *upstream*; a
-    :class:`~realip.programs.relay.Relay` becomes a plain stream relay."""
+    :class:`~realip.programs.relay.Relay` becomes a plain stream relay.  TLS files are named
+    under *tls_dir* (see :data:`TLS_DIR`)."""
     hop_name = hop.name
     if isinstance(hop, Relay):  # a plain TCP relay is an nginx stream server without PROXY
         lines = [f"# {hop.name} ({scenario}): plain relay", f"listen {listen};",
@@ -50,8 +70,10 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
         return "stream", _block("server", lines)
     if not isinstance(hop, NginxStream | NginxHttp):
         raise ConfigurationError(f"{hop_name} is not an nginx hop")
+    ssl = " ssl" if hop.listen_ssl else ""
     pp = " proxy_protocol" if hop.listen_proxy_protocol else ""
-    lines = [f"# {hop.name} ({scenario})", f"listen {listen}{pp};"]
+    lines = [f"# {hop.name} ({scenario})", f"listen {listen}{ssl}{pp};"]
+    lines += _tls_lines(hop, tls_dir)
     lines += [f"set_real_ip_from {e};" for e in hop.set_real_ip_from]
     if isinstance(hop, NginxStream):
         if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
@@ -59,6 +81,8 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str,
                                      "'proxy_protocol v2' (1.31.4+)")
         lines += [f"proxy_pass {upstream};", f"proxy_bind {own};",
                   f"proxy_protocol {hop.proxy_protocol};"]
+        if hop.proxy_ssl:
+            lines.append("proxy_ssl on;")
         return "stream", _block("server", lines)
     lines += [f"real_ip_header {hop.real_ip_header};",
               f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
@@ -130,7 +154,19 @@ _NGINX_HARMLESS = frozenset({
     "multi_accept", "use", "daemon", "master_process", "include",
 })
 
-_ON_OFF = ("real_ip_recursive",)
+_ON_OFF = ("real_ip_recursive", "ssl_preread", "proxy_ssl")
+
+#: ``ssl_verify_client``'s values (ngx_http_ssl_module / ngx_stream_ssl_module)
+_VERIFY_CLIENT = ("on", "off", "optional", "optional_no_ca")
+
+#: TLS directives that change nothing the simulator shows (protocols, ciphers, sessions…)
+_NGINX_TLS_HARMLESS = frozenset({
+    "ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers", "ssl_session_cache",
+    "ssl_session_timeout", "ssl_session_tickets", "ssl_handshake_timeout", "ssl_ecdh_curve",
+    "ssl_dhparam", "ssl_verify_depth", "ssl_preread_timeout" , "proxy_ssl_protocols",
+    "proxy_ssl_ciphers", "proxy_ssl_session_reuse", "ssl_stapling", "ssl_stapling_verify",
+    "ssl_trusted_certificate"})
+
 
 
 def _parse_nginx(text: str | None, path: str | os.PathLike[str] | None,
@@ -322,6 +358,25 @@ def _nginx_setting(d: dict[str, Any], into: dict[str, Any], warnings: list[str],
         into["proxy_pass"] = (args[0], _at(d))
     elif name == "proxy_bind":
         into["proxy_bind"] = args[0]
+    elif name in ("ssl_certificate", "ssl_certificate_key"):
+        into[name] = args[0]
+    elif name == "ssl_verify_client":
+        if args[0] not in _VERIFY_CLIENT:
+            raise ConfigurationError(f'{_at(d)}: invalid value "{args[0]}" in '
+                                     '"ssl_verify_client" directive, it must be "on", "off", '
+                                     '"optional" or "optional_no_ca"')
+        into["ssl_verify_client"] = args[0]
+    elif name == "ssl_client_certificate":
+        into["ssl_client_certificate"] = ca_label(args[0])
+    elif name == "ssl_preread":
+        if kind != "stream":
+            raise ConfigurationError(f'{_at(d)}: "ssl_preread" directive is not allowed here '
+                                     "(it belongs to stream servers)")
+        into["ssl_preread"] = args[0].lower() == "on"
+    elif name == "proxy_ssl":
+        into["proxy_ssl"] = args[0].lower() == "on"
+    elif name in _NGINX_TLS_HARMLESS:
+        pass
     elif name not in _NGINX_HARMLESS:
         warnings.append(f"{_at(d)}: '{name} {' '.join(args)}' is not modelled "
                         f"(ignored) in the {kind} simulation")
@@ -335,7 +390,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                   maps: Mapping[str, NginxMap], outer: dict[str, Any],
                   warnings: list[str]) -> list[tuple[Hop, str]]:
     conf: dict[str, Any] = {"set_real_ip_from": [], "proxy_set_header": []}
-    listens: list[tuple[int, bool]] = []
+    listens: list[tuple[int, bool, bool]] = []
     location: dict[str, Any] | None = None
     path = "/"
     for d in server.get("block", []):
@@ -346,10 +401,11 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                 warnings.append(f"{_at(d)}: listen {args[0]}: no port; nginx's default "
                                 f"{80 if kind == 'http' else 'is none'} is assumed")
             port = int(tail) if tail.isdigit() else 80
-            extra = [a for a in args[1:] if a not in ("proxy_protocol", "default_server")]
+            extra = [a for a in args[1:] if a not in ("proxy_protocol", "default_server",
+                                                      "ssl")]
             if extra:
                 warnings.append(f"{_at(d)}: listen options {extra} are not modelled")
-            listens.append((port, "proxy_protocol" in args[1:]))
+            listens.append((port, "proxy_protocol" in args[1:], "ssl" in args[1:]))
         elif d["directive"] == "location":
             loc: dict[str, Any] = {"set_real_ip_from": [], "proxy_set_header": []}
             for inner in d.get("block", []):
@@ -362,7 +418,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
         else:
             _nginx_setting(d, conf, warnings, kind)
     if not listens:
-        listens = [(80 if kind == "http" else 1883, False)]
+        listens = [(80 if kind == "http" else 1883, False, False)]
         warnings.append(f"{_at(server)}: server without listen: port {listens[0][0]} assumed")
     # nginx inherits list directives (set_real_ip_from, proxy_set_header) only when the inner
     # level defines none; single-value ones when unset.
@@ -378,7 +434,16 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
         warnings.append(f"{_at(server)}: server without proxy_pass (skipped)")
         return []
     target, target_at = merged["proxy_pass"]
+    if target.startswith("https://"):
+        raise ConfigurationError(f"{target_at}: proxy_pass {target}: TLS to the upstream of "
+                                 "an http server is not modelled (realip models proxy_ssl in "
+                                 "stream servers)")
     target = re.sub(r"^https?://", "", target).rstrip("/")
+    if target.startswith("$"):
+        raise ConfigurationError(
+            f"{target_at}: proxy_pass {target}: the upstream is chosen per connection (by a "
+            "map, e.g. on $ssl_preread_server_name); the importer follows one chain — give the "
+            "address this chain continues to, or an upstream { server ADDR:PORT; } block")
     if target in pools:
         upstream = pools[target]
     elif _ADDR_PORT.match(target):
@@ -392,14 +457,27 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
         warnings.append(f"proxy_bind {merged['proxy_bind']}: the simulation uses the host's "
                         "address as the source")
     out: list[tuple[Hop, str]] = []
-    for port, listen_pp in listens:
+    for port, listen_pp, listen_ssl in listens:
+        if listen_ssl and "ssl_certificate" not in merged:
+            raise ConfigurationError(f'{_at(server)}: no "ssl_certificate" is defined for the '
+                                     f'"listen ... ssl" directive (port {port})')
         common: dict[str, Any] = {"name": name, "addr": addr, "public": public, "port": port,
                                   "source_port": source_port, "listen_proxy_protocol": listen_pp,
                                   "set_real_ip_from": tuple(merged.get("set_real_ip_from", ())),
+                                  "listen_ssl": listen_ssl,
+                                  "ssl_verify_client": merged.get("ssl_verify_client", "off"),
+                                  "ssl_client_certificate": merged.get(
+                                      "ssl_client_certificate", "clients-ca"),
                                   "version": version}
+        if common["ssl_verify_client"] != "off" and "ssl_client_certificate" not in merged \
+                and listen_ssl:
+            raise ConfigurationError(f'{_at(server)}: no ssl_client_certificate for '
+                                     'ssl_verify_client')
         hop: Hop
         if kind == "stream":
-            hop = NginxStream(proxy_protocol=merged.get("proxy_protocol", "off"), **common)
+            hop = NginxStream(proxy_protocol=merged.get("proxy_protocol", "off"),
+                              ssl_preread=bool(merged.get("ssl_preread", False)),
+                              proxy_ssl=bool(merged.get("proxy_ssl", False)), **common)
         else:
             if "proxy_protocol" in merged:
                 warnings.append("proxy_protocol has no effect in http")

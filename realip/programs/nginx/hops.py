@@ -13,6 +13,7 @@ from ..._addr import format_ip
 from ...decisions import Acceptance
 from ...errors import ConfigurationError
 from ...proxy_protocol import Endpoint, build
+from ...tls import TlsSession
 from ...wire import parse_http, split_parts
 from ..base import HopView, Host, Inbound, Outbound, TrustDecision, covers
 from . import grammar as ngx
@@ -24,6 +25,7 @@ from .http_realip import (
     nginx_realip,
 )
 from .receive import RECEIVER, read_http_listener
+from .tls import preread_variables, terminate
 from .variables import check_variables
 
 __all__ = [
@@ -52,6 +54,16 @@ class NginxStream(Host):
     listen_proxy_protocol: bool = False
     set_real_ip_from: tuple[str, ...] = ()
     proxy_protocol: Literal["off", "on", "v2"] = "off"
+    #: ``listen … ssl``: terminates TLS (``ssl_certificate`` with a key of type ``ssl_key``)
+    listen_ssl: bool = False
+    ssl_verify_client: Literal["off", "on", "optional", "optional_no_ca"] = "off"
+    #: the CA (a label) ``ssl_client_certificate`` holds
+    ssl_client_certificate: str = "clients-ca"
+    ssl_key: str = "EC256"
+    #: ``ssl_preread on``: reads the ClientHello's SNI and ALPN, passes TLS on unread
+    ssl_preread: bool = False
+    #: ``proxy_ssl on``: opens TLS to the upstream (after the PROXY header, in clear)
+    proxy_ssl: bool = False
     version: str = "1.22.1"
 
 
@@ -123,6 +135,12 @@ class NginxHttp(Host):
     proxy_set_header: tuple[tuple[str, str], ...] = ()
     #: the ``map`` blocks (``http`` level) whose variables the values above use
     maps: tuple[NginxMap, ...] = ()
+    #: ``listen … ssl`` (wss): terminates TLS; ``ssl_verify_client`` checks client certificates
+    #: against the CA (a label) in ``ssl_client_certificate``
+    listen_ssl: bool = False
+    ssl_verify_client: Literal["off", "on", "optional", "optional_no_ca"] = "off"
+    ssl_client_certificate: str = "clients-ca"
+    ssl_key: str = "EC256"
     version: str = "1.22.1"
 
     def __post_init__(self) -> None:
@@ -215,6 +233,23 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
                      server_addr=ngx.format_addr(conn.local.host),  # type: ignore[arg-type]
                      server_port=str(conn.local.port))
     payload = conn.data[consumed:]
+    tls_state: str | None = None
+    tls_out = None
+    if node.listen_ssl:
+        t = terminate(conn.tls, payload, verify_client=node.ssl_verify_client,
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=False)
+        decisions += t.decisions
+        variables.update(t.variables)
+        if not t.ok:
+            return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                                    tuple(decisions), False, t.log, acceptance=acc), ok=False)
+        assert conn.tls is not None
+        payload, tls_state = conn.tls.plaintext, "terminated"
+    elif node.ssl_preread:
+        found, sentence = preread_variables(conn.tls, payload)
+        variables.update(found)
+        decisions.append(sentence)
+        tls_out, tls_state = conn.tls, "preread"
     parts: list[tuple[str, bytes]] = []
     if node.proxy_protocol != "off":
         header = _ngx_send(node, remote, remote_port, conn.local)
@@ -224,12 +259,24 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
                          f"{ngx.format_addr(conn.local.host)}:{conn.local.port}")  # type: ignore
     elif not node.listen_proxy_protocol and payload[:5] == b"PROXY":
         decisions.append("plain relay: the incoming PROXY header is passed through as data")
-    else:
+    elif tls_state is None:
         decisions.append("plain relay: bytes are passed through unchanged")
     app_kind = "http" if payload[:4] == b"GET " else "mqtt"
-    parts += split_parts(payload, app_kind)
+    if node.proxy_ssl:
+        if tls_state != "terminated":
+            raise ConfigurationError(f"{node.name}: proxy_ssl on without listen … ssl would "
+                                     "wrap the client's bytes in a second TLS connection; "
+                                     "realip models proxy_ssl behind listen … ssl only")
+        # ngx_stream_proxy_module: the PROXY header is written in clear, then the upstream
+        # handshake (proxy_ssl_server_name off: no SNI; no proxy_ssl_certificate)
+        tls_out = TlsSession(payload, app_kind, seed=node.name)
+        decisions.append("proxy_ssl on: opens a new TLS connection to the upstream (no SNI, "
+                         "no client certificate) and writes the plaintext into it")
+    else:
+        parts += split_parts(payload, app_kind)
     return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
-                        tuple(decisions), acceptance=acc), tuple(parts))
+                            tuple(decisions), acceptance=acc, tls=tls_state), tuple(parts),
+                    tls=tls_out)
 
 
 def _ngx_send(node: NginxStream, src: IP, sport: int, local: Endpoint) -> bytes:
@@ -313,10 +360,25 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     if not ok:
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
                             False, log, acceptance=acc), ok=False)
-    parsed = parse_http(conn.data[consumed:])
+    body = conn.data[consumed:]
+    tls_state: str | None = None
+    if node.listen_ssl:
+        t = terminate(conn.tls, body, verify_client=node.ssl_verify_client,
+                      trusted_ca=node.ssl_client_certificate, key=node.ssl_key, http=True)
+        decisions += t.decisions
+        variables.update(t.variables)
+        if not t.ok:
+            if t.page:
+                decisions.append(f"answers {t.page} and closes")
+            return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables,
+                                    tuple(decisions), False, t.log, acceptance=acc), ok=False)
+        assert conn.tls is not None
+        body, tls_state = conn.tls.plaintext, "terminated"
+    ssl_vars = {k: v for k, v in variables.items() if k.startswith("ssl_")}
+    parsed = parse_http(body)
     if parsed is None or not parsed[0].startswith("GET "):
-        text = conn.data[consumed:][:40]
-        what = _ngx_bad_request(conn.data[consumed:])
+        text = body[:40]
+        what = _ngx_bad_request(body)
         decisions.append(f"the request is not HTTP ({text!r}…): {what}; answers 400 Bad "
                          "Request and closes")
         return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
@@ -342,6 +404,7 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     host_header = next((v for k, v in headers if k.lower() == "host"), "")
     local_ip: IP = conn.local.host  # type: ignore[assignment]
     extra = {
+        **ssl_vars,
         "host": _ngx_host(host_header) if host_header else ngx.format_addr(local_ip),
         "server_addr": ngx.format_addr(local_ip), "server_port": str(conn.local.port),
         "request_uri": request.split(" ")[1], "proxy_host": _ngx_proxy_host(conn.upstream),
@@ -374,7 +437,7 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
     head = f"GET {path} HTTP/{node.proxy_http_version}\r\n" + "".join(
         line + "\r\n" for line in out_lines) + "\r\n"
     return Outbound(HopView(node.name, kind, conn.peer, conn.local, variables, tuple(decisions),
-                            acceptance=acc, resolution=r),
+                            acceptance=acc, resolution=r, tls=tls_state),
                 (("http", head.encode("latin-1")),))
 
 

@@ -16,8 +16,10 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from ...errors import ConfigurationError
 from ..settings import (
     Allowed,
+    CaLabel,
     HeaderLines,
     HostSettings,
+    KeyAlg,
     Port,
     Version,
     Warn,
@@ -108,6 +110,17 @@ class _Nginx(HostSettings):
                                         "a PROXY header from every peer")
     set_real_ip_from: CIDRs = Field((), description="realip: the trusted peers whose address "
                                     "claim replaces $remote_addr")
+    listen_ssl: Flag = Field(False, description="`listen … ssl`: terminate TLS (with "
+                             "`ssl_certificate`)")
+    ssl_verify_client: Annotated[
+        Literal["off", "on", "optional", "optional_no_ca"],
+        BeforeValidator(lambda v: {True: "on", False: "off"}.get(v, v) if isinstance(v, bool)
+                        else v),
+        Allowed("off | on | optional | optional_no_ca")] = Field(
+        "off", description="`ssl_verify_client`: ask for (and check) a client certificate")
+    ssl_client_certificate: CaLabel = Field("clients-ca", description="the CA (a label) in "
+                                            "`ssl_client_certificate`")
+    ssl_key: KeyAlg = Field("EC256", description="the key type of nginx's own certificate")
     version: Version = Field("1.22.1", description="the nginx version modelled")
 
 
@@ -118,6 +131,19 @@ class NginxStreamSettings(_Nginx):
     proxy_protocol: Annotated[Literal["off", "on", "v2"], BeforeValidator(_proxy_protocol),
                               Allowed("off | on | v2 (v2: nginx 1.31.4 and later)")] = Field(
         "off", description="send a PROXY header upstream (`proxy_protocol on`)")
+    ssl_preread: Flag = Field(False, description="`ssl_preread on`: read the ClientHello's "
+                              "SNI and ALPN and pass TLS on unread")
+    proxy_ssl: Flag = Field(False, description="`proxy_ssl on`: open TLS to the upstream "
+                            "(after `listen … ssl`)")
+
+    @field_validator("proxy_ssl")
+    @classmethod
+    def _proxy_ssl_after_listen_ssl(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("listen_ssl", False):
+            raise error("proxy_ssl", "proxy_ssl on without listen … ssl would wrap the "
+                        "client's bytes in a second TLS connection: realip models it behind "
+                        "`listen … ssl` only")
+        return value
 
     @field_validator("proxy_protocol")
     @classmethod
