@@ -981,7 +981,7 @@ class Lab:
         if outcome.connected:
             self._wait_gone(cid, marks, timeout=1.0)
         else:
-            self._wait_refusal(marks, timeout=0.5)
+            self._wait_refusal(marks, timeout=0.5, broker_only=direct or not topo.hops)
         down = self.real_broker is not None and \
             self.real_broker.down(marks["broker"]) is not None
         unknown = [n for n in outcome.sources if outcome.sources[n] is None]
@@ -1105,10 +1105,18 @@ class Lab:
         while cid in self.broker.clients() and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    def _wait_refusal(self, marks: dict[str, Any], timeout: float) -> None:
-        """Let the refusing hop record why (relays and the broker log asynchronously)."""
-        deadline = time.monotonic() + timeout
+    def _wait_refusal(self, marks: dict[str, Any], timeout: float,
+                      broker_only: bool = False) -> None:
+        """Let the refusing hop record why (relays and the broker log asynchronously);
+        *broker_only*: the client dialled the broker itself."""
         real = self.real_broker
+        if real is not None and broker_only:
+            # only the broker can have refused, and a real one reports every refusal (and its
+            # crash) as an event: wait for it, a little longer on a busy machine, never past
+            # the process's exit
+            real.wait_refusal(marks["broker"], max(timeout, 2.0))
+            return
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if real is not None:
                 if real.refusal(marks["broker"]) is not None or not real.alive:

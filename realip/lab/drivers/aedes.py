@@ -352,13 +352,22 @@ class AedesBroker(RealBroker):
                 return str(ev.fields.get("error"))
         return None
 
+    def _crash(self, after: int) -> str | None:
+        for ev in self.listener.since(after):
+            if ev.event == "crash":
+                return str(ev.fields.get("error"))
+        return None
+
     def down(self, after: int) -> str | None:
         from ...programs.aedes.broker import CRASH_LOG
 
-        for ev in self.listener.since(after):
-            if ev.event == "crash":
-                self.listener.died(1.0)  # the crash line comes just before the exit
-                return f"{ev.fields.get('error')}: {CRASH_LOG}"
+        crash = self._crash(after)
+        if crash is None and not self.alive:
+            self.listener.died(1.0)  # the reader drains stdout: the crash line may still come
+            crash = self._crash(after)
+        if crash is not None:
+            self.listener.died(1.0)  # the crash line comes just before the exit
+            return f"{crash}: {CRASH_LOG}"
         if not self.alive:
             proc = self.listener.proc
             code = None if proc is None else proc.returncode
@@ -374,7 +383,9 @@ class AedesBroker(RealBroker):
     def wait_refusal(self, after: int, timeout: float) -> None:
         ev = self.listener.wait_for(lambda e: e.event in _REFUSALS, timeout, after=after,
                                     stop_on_exit=True)
-        if ev is not None and ev.event == "crash":
+        # a crash (or an exit before its line was read): until the process and its reader are
+        # done, so that down() sees the whole story
+        if (ev is not None and ev.event == "crash") or (ev is None and not self.alive):
             self.listener.died(1.0)
 
     def logs(self) -> str:
