@@ -1,6 +1,9 @@
 """``realip audit --live``: the audit's battery sent through the live lab — the real nginx /
-HAProxy (or the python relays) and the lab's broker on loopback — with the live verdict beside
-the simulated one for every row.
+HAProxy (or the python relays) and the broker on loopback — with the live verdict beside the
+simulated one for every row.  The broker is what :class:`~realip.lab.Lab` picks from
+:data:`realip.lab.drivers.BROKER_DRIVERS` (*broker* ``"auto"``: the real aedes for an aedes
+scenario when node and its packages are installed, else the lab broker playing the model);
+:attr:`LiveRow.broker` says which ran.
 
 Every position the simulated audit has runs live: the edge (the client dials the first hop),
 each inner hop and the broker (with ``--reach-inner``: the client dials that node straight
@@ -30,6 +33,8 @@ class LiveRow:
     live_recorded: str | None
     live_verdict: str | None
     note: str = ""
+    #: what ran the broker (``"real aedes 1.2.0"``, ``"lab broker"``)
+    broker: str = ""
 
     @property
     def agree(self) -> bool | None:
@@ -45,17 +50,21 @@ def entry_name(report: Report, row: Row) -> str:
 
 
 def live_audit(report: Report, *, proxies: str = "real", progress: str = "none",
-               rows: list[Row] | None = None) -> Iterator[LiveRow]:
+               rows: list[Row] | None = None, broker: str = "auto") -> Iterator[LiveRow]:
     """Run *report*'s rows (or the chosen *rows* of it) on the live lab (see the module
-    documentation)."""
+    documentation); *broker* is :class:`~realip.lab.Lab`'s (``auto``, ``real``, ``model``)."""
     topo = report.topology
-    with Lab(topo, proxies=proxies, progress=progress) as lab:
+    with Lab(topo, proxies=proxies, progress=progress, broker=broker) as lab:
         attacker = lab.addresses[topo.client.name]
+        run = lab.broker_run
+        ran = f"real {run.runner} {run.version}" if run.real else run.runner
         for row in report.rows if rows is None else rows:
             probe = lab.connect(headers=row.attack.headers, forge_proxy=row.attack.proxy,
                                 at=entry_name(report, row), raw=True)
             verdict, _ = judge_recorded(probe.peername, row.attack, attacker)
+            if probe.down:  # the real broker's process died: the audit's DOWN
+                verdict = "DOWN"
             # the simulator on the lab's own addresses, for the same bytes: agreement of the two
             # is the lab's own check; the row's verdict is the one on the scenario's addresses
-            yield LiveRow(row, probe.peername, verdict,
-                          "" if probe.agree else f"lab prediction {probe.predicted}")
+            note = "" if probe.agree else f"lab prediction {probe.predicted}"
+            yield LiveRow(row, probe.peername, verdict, note, ran)
