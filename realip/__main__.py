@@ -194,7 +194,7 @@ def _cmd_scenarios(args: argparse.Namespace) -> int:
 def _audit_live(report: Any, args: argparse.Namespace) -> int:
     from .lab.live_audit import live_audit
 
-    rows = list(live_audit(report, proxies=args.proxies))
+    rows = list(live_audit(report, proxies=args.proxies, broker=args.live_broker))
     out = []
     for lr in rows:
         r = lr.row
@@ -206,9 +206,10 @@ def _audit_live(report: Any, args: argparse.Namespace) -> int:
         print(json.dumps([{"position": lr.row.position.name, "attack": lr.row.attack.name,
                            "simulated": lr.row.verdict, "live": lr.live_verdict,
                            "live_recorded": lr.live_recorded, "agree": lr.agree,
-                           "note": lr.note} for lr in rows], indent=2))
+                           "note": lr.note, "broker": lr.broker} for lr in rows], indent=2))
     else:
-        print(f"audit of {report.topology.name}, live ({args.proxies}) beside simulated:")
+        ran = f", broker: {rows[0].broker}" if rows and rows[0].broker else ""
+        print(f"audit of {report.topology.name}, live ({args.proxies}{ran}) beside simulated:")
         print("\n".join(out))
     differ = [lr for lr in rows if lr.agree is False]
     if differ:
@@ -237,7 +238,7 @@ def _cmd_lab_run(args: argparse.Namespace) -> int:
     forged = None if args.forge_proxy is None else _forged_proxy(args.forge_proxy)
     try:
         lab = Lab(args.path, proxies=args.proxies, progress="none" if args.quiet else "text",
-                  progress_stream=sys.stderr)
+                  progress_stream=sys.stderr, broker=args.broker)
         with lab:
             probe = lab.connect(client_id=args.client_id, forge_xff=args.forge_xff,
                                 forge_proxy=forged, transport=args.transport,
@@ -344,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     aud.add_argument("--proxies", default="real", choices=("python", "nginx", "haproxy", "real",
                                                           "auto"),
                      help="what runs the hops with --live (default: the real programs)")
+    aud.add_argument("--live-broker", default="auto", choices=("auto", "real", "model"),
+                     help="what runs the broker with --live: the real program where the lab "
+                     "has a driver for its kind and it is installed (auto, default: aedes), the "
+                     "real one or an error (real), or the lab broker playing the model (model)")
     aud.set_defaults(func=_cmd_audit)
     lab = sub.add_parser("lab", help="run a topology on real sockets (loopback addresses)")
     labsub = lab.add_subparsers(dest="lab_command", required=True)
@@ -355,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                      choices=("python", "nginx", "haproxy", "real", "auto"),
                      help="what runs the hops: python relays (default), real nginx and/or "
                      "HAProxy, or auto (real where installed)")
+    run.add_argument("--broker", default="auto", choices=("auto", "real", "model"),
+                     help="what runs the broker: the real program where the lab has a driver "
+                     "for its kind and it is installed (auto, default: aedes), the real one or "
+                     "an error (real), or the lab broker playing the model (model)")
     run.add_argument("--forge-xff", help="the client sends this X-Forwarded-For line instead")
     run.add_argument("--forge-proxy", help="the client writes this PROXY header itself (a v1 "
                      "line, or v2 in hex)")

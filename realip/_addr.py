@@ -176,6 +176,9 @@ def _fast_constructors() -> tuple[Callable[[int], IPv4Address], Callable[[int], 
 
 #: Build address objects from ints the caller has range-checked (the decoders' hot path).
 ipv4_from_int, ipv6_from_int = _fast_constructors()
+#: Whether those skip ``__init__`` (the ``_ip`` slot layout checked out): a decoder's innermost
+#: loop may then set the slot itself, saving a call per address.
+FAST_ADDRESS_SLOTS: bool = ipv4_from_int is not IPv4Address
 
 
 # -- the BSD inet_aton grammar (Erlang inet_parse, nginx getaddrinfo fallback) ----------------

@@ -63,7 +63,8 @@ class Attack:
     """One forgery: its *name* and *family* (``xff``, ``x-real-ip``, ``forwarded``, ``port``,
     ``proxy``, ``dos``), the transports it applies to, the header lines it adds to the WebSocket
     upgrade and/or the PROXY header it writes first, and what it tries to make the broker
-    record (*claim*: an address; *claim_port*: a port)."""
+    record (*claim*: an address; *claim_port*: a port; *claim_username*: the identity a
+    forged certificate CN gives, where the broker takes one — EMQX ``peer_cert_as_username``)."""
 
     name: str
     family: str
@@ -75,13 +76,15 @@ class Attack:
     claim_port: int | None = None
     #: the other addresses the forgery writes (recording one of those is a spoof too)
     decoys: tuple[str, ...] = ()
+    claim_username: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {"name": self.name, "family": self.family, "description": self.description,
                 "headers": [list(h) for h in self.headers],
                 "proxy": None if self.proxy is None else self.proxy.hex(),
-                "claim": self.claim, "claim_port": self.claim_port, "decoys": list(self.decoys)}
+                "claim": self.claim, "claim_port": self.claim_port, "decoys": list(self.decoys),
+                "claim_username": self.claim_username}
 
 
 def battery(topology: Topology) -> tuple[Attack, ...]:
@@ -160,7 +163,14 @@ def _proxy_attacks(topology: Topology) -> list[Attack]:
                proxy=build(src, dst), claim=claim),
         Attack("proxy-v2-tlvs", "proxy", "a forged PROXY v2 header with authority, unique-id "
                "and SSL (CN) TLVs", both,
-               proxy=build(src, dst, tlvs=_FORGED_TLVS), claim=claim),
+               proxy=build(src, dst, tlvs=_FORGED_TLVS), claim=claim,
+               claim_username=_CN.decode()),
+        Attack("proxy-v2-ssl-cn", "identity", "a PROXY v2 header with the attacker's own "
+               "address and an SSL TLV saying 'certificate verified, CN admin': does the "
+               "broker give it the username admin?", both,
+               proxy=build(Endpoint(ip_address(topology.client.addr), topology.client.port),
+                           dst, tlvs=[(0x20, _FORGED_TLVS[2][1])]),
+               claim=None, claim_username=_CN.decode()),
         Attack("proxy-malformed", "dos", "a malformed PROXY line (an address no parser "
                "accepts): does it take a receiver down?", both,
                proxy=b"PROXY TCP4 999.0.0.1 " + first.addr.encode() + b" 1 1\r\n", claim=None,
@@ -239,7 +249,9 @@ class Row:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the trace as :meth:`realip.topology.Trace.to_dict` gives it)."""
         return {"attack": self.attack.to_dict(), "position": self.position.name,
-                "verdict": self.verdict, "recorded": self.recorded, "culprit": self.culprit,
+                "verdict": self.verdict, "recorded": self.recorded,
+                "username": self.trace.username if self.trace is not None else None,
+                "culprit": self.culprit,
                 "why": self.why, "fix": None if self.fix is None else self.fix.to_dict(),
                 "trace": self.trace.to_dict()}
 
@@ -274,7 +286,7 @@ class Report:
         """The report as text (what ``python -m realip audit`` prints)."""
         t = self.topology
         lines = [f"audit of {t.name}: {self.summary()}", self.attacker.describe(t),
-                 f"an honest client is recorded as {self.honest.peername or '— (refused)'}", ""]
+                 f"an honest client is recorded as {_named(self.honest) or '— (refused)'}", ""]
         width = max(len(r.attack.name) for r in self.rows) if self.rows else 10
         numbers: dict[tuple[Fix, ...], int] = {}
         for r in self.rows:
@@ -284,6 +296,8 @@ class Report:
             lines.append(f"from {pos.name}:")
             for r in (r for r in self.rows if r.position == pos):
                 rec = r.recorded or "—"
+                if r.trace is not None and r.trace.username is not None:
+                    rec += f" as username {r.trace.username!r}"
                 lines.append(f"  {r.verdict:<8} {r.attack.name:<{width}}  records {rec}"
                              + (f"  (taken by {r.culprit})" if r.culprit else "")
                              + (f"  → fix {numbers[r.fix.fixes]}" if r.fix else ""))
@@ -384,7 +398,17 @@ def _positions(topology: Topology, attacker: Attacker) -> list[Position]:
 
 
 def _at(topology: Topology, index: int) -> Topology:
-    return replace(topology, hops=topology.hops[index:])
+    """The chain an attacker at position *index* talks to.  It speaks what that node is
+    spoken to in the honest chain: TLS only where the client's own TLS connection still
+    travels (a plain listener behind a TLS-terminating proxy gets plain bytes)."""
+    cut = replace(topology, hops=topology.hops[index:])
+    if index and topology.client.tls:
+        honest = simulate(topology)
+        carried = index < len(honest.links) and honest.links[index].tls is not None and \
+            honest.links[index].tls is honest.links[0].tls
+        if not carried:
+            cut = replace(cut, client=replace(cut.client, tls=False))
+    return cut
 
 
 def _run(topology: Topology, attack: Attack | None, position: Position) -> Trace:
@@ -428,7 +452,11 @@ def _judge(trace: Trace, attack: Attack | None, attacker: Attacker
                               f"({trace.failure or 'crash'})")
     if trace.peername is None:
         return "REFUSED", None, trace.failure or "refused"
-    verdict, why = judge_recorded(trace.peername, attack, attacker.addr)
+    verdict, why = judge_recorded(trace.peername, attack, attacker.addr, trace.username)
+    if verdict == "SPOOFED" and attack is not None and attack.claim_username is not None \
+            and trace.username == attack.claim_username:
+        who = next((v.name for v in trace.views if v.username is not None), None)
+        return "SPOOFED", who, why
     if verdict != "SPOOFED" or attack is None:
         return verdict, None, why
     host, _ = _split(trace.peername)
@@ -442,12 +470,17 @@ def _judge(trace: Trace, attack: Attack | None, attacker: Attacker
                             f"{who} took it from what the attacker sent")
 
 
-def judge_recorded(peername: str | None, attack: Attack | None, attacker_addr: str
-                   ) -> tuple[Verdict, str]:
-    """The verdict for what a broker recorded (*peername*, None = refused) after *attack* from
-    *attacker_addr* — the same rule for the simulator and for a live run."""
+def judge_recorded(peername: str | None, attack: Attack | None, attacker_addr: str,
+                   username: str | None = None) -> tuple[Verdict, str]:
+    """The verdict for what a broker recorded (*peername*, None = refused; *username*, the
+    identity it gave from a certificate) after *attack* from *attacker_addr* — the same rule
+    for the simulator and for a live run."""
     if peername is None:
         return "REFUSED", "refused"
+    if attack is not None and attack.claim_username is not None and \
+            username == attack.claim_username:
+        return "SPOOFED", (f"the broker gives the username {username!r} from the forged SSL "
+                           "TLV (no certificate was shown)")
     host, port = _split(peername)
     forged = {_norm(a) for a in (attack.claim, *attack.decoys) if a} if attack else set()
     if attack is not None and (_norm(host) in forged or
@@ -494,7 +527,15 @@ def _still_honest(topology: Topology, honest: str | None) -> bool:
     breaks the chain, or names the client with a proxy's port, is no fix."""
     if honest is None:
         return True
-    return simulate(topology).peername == honest
+    return _named(simulate(topology)) == honest
+
+
+def _named(trace: Trace) -> str | None:
+    """How a trace names its client: the peername, and the username the broker gives it from
+    a certificate (a fix that loses a device's certificate identity is no fix either)."""
+    if trace.peername is None:
+        return None
+    return trace.peername + ("" if trace.username is None else f" as {trace.username!r}")
 
 
 def _diff(before: Topology, after: Topology, fix: Fix) -> str:
@@ -736,7 +777,7 @@ def audit(topology: Topology, *, reach_inner: bool = False,
     chosen: Sequence[Attack] = tuple(attacks) if attacks is not None else battery(topology)
     honest = simulate(topology)
     # what an honest client must still be recorded as after a fix (None: it was not named)
-    honest_verdict = honest.peername if _judge(honest, None, attacker)[0] == "SAFE" else None
+    honest_verdict = _named(honest) if _judge(honest, None, attacker)[0] == "SAFE" else None
     rows: list[Row] = []
     for position in _positions(topology, attacker):
         for attack in chosen:

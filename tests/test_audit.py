@@ -29,7 +29,8 @@ def test_the_battery_is_data() -> None:
     assert {"xff", "x-real-ip", "forwarded", "port", "proxy", "dos"} <= families
     for a in attacks:
         assert a.headers or a.proxy is not None
-        assert a.claim is not None or a.claim_port is not None or a.family == "dos"
+        assert a.claim is not None or a.claim_port is not None or a.family == "dos" or \
+            (a.family == "identity" and a.claim_username is not None)
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.stem)
@@ -52,7 +53,9 @@ def test_every_verdict_agrees_with_its_trace(path: Path) -> None:
             if host.count(":") == 1 and "." in host:  # a verbatim "ip:port" entry (aedes)
                 host = host.split(":")[0]
             assert host in forged or \
-                rec.endswith(f":{row.attack.claim_port}")
+                rec.endswith(f":{row.attack.claim_port}") or (
+                    row.attack.claim_username is not None and
+                    row.trace.username == row.attack.claim_username)
             assert row.culprit in [v.name for v in row.trace.views]
         elif row.verdict == "LOST":
             assert rec is not None and _host(rec) != attacker
@@ -412,3 +415,22 @@ def test_a_receiver_that_dies_is_down_and_its_fix_is_computed() -> None:
     assert [r.attack.name for r in down] == ["proxy-unknown"]
     assert down[0].fix is not None and down[0].fix.fixes[0].setting == "trust_proxy"
     assert not report.ok and report.reaudit is not None and report.reaudit.ok
+
+
+def test_a_forged_ssl_tlv_is_an_identity_spoof_with_a_computed_fix() -> None:
+    """Issue 12's attack in the audit: a PROXY v2 header with the attacker's own address and a
+    forged SSL TLV (CN admin) gives the username admin — SPOOFED although the peername is the
+    attacker's own; the fix keeps the device behind HAProxy named by its certificate."""
+    report = audit(load(str(ROOT / "data" / "topologies" / "tls-haproxy-client-cert.yaml")),
+                   reach_inner=True)
+    assert "as 'device-42'" in report.table()
+    rows = {(r.position.index, r.attack.name): r for r in report.rows}
+    edge = rows[(0, "proxy-v2-ssl-cn")]
+    assert edge.verdict == "REFUSED"  # HAProxy's bind … ssl refuses bytes that are not TLS
+    inside = rows[(1, "proxy-v2-ssl-cn")]
+    assert inside.verdict == "SPOOFED" and inside.trace.username == "admin"
+    assert inside.recorded == "115.236.21.86:61177"  # the address is the attacker's own
+    assert "username 'admin'" in inside.why and inside.culprit == "emqx"
+    assert inside.fix is not None
+    assert [(f.node, f.setting) for f in inside.fix.fixes] == [("emqx", "access_rules")]
+    assert report.to_dict()["rows"][[*rows].index((1, "proxy-v2-ssl-cn"))]["username"] == "admin"

@@ -23,8 +23,17 @@ HAProxy hops in a real HAProxy; ``"real"`` — both; ``"auto"`` — a real progr
 program is installed, a relay for the rest.  Real programs get the configuration
 :mod:`realip.render` writes (:mod:`realip.lab.drivers`); a missing one raises
 :class:`~realip.lab.drivers.ProgramMissing` naming the Debian packages (not with ``"auto"``).
-The broker is always the lab's :class:`~realip.lab.broker.LabBroker`, whose listener follows
-the topology's EMQX (or Mosquitto) settings and answers ``$realip/whoami``.
+**Broker.**  *broker* chooses what runs the broker: ``"model"`` — the lab's
+:class:`~realip.lab.broker.LabBroker`, whose listener follows the topology's broker model (EMQX,
+Mosquitto, aedes settings) and answers ``$realip/whoami``; ``"real"`` — the real program, for a
+broker kind :data:`~realip.lab.drivers.BROKER_DRIVERS` has a driver for (aedes: ``node`` with the
+packages of ``realip/lab/node``); ``"auto"`` (the default) — the real program where there is a
+driver and the program is installed, else the lab broker modelling it (:meth:`Lab.describe` says
+so; under ``REALIP_REQUIRE_REAL=1`` a missing program is an error instead).  A real broker does
+not answer ``$realip/whoami``: the probe's peername is what the broker itself recorded for the
+client id.  A real broker whose process dies (aedes on a header its decoder throws on) shows as
+the broker DOWN in the :class:`Probe` (``down``), and the next probe restarts it
+(:meth:`Lab.restart_broker`).
 
 **Probes.**  :meth:`Lab.connect` connects a paho-mqtt client from the client's loopback address
 (TCP, or WebSocket with ``ws_set_options(path=, headers=)``; a forged PROXY header is written on
@@ -91,7 +100,9 @@ from .drivers import (
     DRIVERS,
     ProgramInfo,
     ProgramMissing,
+    RealBroker,
     RealProgram,
+    broker_driver,
     find_program,
     require,
     tcp_sockets,
@@ -118,6 +129,9 @@ __all__ = [
 ]
 
 Proxies = Literal["python", "nginx", "haproxy", "real", "auto"]
+BrokerChoice = Literal["real", "model", "auto"]
+#: What ``broker=`` accepts.
+BROKERS: tuple[str, ...] = ("real", "model", "auto")
 #: What ``proxies=`` accepts: python relays, one real program (a :data:`DRIVERS` name), all of
 #: them (``real``), or each where installed (``auto``).
 PROXIES: tuple[str, ...] = ("python", *DRIVERS, "real", "auto")
@@ -338,6 +352,8 @@ class Probe:
     source_ports: Mapping[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     logs: Mapping[str, str] = field(default_factory=dict)
+    #: the real broker's process died during this probe (every client of it is gone)
+    down: bool = False
     #: the MQTT username the broker gave the session (EMQX's ``peer_cert_as_username``; None:
     #: the CONNECT packet's, which the lab client leaves empty), and the simulator's
     username: str | None = None
@@ -347,6 +363,11 @@ class Probe:
     predicted_tls: TlsFacts | None = None
     #: the broker's record of the session (its handshake, the PROXY v2 SSL TLV it read …)
     record: ClientInfo | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def predicted_down(self) -> bool:
+        """The simulator predicts that the broker's process dies (a header crashes it)."""
+        return any(v.acceptance is not None and v.acceptance.crash for v in self.trace.views)
 
     @property
     def agree(self) -> bool:
@@ -380,7 +401,8 @@ class Probe:
                 "path": list(self.path), "forged": list(self.forged), "refused": self.refused,
                 "predicted_failure": self.trace.failure,
                 "addresses": dict(self.addresses), "source_ports": dict(self.source_ports),
-                "notes": list(self.notes), "username": self.username,
+                "notes": list(self.notes), "broker_down": self.down,
+                "predicted_down": self.predicted_down, "username": self.username,
                 "predicted_username": self.predicted_username,
                 "tls": None if self.tls is None else vars(self.tls),
                 "predicted_tls": None if self.predicted_tls is None else
@@ -395,6 +417,9 @@ class Probe:
             out.append(f"  broker's peername  {self.peername}{self.label(self.peername)}")
         else:
             out.append(f"  broker's peername  — refused ({self.refused or 'closed'})")
+        if self.down:
+            out.append("  broker DOWN        its process died: every client is disconnected "
+                       "(the next probe restarts it)")
         if self.predicted is not None:
             out.append(f"  simulator predicts {self.predicted}{self.label(self.predicted)}")
         else:
@@ -428,6 +453,8 @@ class Probe:
         rows.append(row("broker's peername",
                         (self.peername + self.label(self.peername)) if self.peername
                         else f"refused ({self.refused or 'closed'})"))
+        if self.down:
+            rows.append(row("broker", "DOWN: its process died, every client is disconnected"))
         rows.append(row("simulator predicts",
                         (self.predicted + self.label(self.predicted)) if self.predicted
                         else f"refused ({self.trace.failure})"))
@@ -452,7 +479,7 @@ class _Resources:
     """Everything a lab opened; :meth:`close` releases all of it, even when interrupted."""
 
     def __init__(self) -> None:
-        self.programs: list[RealProgram] = []
+        self.programs: list[RealProgram | RealBroker] = []
         self.servers: list[Any] = []  # HopRelay / LabBroker (closed in this order)
         self.bg: Background | None = None
         self.pki: LabPKI | None = None
@@ -511,6 +538,26 @@ class HopRun:
     version: str = ""
 
 
+@dataclass(frozen=True)
+class BrokerRun:
+    """How the broker runs: ``runner`` ``lab broker`` (the lab's broker playing the model of
+    ``kind``) or the real program (``aedes``) with its ``version``."""
+
+    name: str
+    kind: str
+    runner: str
+    version: str = ""
+
+    @property
+    def real(self) -> bool:
+        """Whether a real program runs the broker."""
+        return self.runner != LAB_BROKER
+
+
+#: :attr:`BrokerRun.runner` of the lab's own broker
+LAB_BROKER = "lab broker"
+
+
 def _hop_kind(hop: Hop) -> str:
     entry = hop_kind(hop)
     mode = getattr(hop, "mode", None)
@@ -548,7 +595,8 @@ class Lab:
     temporary directory by default, removed at close unless *keep_files*).  *limits* is what
     one client may cost the lab broker (a :class:`realip.lab.broker.Limits`: packet size,
     topic aliases, inflight window, queue bounds and policy, subscriptions, connections);
-    None keeps the defaults, ``Limits()``.
+    None keeps the defaults, ``Limits()``.  *broker* is ``"auto"``, ``"real"`` or ``"model"``
+    (see the module documentation).
     """
 
     def __init__(self, topology: Topology | str | os.PathLike[str],
@@ -557,7 +605,7 @@ class Lab:
                  workdir: str | os.PathLike[str] | None = None, keep_files: bool = False,
                  start_timeout: float = 15.0, connect_timeout: float = 5.0,
                  addresses: Mapping[str, str] | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, broker: BrokerChoice | str = "auto") -> None:
         if limits is not None:
             from .broker import Limits as _Limits  # the broker module loads only when used
 
@@ -568,8 +616,12 @@ class Lab:
         if proxies not in PROXIES:
             raise ConfigurationError(f"proxies must be one of {', '.join(PROXIES)}, not "
                                      f"{proxies!r}")
+        if broker not in BROKERS:
+            raise ConfigurationError(f"broker must be one of {', '.join(BROKERS)}, not "
+                                     f"{broker!r}")
         self.topology = _as_topology(topology)
         self.proxies = str(proxies)
+        self.broker_choice = str(broker)
         # label → address; inside a private network namespace holding the scenario's own
         # addresses (render.netns_plan, netns_setup) nothing needs mapping, IPv6 included
         self.addresses: dict[str, str] = dict(addresses) if addresses is not None \
@@ -582,11 +634,15 @@ class Lab:
         self._workdir = None if workdir is None else os.fspath(workdir)
         self.notes: list[str] = []
         self.runs: dict[str, HopRun] = self._plan_runners()
+        self.broker_run: BrokerRun = self._plan_broker()
         self.ports: dict[str, int] = {}
         self.mapped: Topology | None = None
+        #: the lab's own broker (None when a real broker runs: :attr:`real_broker`)
         self.broker: LabBroker | None = None
         #: the run-time PKI of a topology that uses TLS (None otherwise)
         self.pki: LabPKI | None = None
+        #: the real broker's driver (None when the lab broker runs)
+        self.real_broker: RealBroker | None = None
         self.relays: dict[str, HopRelay] = {}
         self.programs: dict[str, RealProgram] = {}
         self._res = _Resources()
@@ -627,6 +683,39 @@ class Lab:
                               "as a python relay")
         return runs
 
+    def _plan_broker(self) -> BrokerRun:
+        b = self.topology.broker
+        kind = str(getattr(b, "kind", "") or "")
+        version = str(getattr(b, "version", "") or "")
+        model = BrokerRun(b.name, kind, LAB_BROKER, version)
+        entry = broker_driver(kind) if kind else None
+        if self.broker_choice == "model":
+            return model
+        if entry is None:
+            if self.broker_choice == "real":
+                raise ConfigurationError(f"broker=\"real\": the lab has no real {kind or 'such'} "
+                                         "broker (a driver in realip.lab.drivers."
+                                         "BROKER_DRIVERS); use broker=\"model\" or \"auto\"")
+            return model
+        why = entry.unsupported(b)
+        if why:
+            if self.broker_choice == "real":
+                raise ConfigurationError(why)
+            self.notes.append(f"{why}: the lab broker models {kind} {version}")
+            return model
+        info = entry.find()
+        if info is None:
+            # under REALIP_REQUIRE_REAL=1 (CI, the real tests) auto never falls back silently
+            if self.broker_choice == "real" or os.environ.get("REALIP_REQUIRE_REAL") == "1":
+                raise ProgramMissing(kind, entry.missing())
+            self.notes.append(f"{entry.missing() or kind + ' is not installed'}: the lab broker "
+                              f"models {kind} {version}")
+            return model
+        if version and info.version != version:
+            self.notes.append(f"the real {kind} is {info.version}; the simulator models "
+                              f"{kind} {version}")
+        return BrokerRun(b.name, kind, entry.kind, info.version)
+
     @property
     def entry(self) -> tuple[str, int]:
         """Where the client connects: the first hop (or the broker) on loopback."""
@@ -635,8 +724,11 @@ class Lab:
 
     @property
     def pids(self) -> list[int]:
-        """Process ids of the real programs (running or not)."""
-        return [p.pid for p in self.programs.values() if p.pid is not None]
+        """Process ids of the real programs, the real broker's last (running or not)."""
+        out = [p.pid for p in self.programs.values() if p.pid is not None]
+        if self.real_broker is not None and self.real_broker.pid is not None:
+            out.append(self.real_broker.pid)
+        return out
 
     @property
     def running(self) -> bool:
@@ -648,8 +740,12 @@ class Lab:
         return {name: p.config for name, p in self.programs.items()}
 
     def logs(self) -> dict[str, str]:
-        """What each real program logged so far (nginx ``error.log``, HAProxy's stdout)."""
-        return {name: p.logs() for name, p in self.programs.items()}
+        """What each real program logged so far (nginx ``error.log``, HAProxy's stdout, the
+        real broker's events)."""
+        out = {name: p.logs() for name, p in self.programs.items()}
+        if self.real_broker is not None:
+            out[self.real_broker.name] = self.real_broker.logs()
+        return out
 
     def describe(self) -> str:
         """Every host: its loopback address, the scenario's address, and what runs it."""
@@ -670,7 +766,9 @@ class Lab:
                          f"{run.kind}{role} → {runner}"))
         b = topo.broker
         listener = f"{b.kind} {b.version} {b.listener} listener"
-        rows.append((b.name, self.addresses[b.name], b.addr, f"{listener} → lab broker"))
+        br = self.broker_run
+        runner = f"real {br.runner} {br.version}" if br.real else "lab broker"
+        rows.append((b.name, self.addresses[b.name], b.addr, f"{listener} → {runner}"))
         w = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{topo.name} on loopback"]
         lines += [f"  {a:<{w[0]}}  {b_:<{w[1]}}  ({c}){' ' * (w[2] - len(c))}  {d}"
@@ -736,8 +834,6 @@ class Lab:
         self.mapped = mapped
 
         b = mapped.broker
-        self.progress.step(f"broker {b.name}: lab broker with {b.kind} {b.version}'s {b.listener} "
-                           f"listener rules on {b.addr}")
         from ..render import needs_tls
 
         if needs_tls(topo):
@@ -747,9 +843,24 @@ class Lab:
             sni = tuple(dict.fromkeys(n for n in (topo.client.sni, "localhost") if n))
             self.pki = self._res.pki = LabPKI(server_names=sni)
         self._res.bg = Background()
-        self.broker = LabBroker(mapped.broker, limits=self.limits, pki=self.pki)
-        self._res.servers.insert(0, self.broker)
-        self._res.bg.run(self.broker.start(), timeout=self.start_timeout)
+        br = self.broker_run
+        entry = broker_driver(br.kind) if br.real else None
+        if entry is not None:
+            info = entry.find()
+            if info is None:
+                raise ProgramMissing(br.kind, entry.missing())
+            self.progress.step(f"broker {b.name}: {br.runner} {info.version} ({b.listener}) on "
+                               f"{b.addr}")
+            real = entry.driver.for_broker(info, b)
+            self._res.programs.append(real)
+            self.real_broker = real
+            real.start(self.start_timeout)
+        else:
+            self.progress.step(f"broker {b.name}: lab broker with {b.kind} {b.version}'s "
+                               f"{b.listener} listener rules on {b.addr}")
+            self.broker = LabBroker(mapped.broker, limits=self.limits, pki=self.pki)
+            self._res.servers.insert(0, self.broker)
+            self._res.bg.run(self.broker.start(), timeout=self.start_timeout)
 
         nodes: list[Hop | Broker] = [*mapped.hops, mapped.broker]
         for i in reversed(range(len(mapped.hops))):
@@ -826,6 +937,25 @@ class Lab:
             self._res.close()
         finally:
             self._finalizer.detach()
+
+    @property
+    def broker_alive(self) -> bool:
+        """Whether the broker runs (the lab broker always does while the lab runs; a real
+        broker's process may have died)."""
+        if self.real_broker is not None:
+            return self.real_broker.alive
+        return self.broker is not None and self._state == "running"
+
+    def restart_broker(self) -> bool:
+        """Start the real broker again if its process died (True when it had to); the lab
+        broker never needs it."""
+        self._need_running()
+        real = self.real_broker
+        if real is None or real.alive:
+            return False
+        with self._lock:
+            real.restart(self.start_timeout)
+        return True
 
     @property
     def cleanup_errors(self) -> list[BaseException]:
@@ -949,7 +1079,12 @@ class Lab:
         use_raw = raw or (transport == "ws" and len(set(names)) != len(names)) \
             or not _paho_can_prefix()
         tls_ctx = self._client_context(client) if client.tls else None
-        assert self.mapped is not None and self.broker is not None
+        assert self.mapped is not None and (self.broker is not None or
+                                            self.real_broker is not None)
+        restarted = False
+        if self.real_broker is not None and not self.real_broker.alive:
+            self.real_broker.restart(self.start_timeout)  # it died in an earlier probe
+            restarted = True
         # the node dialled: the first hop, an inner hop (start > 0) or the broker
         target = topo.hops[start].name if start < len(topo.hops) else topo.broker.name
         direct = start == len(topo.hops)
@@ -965,6 +1100,8 @@ class Lab:
         if extra is not None and transport == "ws":
             forged += [f"{k}: {v}" for k, v in extra]
         notes: list[str] = []
+        if restarted:
+            notes.append(f"{topo.broker.name} was DOWN after an earlier probe: restarted")
         if forge_xff is not None and transport == "tcp":
             notes.append("forge_xff has no effect on MQTT over TCP (no HTTP headers)")
 
@@ -984,11 +1121,16 @@ class Lab:
         def seen_refusal() -> bool:
             return self._refused_since(marks, last)
 
+        def recorded(wait: float) -> str | None:
+            return self._recorded(cid, marks, wait)
+
+        # a real broker answers no $realip/whoami: the lab reads what it recorded instead
+        lookup = None if self.real_broker is None else recorded
         try:
             if use_raw:
                 link = first.links[0]
                 _raw_client(sock, host, dport, link.data, transport, cid, timeout,
-                            outcome, self.broker, seen_refusal, tls=tls_ctx,
+                            outcome, recorded, seen_refusal, tls=tls_ctx,
                             server_name=client.sni,
                             plaintext=link.tls.plaintext if link.tls is not None else b"")
             else:
@@ -996,13 +1138,14 @@ class Lab:
                              dict(headers) if transport == "ws" else {}, forged_proxy, timeout,
                              outcome, lambda: self._observe(links, before, cport, cid,
                                                             outcome), seen_refusal,
-                             tls=tls_ctx, server_name=client.sni if client.tls else None)
+                             tls=tls_ctx, server_name=client.sni if client.tls else None,
+                             lookup=lookup)
             if outcome.connected and outcome.peername is None:
-                info = self.broker.clients().get(cid)
-                if info is not None:
-                    outcome.peername = info.peername
+                seen = recorded(0.0)
+                if seen is not None:
+                    outcome.peername = seen
                     notes.append(f"{outcome.error}: the broker's record is shown")
-            if outcome.connected and outcome.record is None:
+            if outcome.connected and outcome.record is None and self.broker is not None:
                 outcome.record = self.broker.clients().get(cid)
             if outcome.connected and not outcome.observed:
                 self._observe(links, before, cport, cid, outcome)
@@ -1010,9 +1153,11 @@ class Lab:
             outcome.close()
             sock.close()
         if outcome.connected:
-            self._wait_gone(cid, timeout=1.0)
+            self._wait_gone(cid, marks, timeout=1.0)
         else:
-            self._wait_refusal(marks, timeout=0.5)
+            self._wait_refusal(marks, timeout=0.5, broker_only=direct or not topo.hops)
+        down = self.real_broker is not None and \
+            self.real_broker.down(marks["broker"]) is not None
         unknown = [n for n in outcome.sources if outcome.sources[n] is None]
         sources = {n: p for n, p in outcome.sources.items() if p is not None}
         if unknown:
@@ -1030,7 +1175,7 @@ class Lab:
             predicted_tls = _predicted_tls(trace)
         return Probe(topo.name, f"{src_addr}:{cport}", cid, transport, path, peername,
                      trace.peername, trace, dict(self.addresses), tuple(forged), refused,
-                     sources, tuple(notes), self._new_logs(marks),
+                     sources, tuple(notes), self._new_logs(marks), down,
                      username=record.username if record is not None and peername else None,
                      predicted_username=trace.username, tls=live_tls,
                      predicted_tls=predicted_tls, record=record if peername else None)
@@ -1104,8 +1249,9 @@ class Lab:
                  outcome: _Outcome) -> None:
         """While the client is connected: which source port each hop used upstream."""
         outcome.observed = True
-        assert self.broker is not None
-        info: ClientInfo | None = self.broker.clients().get(cid)
+        # a real broker's record names the client it believes in, not the TCP peer: the
+        # socket table tells the last hop's source port then
+        info: ClientInfo | None = None if self.broker is None else self.broker.clients().get(cid)
         if info is not None:
             outcome.record = info
         after = _established(links)
@@ -1127,9 +1273,19 @@ class Lab:
             outcome.sources[name] = port
             prev = (self.addresses[name], port or 0)
 
-    def _marks(self) -> dict[str, Any]:
+    def _recorded(self, cid: str, marks: dict[str, Any], wait: float) -> str | None:
+        """The peername the broker recorded for *cid* (a real broker: since *marks*)."""
+        if self.real_broker is not None:
+            rec = self.real_broker.record(cid, marks["broker"], wait)
+            return None if rec is None else rec.peername
         assert self.broker is not None
-        marks: dict[str, Any] = {"broker": _last(self.broker.refused)}
+        info = self.broker.clients().get(cid)
+        return None if info is None else info.peername
+
+    def _marks(self) -> dict[str, Any]:
+        marks: dict[str, Any] = {
+            "broker": self.real_broker.mark() if self.real_broker is not None
+            else _last(self.broker.refused) if self.broker is not None else None}
         for name, relay in self.relays.items():
             marks[f"relay:{name}"] = _last(relay.passages)
         for name, program in self.programs.items():
@@ -1140,20 +1296,28 @@ class Lab:
         """Whether a relay, or the broker (for a connection from *last*, the hop before it),
         refused a connection since *marks* — the client may not notice at once: a relay
         between them can be slow to close (see realip.lab.relay)."""
-        assert self.broker is not None
-        if any(str(r.peer.host) == last for r in _since(self.broker.refused, marks["broker"])):
+        if self.real_broker is not None:
+            if self.real_broker.refusal(marks["broker"]) is not None:
+                return True
+        elif self.broker is not None and any(
+                str(r.peer.host) == last for r in _since(self.broker.refused, marks["broker"])):
             return True
         return any(not p.view.accepted for name, relay in self.relays.items()
                    for p in _since(relay.passages, marks[f"relay:{name}"]))
 
     def _refusal(self, marks: dict[str, Any], outcome: _Outcome) -> str:
-        assert self.broker is not None
         for name, relay in self.relays.items():
             for p in _since(relay.passages, marks[f"relay:{name}"]):
                 if not p.view.accepted:
                     return f"{name}: {p.view.log}"
-        for r in _since(self.broker.refused, marks["broker"]):
-            return f"{self.topology.broker.name}: {r.log}"
+        if self.real_broker is not None:
+            why = self.real_broker.refusal(marks["broker"]) or \
+                self.real_broker.down(marks["broker"])
+            if why is not None:
+                return f"{self.topology.broker.name}: {why}"
+        elif self.broker is not None:
+            for r in _since(self.broker.refused, marks["broker"]):
+                return f"{self.topology.broker.name}: {r.log}"
         for name, program in self.programs.items():
             text = program.log_since(marks[f"log:{name}"])
             for line in text.splitlines():
@@ -1164,21 +1328,39 @@ class Lab:
         return outcome.error or "the connection was closed"
 
     def _new_logs(self, marks: dict[str, Any]) -> dict[str, str]:
-        return {name: program.log_since(marks[f"log:{name}"])
-                for name, program in self.programs.items()}
+        out = {name: program.log_since(marks[f"log:{name}"])
+               for name, program in self.programs.items()}
+        if self.real_broker is not None:
+            out[self.real_broker.name] = self.real_broker.log_since(marks["broker"])
+        return out
 
-    def _wait_gone(self, cid: str, timeout: float) -> None:
+    def _wait_gone(self, cid: str, marks: dict[str, Any], timeout: float) -> None:
+        if self.real_broker is not None:
+            self.real_broker.gone(cid, marks["broker"], timeout)
+            return
         assert self.broker is not None
         deadline = time.monotonic() + timeout
         while cid in self.broker.clients() and time.monotonic() < deadline:
             time.sleep(0.005)
 
-    def _wait_refusal(self, marks: dict[str, Any], timeout: float) -> None:
-        """Let the refusing hop record why (relays and the broker log asynchronously)."""
-        assert self.broker is not None
+    def _wait_refusal(self, marks: dict[str, Any], timeout: float,
+                      broker_only: bool = False) -> None:
+        """Let the refusing hop record why (relays and the broker log asynchronously);
+        *broker_only*: the client dialled the broker itself."""
+        real = self.real_broker
+        if real is not None and broker_only:
+            # only the broker can have refused, and a real one reports every refusal (and its
+            # crash) as an event: wait for it, a little longer on a busy machine, never past
+            # the process's exit
+            real.wait_refusal(marks["broker"], max(timeout, 2.0))
+            return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _since(self.broker.refused, marks["broker"]):
+            if real is not None:
+                if real.refusal(marks["broker"]) is not None or not real.alive:
+                    real.wait_refusal(marks["broker"], 0.0)  # a crash: until the process exits
+                    return
+            elif self.broker is not None and _since(self.broker.refused, marks["broker"]):
                 return
             for name, relay in self.relays.items():
                 if any(not p.view.accepted for p in _since(relay.passages,
@@ -1408,8 +1590,11 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
                  path: str, headers: dict[str, str], prefix: bytes | None, timeout: float,
                  outcome: _Outcome, observe: Callable[[], None],
                  refused: Callable[[], bool], *, tls: ssl.SSLContext | None = None,
-                 server_name: str | None = None, username: str | None = None) -> None:
-    """One paho-mqtt client over the prepared *sock*: CONNECT, then ``$realip/whoami``.  With
+                 server_name: str | None = None, username: str | None = None,
+                 lookup: Callable[[float], str | None] | None = None) -> None:
+    """One paho-mqtt client over the prepared *sock*: CONNECT, then ``$realip/whoami`` — or,
+    with *lookup* (a real broker, which answers no whoami), read the peername the broker
+    recorded (waiting up to the given seconds) while the client is still connected.  With
     *tls* the connection is TLS (after *prefix*, which travels in clear: a PROXY header then
     the ClientHello on the same connection); *server_name* is the name paho is given (SNI,
     certificate check, WebSocket Host) while *sock* dials *host*:*port*."""
@@ -1489,6 +1674,13 @@ def _paho_client(sock: socket.socket, host: str, port: int, transport: str, cid:
     outcome.connected = True
     if tls is not None:
         outcome.server_cert = _server_cert(client)
+    if lookup is not None:
+        outcome.peername = lookup(max(0.0, deadline - time.monotonic()))
+        if outcome.peername is not None:
+            observe()
+        else:
+            outcome.error = f"the broker recorded no client {cid}"
+        return
     topic = f"{WHOAMI}/{cid}"
     client.subscribe(topic, 0)
     if pump(lambda: state["subscribed"]):
@@ -1517,11 +1709,13 @@ def _server_cert(client: Any) -> bytes | None:
 
 
 def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transport: str,
-                cid: str, timeout: float, outcome: _Outcome, broker: LabBroker,
-                refused: Callable[[], bool], *, tls: ssl.SSLContext | None = None,
-                server_name: str | None = None, plaintext: bytes = b"") -> None:
+                cid: str, timeout: float, outcome: _Outcome,
+                recorded: Callable[[float], str | None], refused: Callable[[], bool], *,
+                tls: ssl.SSLContext | None = None, server_name: str | None = None,
+                plaintext: bytes = b"") -> None:
     """Send the simulator's first bytes (PROXY header, then the CONNECT or the upgrade request),
-    finish the WebSocket handshake if any, and wait for the CONNACK.  With *tls*, *first* is
+    finish the WebSocket handshake if any, and wait for the CONNACK; the peername is what the
+    broker recorded (*recorded*, waiting up to the given seconds).  With *tls*, *first* is
     what goes in clear before the handshake, then the TLS connection (server name
     *server_name*) carries *plaintext* — the simulator's bytes inside it."""
     from ..topology import mqtt_connect
@@ -1570,10 +1764,30 @@ def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transpo
                 outcome.error = "WebSocket handshake refused: " + \
                     bytes(buf).split(b"\r\n", 1)[0].decode("latin-1")
                 return
-            start = buf.index(b"\r\n\r\n") + 4 + 2  # the CONNACK's binary frame header
+            start = buf.index(b"\r\n\r\n") + 4
             sock.sendall(_ws_frame(mqtt_connect(cid)))
-        ok = need(start + 4) and buf[start : start + 2] == b"\x20\x02" and \
-            buf[start + 3] == 0
+            # the CONNACK may come in several frames (aedes writes the fixed header and the
+            # rest apart): read frames until 4 bytes of payload
+            payload = bytearray()
+            while len(payload) < 4:
+                if not need(start + 2):
+                    break
+                size, head = buf[start + 1] & 0x7F, 2
+                if size == 126:
+                    head = 4
+                elif size == 127:
+                    head = 10
+                if not need(start + head):
+                    break
+                if head > 2:
+                    size = int.from_bytes(buf[start + 2 : start + head], "big")
+                if not need(start + head + size):
+                    break
+                payload += buf[start + head : start + head + size]
+                start += head + size
+            ok = len(payload) >= 4 and payload[:2] == b"\x20\x02" and payload[3] == 0
+        else:
+            ok = need(4) and buf[:2] == b"\x20\x02" and buf[3] == 0
     except OSError as exc:
         outcome.error = f"the client's connection failed: {exc}"
         return
@@ -1581,9 +1795,7 @@ def _raw_client(sock: socket.socket, host: str, port: int, first: bytes, transpo
         outcome.error = "closed before CONNACK"
         return
     outcome.connected = True
-    info = broker.clients().get(cid)
-    outcome.peername = None if info is None else info.peername
-    outcome.record = info
+    outcome.peername = recorded(max(0.0, deadline - time.monotonic()))
 
 
 def _ws_frame(payload: bytes, mask: bytes = b"\x5a\x17\xc3\x2e") -> bytes:

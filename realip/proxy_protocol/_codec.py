@@ -15,7 +15,14 @@ import struct
 from ipaddress import IPv4Address, IPv6Address
 from typing import NamedTuple
 
-from .._addr import format_ip, ipv4_from_int, ipv4_int, ipv6_from_int, ipv6_int
+from .._addr import (
+    FAST_ADDRESS_SLOTS,
+    format_ip,
+    ipv4_from_int,
+    ipv4_int,
+    ipv6_from_int,
+    ipv6_int,
+)
 from .._socket import AF_INET, AF_INET6, inet_pton
 from ..errors import EncodeError, InvalidProxyHeader, Reason
 from ._crc32c import crc32c
@@ -63,26 +70,49 @@ _UNSPEC = Family.UNSPEC
 _STREAM = Transport.STREAM
 _TUNSPEC = Transport.UNSPEC
 
-_PORT = rb"(0|[1-9][0-9]{0,4})"
-# The common, valid v1 lines in one regex match; anything else takes the careful path.
-_V1_TCP4 = re.compile(rb"PROXY TCP4 ([0-9.]{7,15}) ([0-9.]{7,15}) " + _PORT + b" " + _PORT
-                      + rb"\r\n")
+# The common, valid v1 lines (TCP4 and TCP6) in one regex match, which captures both address
+# texts (groups 1-2 for TCP4, 3-4 for TCP6: the family needs no comparison) and both ports;
+# inet_pton then checks each address text against its family's exact grammar (an IPv6 text in
+# a TCP4 line fails it, and so does any byte that is no part of an address: CR, LF, NUL,
+# non-ASCII), and anything that does not match or check takes the careful path, which says what
+# is wrong.  The address texts are "anything but a space" here because the regex engine scans
+# such a run in a tight loop (a character class costs a lookup per byte); inet_pton is the
+# grammar.  One regex for both families: a TCP6 line does not pay for a failed TCP4 match
+# first.  The destination port is only digits here: _v1_dest4/_v1_dest6 check its grammar (no
+# leading zero, at most 65535) once per destination, and the memo then holds only checked texts.
+_V1_TCP = re.compile(rb"PROXY TCP(?:4 ([^ ]{2,45}) ([^ ]{2,45})|6 ([^ ]{2,45}) ([^ ]{2,45})) "
+                     rb"([1-9][0-9]{0,4}|0) ([0-9]{1,5})\r\n")
 
 # Address text → address object for v1 lines.  A receiver sees the same few texts again and again
 # (its own address as every destination, returning clients, a NAT pool), and parsing IPv6 text
 # in Python costs more than the rest of the header; the memo is bounded and holds only texts
-# that parsed, so junk cannot grow it.
+# that parsed, so junk cannot grow it.  An IPv6 entry keeps the text as written beside the
+# address (the header's ``v1_text``), so a hit decodes nothing.
 _V1_MEMO4: dict[bytes, IPv4Address] = {}
-_V1_MEMO6: dict[bytes, IPv6Address] = {}  # separate: "1.2.3.4" in a TCP6 line must not hit
+_V1_MEMO6: dict[bytes, tuple[IPv6Address, str]] = {}  # separate: "1.2.3.4" in a TCP6 line
 _V1_MEMO_MAX = 4096
+# Destination address text → (its port text, the Endpoint [, the v1 text for TCP6]): every header
+# a receiver reads names the receiver itself as the destination, so that endpoint is checked and
+# built once.  Keyed by the address alone and the port compared, which is cheaper than hashing
+# a pair; bounded like the address memo and filled only with destinations that checked.
+_V1_DEST4: dict[bytes, tuple[bytes, Endpoint]] = {}
+_V1_DEST6: dict[bytes, tuple[bytes, Endpoint, str]] = {}
+# their bound get methods (the dicts are cleared, never replaced): one lookup less per use
+_memo4_get = _V1_MEMO4.get
+_memo6_get = _V1_MEMO6.get
+_dest4_get = _V1_DEST4.get
+_dest6_get = _V1_DEST6.get
+_new_object = object.__new__
+_FAST_SLOTS = FAST_ADDRESS_SLOTS
 
 
 def _v1_ip4(text: bytes) -> IPv4Address | None:
     # glibc's inet_pton is exactly the v1 grammar for IPv4 (four decimal octets, no leading
-    # zeros, nothing else) — checked against realip's own parser on 200 000 random texts
+    # zeros, nothing else) — checked against realip's own parser on 200 000 random texts.
+    # decode(): the regex admits ASCII only, and UTF-8 is the codec with no name to look up.
     try:
-        ip = _v4(_from_bytes(_pton(_AF_INET, text.decode("ascii")), "big"))
-    except (OSError, UnicodeDecodeError):
+        ip = _v4(_from_bytes(_pton(_AF_INET, text.decode()), "big"))
+    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
         return None
     if len(_V1_MEMO4) >= _V1_MEMO_MAX:
         _V1_MEMO4.clear()
@@ -90,22 +120,58 @@ def _v1_ip4(text: bytes) -> IPv4Address | None:
     return ip
 
 
-def _v1_ip6(text: bytes) -> IPv6Address | None:
+def _v1_ip6_text(text: bytes) -> tuple[IPv6Address, str] | None:
     # inet_pton(AF_INET6) accepts exactly RFC 4291 text without zone ids, as ipv6_int does
     # (300 000 random texts agree); it is ~7x faster than parsing in Python
     try:
-        ip = _v6(_from_bytes(_pton(_AF_INET6, text.decode("ascii")), "big"))
-    except (OSError, UnicodeDecodeError):
+        written = text.decode()
+        entry = (_v6(_from_bytes(_pton(_AF_INET6, written), "big")), written)
+    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
         return None
     if len(_V1_MEMO6) >= _V1_MEMO_MAX:
         _V1_MEMO6.clear()
-    _V1_MEMO6[text] = ip
-    return ip
+    _V1_MEMO6[text] = entry
+    return entry
 
 
-_V1_TCP6 = re.compile(
-    rb"PROXY TCP6 ([0-9A-Fa-f:.]{2,45}) ([0-9A-Fa-f:.]{2,45}) " + _PORT + b" " + _PORT + rb"\r\n"
-)
+def _v1_ip6(text: bytes) -> IPv6Address | None:
+    """The IPv6 address a v1 line's *text* names, or None (decode()'s own test)."""
+    entry = _memo6_get(text) or _v1_ip6_text(text)
+    return None if entry is None else entry[0]
+
+
+def _v1_port(text: bytes) -> int | None:
+    """A v1 port's value: digits without a leading zero, at most 65535 (else None)."""
+    if text[:1] == b"0" and len(text) > 1:
+        return None
+    port = int(text)
+    return port if port <= 0xFFFF else None
+
+
+def _v1_dest4(text: bytes, port_text: bytes) -> Endpoint | None:
+    ip = _memo4_get(text) or _v1_ip4(text)
+    port = _v1_port(port_text)
+    if ip is None or port is None:
+        return None
+    ep: Endpoint = _tuple_new(Endpoint, (ip, port))
+    if len(_V1_DEST4) >= _V1_MEMO_MAX:
+        _V1_DEST4.clear()
+    _V1_DEST4[text] = (port_text, ep)
+    return ep
+
+
+def _v1_dest6(text: bytes, port_text: bytes) -> tuple[bytes, Endpoint, str] | None:
+    entry = _memo6_get(text) or _v1_ip6_text(text)
+    port = _v1_port(port_text)
+    if entry is None or port is None:
+        return None
+    dest = (port_text, _tuple_new(Endpoint, (entry[0], port)), entry[1])
+    if len(_V1_DEST6) >= _V1_MEMO_MAX:
+        _V1_DEST6.clear()
+    _V1_DEST6[text] = dest
+    return dest
+
+
 _V1_PROTOCOLS = (b"TCP4", b"TCP6", b"UNKNOWN")
 
 
@@ -160,12 +226,17 @@ def decode(
     total size of a v2 header (16 + length field, at most 65551).  *verify_crc32c* may be turned off
     to inspect a header whose checksum is known to be wrong.
     """
-    if not V2_FIXED <= max_v2_size <= V2_MAX_SIZE:
+    # the default needs no range check (one comparison instead of two on every call)
+    if max_v2_size != V2_DEFAULT_MAX_SIZE and not V2_FIXED <= max_v2_size <= V2_MAX_SIZE:
         raise ValueError(f"max_v2_size must be in {V2_FIXED}..{V2_MAX_SIZE}, not {max_v2_size}")
     if type(data) is not bytes:
         data = _as_bytes(data, max(max_v2_size, V1_MAX_LINE))
-    first = data[:1]
-    if first == b"\r" and version != 1:
+    try:
+        first = data[0]
+    except IndexError:  # no byte yet: a valid prefix of anything
+        return None
+    # `version is None or …`: the default costs an identity test, not a rich comparison
+    if first == 0x0D and (version is None or version != 1):
         # Fast path: v2 PROXY over TCP/UDP with IPv4 or IPv6.
         if data[:12] == V2_SIGNATURE and len(data) >= V2_FIXED:
             fam = data[13]
@@ -193,33 +264,43 @@ def decode(
                     ProxyHeader,
                     (2, _PROXY, family, _STREAM, src, dst, tlvs, end, b"", None, None),
                 )
-    elif first == b"P" and version != 2:
-        m = _V1_TCP4.match(data)
+    elif first == 0x50 and (version is None or version != 2):  # "P"
+        m = _V1_TCP.match(data)
         if m is not None:
-            st, dt, sp, dp = m.groups()
-            sport = int(sp)
-            dport = int(dp)
-            memo = _V1_MEMO4
-            sip = memo.get(st) or _v1_ip4(st)
-            dip = memo.get(dt) or _v1_ip4(dt)
-            if sip is not None and dip is not None and sport <= 0xFFFF and dport <= 0xFFFF:
-                return _tuple_new(ProxyHeader, (
-                    1, _PROXY, _INET, _STREAM, _tuple_new(Endpoint, (sip, sport)),
-                    _tuple_new(Endpoint, (dip, dport)), (), m.end(), b"", None, None))
-        elif data[6:10] == b"TCP6":
-            m = _V1_TCP6.match(data)
-            if m is not None and m.end() <= V1_MAX_LINE:
-                st, dt, sp, dp = m.groups()
-                memo6 = _V1_MEMO6
-                sip6 = memo6.get(st) or _v1_ip6(st)
-                dip6 = memo6.get(dt) or _v1_ip6(dt)
+            st, dt, st6, dt6, sp, dp = m.groups()
+            if st is not None:  # TCP4
+                e4 = _dest4_get(dt)
+                d4 = e4[1] if e4 is not None and e4[0] == dp else _v1_dest4(dt, dp)
+                sip = _memo4_get(st)
+                if sip is None:  # a new client: _v1_ip4 inline (a busy receiver's usual case)
+                    try:
+                        n = _from_bytes(_pton(_AF_INET, st.decode()), "big")
+                    except (OSError, ValueError):  # ValueError: a NUL (or undecodable) byte
+                        pass
+                    else:
+                        if _FAST_SLOTS:
+                            sip = _new_object(IPv4Address)
+                            sip._ip = n  # type: ignore[attr-defined]
+                        else:  # pragma: no cover - ipaddress changed its layout
+                            sip = _v4(n)
+                        if len(_V1_MEMO4) >= _V1_MEMO_MAX:
+                            _V1_MEMO4.clear()
+                        _V1_MEMO4[st] = sip
                 sport = int(sp)
-                dport = int(dp)
-                if sip6 is not None and dip6 is not None and sport <= 0xFFFF and dport <= 0xFFFF:
+                if sip is not None and d4 is not None and sport <= 0xFFFF:
                     return _tuple_new(ProxyHeader, (
-                        1, _PROXY, _INET6, _STREAM, _tuple_new(Endpoint, (sip6, sport)),
-                        _tuple_new(Endpoint, (dip6, dport)), (), m.end(), b"",
-                        (st.decode("ascii"), dt.decode("ascii")), None))
+                        1, _PROXY, _INET, _STREAM, _tuple_new(Endpoint, (sip, sport)), d4, (),
+                        m.end(), b"", None, None))
+            else:
+                end = m.end()
+                e6 = _dest6_get(dt6)
+                d6 = e6 if e6 is not None and e6[0] == dp else _v1_dest6(dt6, dp)
+                s6 = _memo6_get(st6) or _v1_ip6_text(st6)
+                sport = int(sp)
+                if s6 is not None and d6 is not None and sport <= 0xFFFF and end <= V1_MAX_LINE:
+                    return _tuple_new(ProxyHeader, (
+                        1, _PROXY, _INET6, _STREAM, _tuple_new(Endpoint, (s6[0], sport)), d6[1],
+                        (), end, b"", (s6[1], d6[2]), None))
     return _walk(data, version, max_v2_size, verify_crc32c, None)
 
 

@@ -13,6 +13,10 @@ elsewhere, or a plain connect as the last resort) and the process is still runni
 :func:`tcp_sockets` reads the system's TCP socket table; the lab uses it to learn which source
 port a real program picked for its upstream connection (the simulator needs it to predict a
 peername that names a proxy).
+
+:data:`BROKER_DRIVERS` is the same for brokers: a broker kind with a real driver
+(:mod:`.aedes`) can run for real in the lab; any other kind runs as the lab's own broker
+(:class:`realip.lab.broker.LabBroker`) modelling it.  :func:`broker_driver` looks one up.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from types import MappingProxyType
 from typing import Final
 
 from ...errors import ConfigurationError
+from .aedes import AedesBroker, find_aedes
+from .aedes import missing_detail as _aedes_missing_detail
+from .aedes import unsupported as _aedes_unsupported
 from .base import (
     PACKAGES,
     ProgramError,
@@ -34,20 +41,27 @@ from .base import (
     socket_inodes,
     tcp_sockets,
 )
+from .brokers import BrokerDriver, BrokerRecord, RealBroker
 from .haproxy import HAProxyDriver, find_haproxy
 from .nginx import NginxDriver, find_nginx
 from .nginx import missing_detail as _nginx_missing_detail
 
 __all__ = [
+    "BROKER_DRIVERS",
     "DRIVERS",
     "PACKAGES",
+    "AedesBroker",
+    "BrokerDriver",
+    "BrokerRecord",
     "HAProxyDriver",
     "NginxDriver",
     "ProgramError",
     "ProgramInfo",
     "ProgramMissing",
+    "RealBroker",
     "RealProgram",
     "TcpSocket",
+    "broker_driver",
     "find_haproxy",
     "find_nginx",
     "find_program",
@@ -79,3 +93,17 @@ def require(name: str) -> ProgramInfo:
     if info is None:
         raise ProgramMissing(name, DRIVERS[name][2]())
     return info
+
+
+#: The brokers the lab can run for real: broker kind -> driver.  A kind not listed here runs as
+#: the lab broker (realip.lab.broker.LabBroker), which plays the kind's model.
+BROKER_DRIVERS: Final[Mapping[str, BrokerDriver]] = MappingProxyType({
+    "aedes": BrokerDriver("aedes", AedesBroker, find_aedes, _aedes_missing_detail,
+                          _aedes_unsupported),
+})
+
+
+def broker_driver(kind: str) -> BrokerDriver | None:
+    """The real driver of broker *kind* (a :data:`BROKER_DRIVERS` entry), or None: the lab
+    broker models that kind."""
+    return BROKER_DRIVERS.get(kind)

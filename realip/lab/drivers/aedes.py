@@ -7,6 +7,10 @@ realip/lab/node/aedes-server.mjs --listen tcp:HOST:PORT …`` — aedes with aed
 process dies: an exception thrown by aedes-protocol-decoder is uncaught and ends Node, taking
 every client with it.  :meth:`AedesListener.restart` starts it again on the same listeners.
 The Node packages come from ``realip/lab/node/package-lock.json`` (``npm ci`` in that directory).
+
+:class:`AedesBroker` is the same process as the live lab's broker
+(:data:`realip.lab.drivers.BROKER_DRIVERS` ``["aedes"]``): the peername of a client is what
+aedes recorded in its ``connDetails``, and a crash is the broker DOWN.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import Any
 
 from . import base
 from .base import PACKAGES, ProgramError, ProgramInfo
+from .brokers import BrokerRecord, RealBroker
 
-__all__ = ["NODE_DIR", "SERVER", "AedesEvent", "AedesListener", "find_aedes", "missing_detail"]
+__all__ = ["NODE_DIR", "SERVER", "AedesBroker", "AedesEvent", "AedesListener", "find_aedes",
+           "missing_detail", "unsupported"]
 
 PACKAGES["aedes"] = "nodejs npm"
 
@@ -116,6 +122,7 @@ class AedesListener:
         self.started_versions: dict[str, Any] = {}
         self._cond = threading.Condition()
         self._reader: threading.Thread | None = None
+        self._err_reader: threading.Thread | None = None
 
     # -- process --------------------------------------------------------------------------------
 
@@ -151,7 +158,8 @@ class AedesListener:
         proc = self.proc
         self._reader = threading.Thread(target=self._read, args=(proc, gen), daemon=True)
         self._reader.start()
-        threading.Thread(target=self._read_err, args=(proc,), daemon=True).start()
+        self._err_reader = threading.Thread(target=self._read_err, args=(proc,), daemon=True)
+        self._err_reader.start()
         ev = self.wait_for(lambda e: e.event == "listening" and e.generation == gen, timeout,
                            stop_on_exit=True)
         if ev is None:
@@ -208,8 +216,10 @@ class AedesListener:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=timeout)
-        if self._reader is not None:
-            self._reader.join(timeout=2)
+        # both pipes end with the process: the readers finish (no thread outlives a stop)
+        for reader in (self._reader, self._err_reader):
+            if reader is not None:
+                reader.join(timeout=2)
 
     close = stop
 
@@ -269,6 +279,126 @@ class AedesListener:
     def __repr__(self) -> str:
         state = "running" if self.alive else "stopped"
         return f"<AedesListener {self.info.version} {state} {self.listens}>"
+
+
+def unsupported(broker: Any) -> str:
+    """Why the real aedes cannot play *broker* ("" when it can): aedes-server.mjs starts aedes
+    as aedes-protocol-decoder's README does, with ``trustProxy: true``."""
+    if not getattr(broker, "trust_proxy", False):
+        return (f"the real aedes runs with trustProxy: true, and {broker.name} has trust_proxy "
+                "off")
+    return ""
+
+
+#: the events in which aedes refuses or drops a connection, or dies
+_REFUSALS = ("clientError", "connectionError", "crash")
+
+
+def _line(ev: AedesEvent) -> str:
+    return json.dumps({"event": ev.event, **ev.fields}, sort_keys=True)
+
+
+class AedesBroker(RealBroker):
+    """The real aedes as the live lab's broker: one :class:`AedesListener` on the topology's
+    broker listener (``tcp`` or ``ws``, with ``trustProxy``)."""
+
+    name = "aedes"
+
+    def __init__(self, info: ProgramInfo, listens: Sequence[tuple[str, str, int]]) -> None:
+        super().__init__(info)
+        self.listener = AedesListener(listens)
+
+    @classmethod
+    def for_broker(cls, info: ProgramInfo, broker: Any,
+                   directory: Path | None = None) -> AedesBroker:
+        """aedes listening where the lab put *broker* (its ``addr``, ``port``, ``listener``)."""
+        why = unsupported(broker)
+        if why:
+            raise ProgramError(why)
+        return cls(info, [(broker.listener, broker.addr, int(broker.port))])
+
+    @property
+    def pid(self) -> int | None:
+        return self.listener.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.listener.alive
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.listener.start(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.listener.stop(timeout)
+
+    def restart(self, timeout: float = 15.0) -> None:
+        self.listener.restart(timeout)
+
+    def mark(self) -> int:
+        return self.listener.mark()
+
+    def record(self, client_id: str, after: int, timeout: float = 0.0) -> BrokerRecord | None:
+        ev = self.listener.client(client_id, timeout, after=after)
+        if ev is None:
+            return None
+        d = ev.details or {}
+        host = d.get("ipAddress")
+        port = d.get("port")
+        # the text aedes itself would print (`${ipAddress}:${port}`); NaN stays NaN
+        peer = f"{'undefined' if host is None else host}:{'undefined' if port is None else port}"
+        return BrokerRecord(client_id, peer, dict(d))
+
+    def refusal(self, after: int) -> str | None:
+        from ...programs.aedes.broker import CRASH_LOG
+
+        for ev in self.listener.since(after):
+            if ev.event == "crash":
+                return f"{ev.fields.get('error')}: {CRASH_LOG}"
+            if ev.event in _REFUSALS:
+                return str(ev.fields.get("error"))
+        return None
+
+    def _crash(self, after: int) -> str | None:
+        for ev in self.listener.since(after):
+            if ev.event == "crash":
+                return str(ev.fields.get("error"))
+        return None
+
+    def down(self, after: int) -> str | None:
+        from ...programs.aedes.broker import CRASH_LOG
+
+        crash = self._crash(after)
+        if crash is None and not self.alive:
+            self.listener.died(1.0)  # the reader drains stdout: the crash line may still come
+            crash = self._crash(after)
+        if crash is not None:
+            self.listener.died(1.0)  # the crash line comes just before the exit
+            return f"{crash}: {CRASH_LOG}"
+        if not self.alive:
+            proc = self.listener.proc
+            code = None if proc is None else proc.returncode
+            return f"the node process exited ({code})"
+        return None
+
+    def gone(self, client_id: str, after: int, timeout: float = 0.0) -> bool:
+        ev = self.listener.wait_for(
+            lambda e: e.event in ("clientDisconnect", "clientError")
+            and e.fields.get("id") == client_id, timeout, after=after, stop_on_exit=True)
+        return ev is not None or not self.alive
+
+    def wait_refusal(self, after: int, timeout: float) -> None:
+        ev = self.listener.wait_for(lambda e: e.event in _REFUSALS, timeout, after=after,
+                                    stop_on_exit=True)
+        # a crash (or an exit before its line was read): until the process and its reader are
+        # done, so that down() sees the whole story
+        if (ev is not None and ev.event == "crash") or (ev is None and not self.alive):
+            self.listener.died(1.0)
+
+    def logs(self) -> str:
+        return self.log_since(0) + self.listener.stderr_text
+
+    def log_since(self, after: int) -> str:
+        return "".join(_line(ev) + "\n" for ev in self.listener.since(after))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
