@@ -470,3 +470,26 @@ def test_forged_header_and_ssl_tlv() -> None:
 def test_the_lab_refuses_tls_topologies_clearly() -> None:
     with pytest.raises(Exception, match="does not terminate TLS yet"):
         Lab("tls-nginx-terminates")
+
+
+@pytest.mark.parametrize(("scenario_name", "then", "log"), [
+    # what the real programs did (tests/vectors/tls_behaviour.json, E4 cases)
+    ("tls-nginx-terminates", "silence", "(no log line: closed when ssl_handshake_timeout"),
+    ("tls-nginx-terminates", "close", "peer closed connection in SSL handshake"),
+    ("tls-haproxy-client-cert", "silence", "Timeout during SSL handshake"),
+    ("tls-haproxy-client-cert", "close", "Connection closed during SSL handshake"),
+    ("tls-passthrough-sni", "silence", "(no log line: closed when preread_timeout expires"),
+])
+def test_a_truncated_handshake(scenario_name: str, then: str, log: str) -> None:
+    topo = load_scenario(scenario_name).with_client(tls_truncate=60, tls_then=then)
+    trace = simulate(topo)
+    assert not trace.connected and (trace.failure or "").startswith(f"lb1: {log}")
+    (record,) = trace.links[0].records  # only the part of the ClientHello that was sent
+    assert "only 60 of its" in record.carries and len(trace.links) == 1
+
+
+def test_a_truncated_handshake_reaches_emqx_through_a_relay() -> None:
+    topo = load_scenario("tls-passthrough-sni").with_hop("lb1", ssl_preread=False)
+    assert "ssl_upgrade_timeout" in (simulate(topo.with_client(tls_truncate=60)).failure or "")
+    closed = simulate(topo.with_client(tls_truncate=60, tls_then="close"))
+    assert "closed inside the TLS handshake" in (closed.failure or "")

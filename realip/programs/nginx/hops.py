@@ -263,6 +263,15 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
         found, sentence = preread_variables(conn.tls, payload)
         variables.update(found)
         decisions.append(sentence)
+        if not found:
+            # recorded on 1.22.1: preread_timeout expires, the connection is closed without
+            # an upstream and without a log line ($status 200)
+            closed = conn.tls is not None and conn.tls.then == "close"
+            log = ("(the client closed during preread: no upstream reached; this ending was "
+                   "not recorded from the real nginx)" if closed else
+                   "(no log line: closed when preread_timeout expires, no upstream reached)")
+            return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                                    tuple(decisions), False, log, acceptance=acc), ok=False)
         tls_out, tls_state = conn.tls, "preread"
     parts: list[tuple[str, bytes]] = []
     if node.proxy_protocol != "off":
