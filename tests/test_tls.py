@@ -493,3 +493,21 @@ def test_a_truncated_handshake_reaches_emqx_through_a_relay() -> None:
     assert "ssl_upgrade_timeout" in (simulate(topo.with_client(tls_truncate=60)).failure or "")
     closed = simulate(topo.with_client(tls_truncate=60, tls_then="close"))
     assert "closed inside the TLS handshake" in (closed.failure or "")
+
+
+def test_routing_by_sni() -> None:
+    topo = load_scenario("tls-passthrough-sni")
+    assert simulate(topo).connected
+    away = simulate(topo.with_hop("lb1", ssl_preread_default="10.9.9.9:8883")
+                    .with_client(sni="other.example.com"))
+    assert away.failure == ("lb1: (routed by SNI other.example.com to 10.9.9.9:8883, not to "
+                            "this chain's next hop 172.16.0.71:8883)")
+    nowhere = simulate(topo.with_client(sni="other.example.com"))
+    assert "no upstream for $ssl_preread_server_name other.example.com" in (nowhere.failure or "")
+    # the lab writes routes out of the chain to a loopback port where nothing listens
+    from realip.render import loopback_plan, topology_on
+
+    mapped = topology_on(topo.with_hop("lb1", ssl_preread_default="10.9.9.9:8883"),
+                         loopback_plan(topo))
+    assert mapped.hops[0].ssl_preread_default == "127.0.0.9:9"
+    assert mapped.hops[0].ssl_preread_routes[0][1].startswith("127.")
