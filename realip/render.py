@@ -279,6 +279,21 @@ def _map_network(topology: Topology, addresses: Mapping[str, str], entry: str) -
     return text
 
 
+def _map_target(topology: Topology, addresses: Mapping[str, str], ports: Mapping[str, int],
+                target: str) -> str:
+    """An upstream ``addr:port`` on the loopback plan when it names a host of the topology (its
+    address and listening port); any other address becomes ``127.0.0.9:9``, where nothing
+    listens — a route out of the chain is refused on loopback and never leaves the machine."""
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    for node in (*topology.hops, topology.broker):
+        if node.addr == host and str(node.port) == port:
+            addr = addresses[node.name]
+            shown = f"[{addr}]" if ":" in addr else addr
+            return f"{shown}:{ports.get(node.name, node.port)}"
+    return "127.0.0.9:9"
+
+
 def _map_rules(topology: Topology, addresses: Mapping[str, str],
                rules: Sequence[str]) -> tuple[str, ...]:
     """``allow``/``deny`` rules (EMQX ``access_rules``, nginx ``allow``/``deny``) on the loopback
@@ -320,6 +335,13 @@ def topology_on(topology: Topology, addresses: Mapping[str, str],
                 changes[setting] = _map_network(topology, addresses, getattr(hop, setting))
         for setting in entry.rule_lists:
             changes[setting] = _map_rules(topology, addresses, getattr(hop, setting))
+        if getattr(hop, "ssl_preread_routes", ()) or getattr(hop, "ssl_preread_default", None):
+            changes["ssl_preread_routes"] = tuple(
+                (name, _map_target(topology, addresses, ports, target))
+                for name, target in hop.ssl_preread_routes)  # type: ignore[union-attr]
+            default = hop.ssl_preread_default  # type: ignore[union-attr]
+            changes["ssl_preread_default"] = None if default is None else \
+                _map_target(topology, addresses, ports, default)
         hops.append(replace(hop, **changes))  # type: ignore[arg-type]
     broker = topology.broker
     allow = broker.proxy_address_allow

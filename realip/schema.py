@@ -138,6 +138,11 @@ class ClientSettings(Settings):
                              "client certificate")
     cert_chain: Flag = Field(False, description="the client sends its CA's certificate with "
                              "its own")
+    tls_truncate: Annotated[int | None, Field(strict=True, ge=1)] = Field(
+        None, description="a truncated handshake: the client writes only this many bytes of "
+        "its ClientHello")
+    tls_then: Literal["silence", "close"] = Field(
+        "silence", description="after a truncated handshake: the client goes silent or closes")
 
 
 def _expect(value: Any) -> str | None:

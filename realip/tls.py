@@ -119,11 +119,27 @@ class TlsSession:
     cert: Certificate | None = None
     #: the client's handshake seed: two sessions of the same client look the same
     seed: str = field(default="client", repr=False)
+    #: a truncated handshake: only the first ``sent`` bytes of the ClientHello are written,
+    #: then the client goes silent (``then="silence"``) or closes (``"close"``)
+    sent: int | None = None
+    then: str = "silence"
 
     @property
     def hello(self) -> bytes:
         """The ClientHello record the client writes first (in clear)."""
         return client_hello(self.server_name, self.alpn, version=self.version, seed=self.seed)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the client stops before its ClientHello is complete."""
+        return self.sent is not None and self.sent < len(self.hello)
+
+    @property
+    def written(self) -> bytes:
+        """What the client actually writes of its handshake's first flight: the ClientHello,
+        or its first ``sent`` bytes."""
+        hello = self.hello
+        return hello if self.sent is None else hello[: self.sent]
 
 
 @dataclass(frozen=True)
@@ -159,6 +175,13 @@ def records(session: TlsSession, holder: str | None = None,
     the handshake settled on (default: the highest the client offers)."""
     who = f"readable only by {holder}" if holder else "encrypted"
     hello = session.hello
+    if session.truncated:
+        part = session.written
+        end = "goes silent" if session.then == "silence" else "closes"
+        return (TlsRecord(ContentType.HANDSHAKE, len(hello) - 5,
+                          f"ClientHello (in clear), only {len(part)} of its {len(hello)} bytes "
+                          f"— then the client {end}", part[5:] if len(part) > 5 else None,
+                          0x0301),)
     out = [TlsRecord(ContentType.HANDSHAKE, len(hello) - 5,
                      f"ClientHello (in clear){_sni_text(session)}", hello[5:], 0x0301)]
     n = len(session.plaintext)

@@ -117,6 +117,9 @@ class Client:
     cert_ca: str = "clients-ca"
     #: the client sends its CA's certificate with its own (a failure is then in the chain)
     cert_chain: bool = False
+    #: a truncated handshake: only this many bytes of the ClientHello, then ``tls_then``
+    tls_truncate: int | None = None
+    tls_then: Literal["silence", "close"] = "silence"
 
     def session(self, app: bytes, kind: str) -> TlsSession | None:
         """The TLS connection this client opens carrying *app* (None without ``tls``)."""
@@ -125,7 +128,8 @@ class Client:
         cert = Certificate(self.cert_cn, self.cert_ca, self.cert_chain) \
             if self.cert_cn is not None else None
         return TlsSession(app, kind, self.sni, self.alpn, self.tls_version, cert,
-                          seed=f"{self.name}:{self.port}")
+                          seed=f"{self.name}:{self.port}", sent=self.tls_truncate,
+                          then=self.tls_then)
 
 
 

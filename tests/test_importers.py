@@ -67,6 +67,20 @@ def test_imported_chain_simulates_like_the_scenario(scenario: str) -> None:
     assert [link.records for link in ours.links] == [link.records for link in theirs.links]
 
 
+def test_sni_routing_map_is_read() -> None:
+    text = ("stream { upstream tls { server 172.16.0.71:8883; }\n"
+            "map $ssl_preread_server_name $up { mqtt.example.com tls; "
+            "other.example.com 10.9.9.9:8883; default 172.16.0.71:8883; }\n"
+            "server { listen 8883; ssl_preread on; proxy_pass $up; proxy_protocol on; } }")
+    imported = from_nginx_conf(text, addr="172.16.0.116")
+    hop = imported.hops[0]
+    assert hop.ssl_preread_routes == (("mqtt.example.com", "172.16.0.71:8883"),
+                                      ("other.example.com", "10.9.9.9:8883"))
+    assert hop.ssl_preread_default == "172.16.0.71:8883"
+    assert imported.upstreams == ("172.16.0.71:8883",)
+    assert any("routes by SNI to several upstreams" in w for w in imported.warnings)
+
+
 def test_tls_haproxy_config_imports_as_the_scenario() -> None:
     reference = load(str(DATA / "topologies" / "tls-haproxy-client-cert.yaml"))
     imported = from_haproxy_cfg((DATA / "haproxy" / "tls-client-cert-lb1.cfg").read_text(),
@@ -82,8 +96,8 @@ def test_tls_haproxy_config_imports_as_the_scenario() -> None:
      'invalid value "maybe" in "ssl_verify_client"'),
     ("http { server { listen 80; ssl_preread on; location / { proxy_pass http://10.0.0.5; } } }",
      '"ssl_preread" directive is not allowed here'),
-    ("stream { map $ssl_preread_server_name $up { default 10.0.0.5:8883; }\n"
-     "server { listen 8883; ssl_preread on; proxy_pass $up; } }",
+    ("stream { map $remote_addr $up { default 10.0.0.5:8883; }\n"
+     "server { listen 8883; proxy_pass $up; } }",
      "the upstream is chosen per connection"),
 ])
 def test_nginx_tls_refusals(text: str, message: str) -> None:

@@ -477,3 +477,45 @@ def test_forged_header_and_ssl_tlv() -> None:
     assert tlv.value[5] == 0x22
     with pytest.raises(ValueError, match="must name each"):
         ssl_tlv(order=("cn",))
+
+
+@pytest.mark.parametrize(("scenario_name", "then", "log"), [
+    # what the real programs did (tests/vectors/tls_behaviour.json, E4 cases)
+    ("tls-nginx-terminates", "silence", "(no log line: closed when ssl_handshake_timeout"),
+    ("tls-nginx-terminates", "close", "peer closed connection in SSL handshake"),
+    ("tls-haproxy-client-cert", "silence", "Timeout during SSL handshake"),
+    ("tls-haproxy-client-cert", "close", "Connection closed during SSL handshake"),
+    ("tls-passthrough-sni", "silence", "(no log line: closed when preread_timeout expires"),
+])
+def test_a_truncated_handshake(scenario_name: str, then: str, log: str) -> None:
+    topo = load_scenario(scenario_name).with_client(tls_truncate=60, tls_then=then)
+    trace = simulate(topo)
+    assert not trace.connected and (trace.failure or "").startswith(f"lb1: {log}")
+    (record,) = trace.links[0].records  # only the part of the ClientHello that was sent
+    assert "only 60 of its" in record.carries and len(trace.links) == 1
+
+
+def test_a_truncated_handshake_reaches_emqx_through_a_relay() -> None:
+    topo = load_scenario("tls-passthrough-sni").with_hop("lb1", ssl_preread=False)
+    assert "ssl_upgrade_timeout" in (simulate(topo.with_client(tls_truncate=60)).failure or "")
+    closed = simulate(topo.with_client(tls_truncate=60, tls_then="close"))
+    assert "closed inside the TLS handshake" in (closed.failure or "")
+
+
+def test_routing_by_sni() -> None:
+    topo = load_scenario("tls-passthrough-sni")
+    assert simulate(topo).connected
+    away = simulate(topo.with_hop("lb1", ssl_preread_default="10.9.9.9:8883")
+                    .with_client(sni="other.example.com"))
+    assert away.failure == ("lb1: (routed by SNI other.example.com to 10.9.9.9:8883, not to "
+                            "this chain's next hop 172.16.0.71:8883)")
+    nowhere = simulate(topo.with_client(sni="other.example.com"))
+    # the map's value is empty: the real nginx 1.22.1 logs that it has no host to connect to
+    assert nowhere.failure == 'lb1: no host in upstream ""'
+    # the lab writes routes out of the chain to a loopback port where nothing listens
+    from realip.render import loopback_plan, topology_on
+
+    mapped = topology_on(topo.with_hop("lb1", ssl_preread_default="10.9.9.9:8883"),
+                         loopback_plan(topo))
+    assert mapped.hops[0].ssl_preread_default == "127.0.0.9:9"
+    assert mapped.hops[0].ssl_preread_routes[0][1].startswith("127.")

@@ -170,3 +170,35 @@ def test_client_hello_reader_agrees_with_ssl_preread(case: dict[str, Any]) -> No
     assert info.server_name == logged("ssl_preread_server_name")
     assert info.version == logged("ssl_preread_protocol")
     assert ",".join(info.alpn) == logged("ssl_preread_alpn_protocols")
+
+
+TRUNCATED = [c for c in VECTORS if "half_hello" in c["name"] and "_pass_" not in c["name"]]
+
+
+@pytest.mark.parametrize("case", TRUNCATED, ids=[c["name"] for c in TRUNCATED])
+def test_a_truncated_handshake_ends_as_it_did_on_the_real_program(case: dict[str, Any]) -> None:
+    """Half a ClientHello, then silence or a close: the simulator closes at the same hop with
+    the same connection error (nginx, HAProxy), or — where the real program logged nothing
+    beyond the connection — with a '(no log line …)' outcome."""
+    from realip.programs import HAProxy
+
+    sent = bytes.fromhex(case["client"]["sent_hex"])
+    hello = read_client_hello(bytes.fromhex(case["client"]["client_hello_hex"]))
+    assert hello and hello is not True
+    then = "close" if case["name"].endswith("then_close") else "silence"
+    session = TlsSession(b"", "mqtt", hello.server_name or None, hello.alpn, "TLSv1.3",
+                         sent=len(sent), then=then)
+    peer, local = endpoint("127.0.53.10", 40000), endpoint("127.0.53.1", 8883)
+    if case["program"] == "nginx":
+        node: Any = _hop(case)
+    else:
+        node = HAProxy(name="hap", addr="127.0.53.1", port=8883, bind_ssl=True,
+                       send_proxy="v2")
+    out = step(node, Inbound(b"", peer, local, "client", None, "c", session))
+    assert not out.ok and out.view.log is not None
+    logged = [_message(re.sub(r"^\S+ \[date\] \S+: ", "", line)) for line in case["log"]
+              if "connected to" not in line]
+    if logged:
+        assert _message(out.view.log) in logged
+    else:
+        assert out.view.log.startswith("(no log line")

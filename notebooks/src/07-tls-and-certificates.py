@@ -76,7 +76,8 @@ draw_topology(wss)
 # ## 3 · Pass-through: nginx reads only the ClientHello
 #
 # Now LB 1's stream server has no `ssl` on its `listen` line but `ssl_preread on`: nginx looks
-# at the start of the connection before it connects upstream, writes a PROXY header, and
+# at the start of the connection before it connects upstream, picks the upstream by the
+# server name the client asked for (`map $ssl_preread_server_name`), writes a PROXY header, and
 # proxies the connection to EMQX's **ssl** listener (8883), whose `ssl_options` verify the
 # device's certificate.
 
@@ -87,11 +88,12 @@ config("tls-preread-lb1")
 sni = simulate(scenario("tls-passthrough-sni"))
 
 # %% [markdown]
-# **Predict** — what does LB 1 know about this connection: the value of
-# `$ssl_preread_server_name`?
+# **Predict** — besides the server name, the ClientHello tells LB 1 which TLS versions the
+# client offers. What is `$ssl_preread_protocol` (the highest one)? Compare with the version
+# LB 1 settled on when it terminated TLS itself, in section 1.
 
 # %%
-predict("What is $ssl_preread_server_name on LB 1?", sni, "$ssl_preread_server_name", hop="lb1")
+predict("What is $ssl_preread_protocol on LB 1?", sni, "$ssl_preread_protocol", hop="lb1")
 
 # %% [markdown]
 # **Predict** — and who can read the MQTT client id this time?
@@ -103,8 +105,9 @@ predict("Who can read the MQTT CONNECT in the pass-through chain?", sni, "key ho
 draw_topology(sni)
 
 # %% [markdown]
-# LB 1 holds no key: it read the server name from the ClientHello, which travels in clear, and
-# relayed the TLS records unread. EMQX's ssl listener reads the PROXY header first, then
+# LB 1 holds no key: it read the server name and the versions from the ClientHello, which
+# travels in clear, and relayed the TLS records unread. (nginx 1.22.1 terminating TLS itself
+# settles on TLSv1.2: TLSv1.3 joined its default `ssl_protocols` only in 1.23.4.) EMQX's ssl listener reads the PROXY header first, then
 # terminates TLS itself. The header goes *in clear, before* the ClientHello on the same TCP
 # connection:
 

@@ -297,7 +297,7 @@ def step(node: Any, inbound: Inbound) -> Outbound:
 def _opaque_tls(node: Any, inbound: Inbound) -> Outbound:
     session = inbound.tls
     assert session is not None
-    hello = session.hello
+    hello = session.written
     out = step(node, replace(inbound, data=inbound.data + hello, tls=None))
     if not out.ok or not out.parts or not out.parts[-1][1].endswith(hello):
         return out

@@ -134,6 +134,14 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str,
         return Handshake(False, None, f"ssl: {printable(first[:16])!r} is not a TLS "
                          "ClientHello: the handshake fails", "ssl handshake failed: the first "
                          "bytes are not a TLS record (OTP ssl sends a fatal alert and closes)")
+    if session.truncated:
+        # esockd's ssl upgrade (ssl:handshake/2 with the listener's handshake_timeout)
+        if session.then == "close":
+            return Handshake(False, None, "ssl: the client closes inside the handshake",
+                             "closed inside the TLS handshake (a normal exit: nothing logged)")
+        return Handshake(False, None, "ssl: the ClientHello never completes: the handshake "
+                         "times out", "ssl_upgrade_timeout: EMQX exits {shutdown, "
+                         "ssl_upgrade_timeout}")
     asks = verify == "verify_peer"
     result = handshake(session, key="EC256", asks_cert=asks, trusted_cas=(cacertfile,))
     assert result is not None  # OTP's ssl enables TLS 1.2 and 1.3, what every client offers

@@ -46,6 +46,16 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify: str, ca_file:
         return Terminated(False, None, {}, (f"bind … ssl: {clear[:16]!r} is not a TLS "
                                             "ClientHello: the handshake fails",),
                           "SSL handshake failure")
+    if session.truncated:
+        # recorded on 2.6: silence ends when 'timeout client' expires (2.6 has no timeout
+        # client-hs), a close inside the handshake is its own connection error
+        if session.then == "close":
+            return Terminated(False, None, {}, ("bind … ssl: the client closes before its "
+                                                "ClientHello is complete",),
+                              "Connection closed during SSL handshake")
+        return Terminated(False, None, {}, ("bind … ssl: the ClientHello never completes: "
+                                            "HAProxy waits for 'timeout client'",),
+                          "Timeout during SSL handshake")
     asks = verify in ("optional", "required")
     result = handshake(session, key=key, asks_cert=asks, trusted_cas=(ca_file,))
     assert result is not None  # HAProxy 2.6 enables TLS 1.2 and 1.3 by default

@@ -82,11 +82,20 @@ def server_block(hop: Any, scenario: str, listen: str, own: str, upstream: str, 
         if hop.proxy_protocol == "v2" and parse_version(hop.version) < (1, 31, 4):
             raise ConfigurationError(f"{hop_name}: nginx {hop.version} has no "
                                      "'proxy_protocol v2' (1.31.4+)")
-        lines += [f"proxy_pass {upstream};", f"proxy_bind {own};",
+        routed = bool(hop.ssl_preread_routes or hop.ssl_preread_default)
+        var = f"$realip_sni_{re.sub(r'[^A-Za-z0-9_]', '_', hop.name)}"
+        lines += [f"proxy_pass {var if routed else upstream};", f"proxy_bind {own};",
                   f"proxy_protocol {hop.proxy_protocol};"]
         if hop.proxy_ssl:
             lines.append("proxy_ssl on;")
-        return "stream", _block("server", lines)
+        if not routed:
+            return "stream", _block("server", lines)
+        # (the live lab maps the routes' addresses with the hosts': render.topology_on)
+        entries = [f"{name} {target};" for name, target in hop.ssl_preread_routes]
+        if hop.ssl_preread_default is not None:
+            entries.append(f"default {hop.ssl_preread_default};")
+        mapping = _block(f"map $ssl_preread_server_name {var}", entries)
+        return "stream", "\n".join([mapping, _block("server", lines)])
     lines += [f"real_ip_header {hop.real_ip_header};",
               f"real_ip_recursive {'on' if hop.real_ip_recursive else 'off'};"]
     # map variables are global to nginx's http block: each hop's copy gets its own name (one
@@ -302,7 +311,8 @@ def _nginx_block(block: list[dict[str, Any]], kind: str, name: str, addr: str,
                                 f"{len(members)} servers; the simulation follows the first "
                                 f"({members[0]})")
             pools[_args(d)[0]] = members[0]
-        elif d["directive"] == "map" and kind == "http":
+        elif d["directive"] == "map" and (
+                kind == "http" or _args(d)[:1] == ["$ssl_preread_server_name"]):
             m = _nginx_map(d, warnings)
             maps[m.target] = m
         elif d["directive"] == "server":
@@ -451,6 +461,32 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
                                  "an http server is not modelled (realip models proxy_ssl in "
                                  "stream servers)")
     target = re.sub(r"^https?://", "", target).rstrip("/")
+    routes: tuple[tuple[str, str], ...] = ()
+    default_route: str | None = None
+    if target.startswith("$") and kind == "stream" and target[1:] in maps and \
+            maps[target[1:]].source == "$ssl_preread_server_name":
+        m = maps[target[1:]]
+
+        def resolve(value: str) -> str:
+            if value in pools:
+                return pools[value]
+            if _ADDR_PORT.match(value):
+                return value
+            raise ConfigurationError(f'{target_at}: map {m.source} ${m.target}: "{value}" is '
+                                     "neither an upstream block nor an addr:port")
+        routes = tuple((k, resolve(v)) for k, v in m.entries)
+        default_route = resolve(m.default) if m.default else None
+        follow = default_route if default_route is not None else (routes[0][1] if routes
+                                                                   else None)
+        if follow is None:
+            raise ConfigurationError(f"{target_at}: map {m.source} ${m.target} has no entry")
+        if len({t for _, t in routes} | ({default_route} if default_route else set())) > 1:
+            warnings.append(f"{target_at}: proxy_pass {target} routes by SNI to several "
+                            f"upstreams: the chain follows "
+                            f"{'the default' if default_route else 'the first'} route "
+                            f"({follow}); give the scenario's client that server name, or "
+                            "edit the route")
+        target = follow
     if target.startswith("$"):
         raise ConfigurationError(
             f"{target_at}: proxy_pass {target}: the upstream is chosen per connection (by a "
@@ -491,6 +527,7 @@ def _nginx_server(server: dict[str, Any], kind: str, name: str, addr: str, publi
         if kind == "stream":
             hop = NginxStream(proxy_protocol=merged.get("proxy_protocol", "off"),
                               ssl_preread=bool(merged.get("ssl_preread", False)),
+                              ssl_preread_routes=routes, ssl_preread_default=default_route,
                               proxy_ssl=bool(merged.get("proxy_ssl", False)), **common)
         else:
             if "proxy_protocol" in merged:

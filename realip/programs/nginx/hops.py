@@ -69,6 +69,11 @@ class NginxStream(Host):
     #: ``allow`` / ``deny`` rules (ngx_stream_access_module) in order, on the TCP peer:
     #: ``"allow 172.16.0.0/24"``, ``"deny all"``
     access: tuple[str, ...] = ()
+    #: routing by SNI: ``map $ssl_preread_server_name $up { NAME ADDR:PORT; … default
+    #: ADDR:PORT; }`` + ``proxy_pass $up`` — the server names and where each goes, and the
+    #: default (None: a name not listed reaches no upstream)
+    ssl_preread_routes: tuple[tuple[str, str], ...] = ()
+    ssl_preread_default: str | None = None
     version: str = "1.22.1"
 
 
@@ -270,6 +275,22 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
         found, sentence = preread_variables(conn.tls, payload)
         variables.update(found)
         decisions.append(sentence)
+        if found and (node.ssl_preread_routes or node.ssl_preread_default):
+            refused = _ngx_route(node, found.get("ssl_preread_server_name", ""), conn,
+                                 decisions)
+            if refused is not None:
+                return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local,
+                                        variables, tuple(decisions), False, refused,
+                                        acceptance=acc), ok=False)
+        if not found:
+            # recorded on 1.22.1: preread_timeout expires, the connection is closed without
+            # an upstream and without a log line ($status 200)
+            closed = conn.tls is not None and conn.tls.then == "close"
+            log = ("(the client closed during preread: no upstream reached; this ending was "
+                   "not recorded from the real nginx)" if closed else
+                   "(no log line: closed when preread_timeout expires, no upstream reached)")
+            return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
+                                    tuple(decisions), False, log, acceptance=acc), ok=False)
         tls_out, tls_state = conn.tls, "preread"
     parts: list[tuple[str, bytes]] = []
     if node.proxy_protocol != "off":
@@ -298,6 +319,31 @@ def _ngx_stream(node: NginxStream, conn: Inbound) -> Outbound:
     return Outbound(HopView(node.name, "nginx-stream", conn.peer, conn.local, variables,
                             tuple(decisions), acceptance=acc, tls=tls_state), tuple(parts),
                     tls=tls_out)
+
+
+def _ngx_route(node: NginxStream, name: str, conn: Inbound, decisions: list[str]
+               ) -> str | None:
+    """The map on ``$ssl_preread_server_name`` (hostnames compare without case): where this
+    connection goes; a sentence (the connection leaves this chain) when that is not the
+    chain's next hop, None when it is."""
+    chosen = next((up for key, up in node.ssl_preread_routes if key.lower() == name.lower()),
+                  node.ssl_preread_default)
+    shown = name or '""'
+    if chosen is None:
+        decisions.append(f"map $ssl_preread_server_name: {shown} has no entry and no default: "
+                         "proxy_pass's variable is empty, nginx has no upstream to connect to")
+        # what the real 1.22.1 logs ([error], ngx_stream_proxy_eval: the empty value does
+        # not parse as an address) — seen live in tests/real/test_tls_lab_real.py
+        return 'no host in upstream ""'
+    decisions.append(f"map $ssl_preread_server_name: {shown} → proxy_pass {chosen}")
+    nxt = conn.upstream
+    if nxt is not None:
+        host, _, port = chosen.rpartition(":")
+        here = f"{ngx.format_addr(nxt.host)}:{nxt.port}"  # type: ignore[arg-type]
+        if chosen != here and f"{host.strip('[]')}:{port}" != here:
+            return (f"(routed by SNI {shown} to {chosen}, not to this chain's next hop "
+                    f"{here})")
+    return None
 
 
 def _ngx_access(node: NginxStream | NginxHttp, peer: Endpoint, decisions: list[str],

@@ -8,7 +8,8 @@ says.  Imported only when a scenario is validated (see :mod:`realip.programs.set
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
@@ -124,6 +125,30 @@ def _protocols(value: Any) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _route_target(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d+",
+                                                      value.strip()):
+        raise error("route", f"{value!r} is not an upstream address (addr:port)")
+    return value.strip()
+
+
+def _routes(value: Any) -> tuple[tuple[str, str], ...]:
+    if isinstance(value, Mapping):
+        value = list(value.items())
+    if not isinstance(value, (list, tuple)):
+        raise error("routes", f"{value!r} is not a mapping of server names to addr:port")
+    out = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2 or not isinstance(item[0], str):
+            raise error("routes", f"{item!r} is not a [server name, addr:port] pair")
+        target = _route_target(item[1])
+        assert target is not None
+        out.append((item[0], target))
+    return tuple(out)
+
+
 def _access(value: Any) -> tuple[str, ...]:
     value = one_or_many(value)
     if not isinstance(value, (list, tuple)):
@@ -178,6 +203,13 @@ class NginxStreamSettings(_Nginx):
         "off", description="send a PROXY header upstream (`proxy_protocol on`)")
     ssl_preread: Flag = Field(False, description="`ssl_preread on`: read the ClientHello's "
                               "SNI and ALPN and pass TLS on unread")
+    ssl_preread_routes: Annotated[tuple[tuple[str, str], ...], BeforeValidator(_routes),
+                                  Allowed("{server name: addr:port, …}")] = Field(
+        (), description="routing by SNI: `map $ssl_preread_server_name $up { name addr:port; }` "
+        "with `proxy_pass $up`")
+    ssl_preread_default: Annotated[str | None, BeforeValidator(_route_target),
+                                   Allowed("addr:port, or null")] = Field(
+        None, description="the map's `default` (null: a name not listed reaches no upstream)")
     proxy_ssl: Flag = Field(False, description="`proxy_ssl on`: open TLS to the upstream "
                             "(after `listen … ssl`)")
 

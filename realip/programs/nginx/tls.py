@@ -84,6 +84,18 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
                          "fails")
         return Terminated(False, None, {}, tuple(decisions),
                           f"SSL_do_handshake() failed (SSL: {err}) while SSL handshaking")
+    if session.truncated:
+        # recorded on 1.22.1: silence is closed when ssl_handshake_timeout (stream; http:
+        # client_header_timeout, 60 s by default) expires, with nothing logged at info level
+        if session.then == "close":
+            decisions.append("listen … ssl: the client closes before its ClientHello is "
+                             "complete")
+            return Terminated(False, None, {}, tuple(decisions),
+                              "peer closed connection in SSL handshake while SSL handshaking")
+        decisions.append("listen … ssl: the ClientHello never completes: nginx waits, then "
+                         "closes the connection (ssl_handshake_timeout)")
+        return Terminated(False, None, {}, tuple(decisions),
+                          "(no log line: closed when ssl_handshake_timeout expires)")
     asks = verify_client != "off"
     result = handshake(session, key=key, asks_cert=asks, trusted_cas=(trusted_ca,),
                        protocols=protocols)
@@ -133,8 +145,11 @@ def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
 def preread_variables(session: TlsSession | None, clear: bytes) -> tuple[dict[str, str], str]:
     """``ssl_preread on``: the ``$ssl_preread_*`` variables and a sentence saying what was
     read (empty variables when the bytes are not a ClientHello: preread passes them on)."""
-    first = clear + (session.hello if session is not None else b"")
+    first = clear + (session.written if session is not None else b"")
     info = read_client_hello(first)
+    if info is None:  # an incomplete ClientHello: preread waits for the rest
+        return ({}, "ssl_preread: the ClientHello is not complete: nginx waits for the rest "
+                "(preread_timeout), and reaches no upstream")
     if not info:
         return ({"ssl_preread_server_name": "", "ssl_preread_protocol": "",
                  "ssl_preread_alpn_protocols": ""},
