@@ -150,3 +150,13 @@ def test_proxy_ssl_through_the_relay() -> None:
         pki = lab.pki
         assert pki is not None and pki.directory.exists()
     assert not pki.directory.exists()  # the keys go with the lab
+
+
+def test_a_truncated_handshake_is_refused_clearly() -> None:
+    """paho completes every handshake: a client with tls_truncate is not run live."""
+    from realip.errors import ConfigurationError
+
+    with Lab("tls-nginx-terminates", proxies="python", progress="none") as lab:
+        with pytest.raises(ConfigurationError, match="tls_truncate"):
+            lab.connect(client={"tls_truncate": 60})
+        assert lab.connect().agree

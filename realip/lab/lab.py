@@ -1078,6 +1078,12 @@ class Lab:
         names = [k.lower() for k, _ in headers]
         use_raw = raw or (transport == "ws" and len(set(names)) != len(names)) \
             or not _paho_can_prefix()
+        if client.tls and getattr(client, "tls_truncate", None) is not None:
+            # refused rather than run: paho always completes its handshake, so the probe would
+            # observe something other than the scenario says
+            raise ConfigurationError("tls_truncate: the lab's client (paho-mqtt) always sends "
+                                     "its whole ClientHello; a truncated handshake is "
+                                     "simulated only (realip.topology.simulate)")
         tls_ctx = self._client_context(client) if client.tls else None
         assert self.mapped is not None and (self.broker is not None or
                                             self.real_broker is not None)
