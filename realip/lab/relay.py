@@ -51,15 +51,13 @@ from ..programs import (
     Hop,
     HopView,
     Inbound,
-    NginxHttp,
-    NginxStream,
     Outbound,
     hop_kind,
     reads_proxy_header,
     step,
+    tls_protocols,
 )
 from ..programs import speaks_http as hop_speaks_http
-from ..programs.nginx.tls import default_protocols
 from ..proxy_protocol import V2_SIGNATURE, Endpoint
 from ..tls import ClientHelloInfo, HandshakeResult, TlsSession, read_client_hello
 from ..topology import Topology
@@ -372,14 +370,13 @@ class HopRelay:
         issued = self.pki.server(hop.addr, key_type="rsa" if key.startswith("RSA") else "ec")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        if isinstance(hop, NginxStream | NginxHttp):
-            # ssl_protocols (or the version's default): the relay's real handshake offers the
-            # same range, so a client the program refuses is refused here too
-            enabled = [v for v in (hop.ssl_protocols or default_protocols(hop.version))
-                       if v in _TLS_VERSIONS]
-            if enabled:
-                ctx.minimum_version = _TLS_VERSIONS[min(enabled)]
-                ctx.maximum_version = _TLS_VERSIONS[max(enabled)]
+        # the program's enabled versions (nginx: ssl_protocols or the version's default): the
+        # relay's real handshake offers the same range, so a client the program refuses is
+        # refused here too
+        enabled = [v for v in tls_protocols(hop) if v in _TLS_VERSIONS]
+        if enabled:
+            ctx.minimum_version = _TLS_VERSIONS[min(enabled)]
+            ctx.maximum_version = _TLS_VERSIONS[max(enabled)]
         ctx.load_cert_chain(issued.chain_file, issued.key_file)
         if asks_client_cert(hop):
             ctx.verify_mode = ssl.CERT_OPTIONAL

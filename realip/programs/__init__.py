@@ -63,6 +63,7 @@ from .mosquitto import receive as mosquitto_receive
 from .nginx import fixes as nginx_fixes
 from .nginx import hops as nginx_hops
 from .nginx import receive as nginx_receive
+from .nginx import tls as nginx_tls
 from .nginx.hops import NginxHttp, NginxStream
 from .relay import Relay
 
@@ -95,6 +96,7 @@ __all__ = [
     "speaks_http",
     "speaks_tls",
     "step",
+    "tls_protocols",
     "trust",
 ]
 
@@ -142,6 +144,8 @@ class HopKind:
     #: whether this configuration handles TLS itself (terminates it or reads the ClientHello);
     #: one that does not sees a TLS connection as the bytes it is (see :func:`step`)
     speaks_tls: Callable[[Any], bool] = lambda node: False
+    #: the TLS versions this configuration enables when it terminates TLS
+    tls_protocols: Callable[[Any], tuple[str, ...]] = lambda node: ("TLSv1.2", "TLSv1.3")
 
 
 @dataclass(frozen=True)
@@ -214,12 +218,14 @@ HOP_KINDS: Final[Mapping[str, HopKind]] = MappingProxyType({k.kind: k for k in (
             lambda n: False, cidr_lists=("set_real_ip_from",), rule_lists=("access",),
             fixes=nginx_fixes.fixes_stream,
             schema=_nginx_stream_settings,
-            speaks_tls=lambda n: n.listen_ssl or n.ssl_preread),
+            speaks_tls=lambda n: n.listen_ssl or n.ssl_preread,
+            tls_protocols=nginx_tls.protocols_of),
     HopKind("nginx-http", NginxHttp, "nginx", lambda n: "NGINX http", nginx_hops.step_http,
             nginx_hops.trust_http, nginx_hops.reads_proxy_header, lambda n: True, 1024,
             cidr_lists=("set_real_ip_from",), rule_lists=("access",),
             fixes=nginx_fixes.fixes_http,
-            schema=_nginx_http_settings, speaks_tls=lambda n: n.listen_ssl),
+            schema=_nginx_http_settings, speaks_tls=lambda n: n.listen_ssl,
+            tls_protocols=nginx_tls.protocols_of),
     HopKind("haproxy", HAProxy, "haproxy", lambda n: f"HAProxy ({n.mode})", haproxy_hops.step,
             haproxy_hops.trust, haproxy_hops.reads_proxy_header, lambda n: n.mode == "http",
             cidr_lists=("expect_proxy_from", "reject_unless_src"),
@@ -309,6 +315,13 @@ def _opaque_tls(node: Any, inbound: Inbound) -> Outbound:
         + (f", SNI {session.server_name}" if session.server_name else "")
         + ") is relayed unread: this hop holds no key"))
     return replace(out, parts=parts, tls=session, view=view)
+
+
+def tls_protocols(node: Any) -> tuple[str, ...]:
+    """The TLS versions hop *node* enables when it terminates TLS (nginx's ``ssl_protocols``
+    or its version's default)."""
+    entry = hop_kind(node)
+    return entry.tls_protocols(node) if isinstance(entry, HopKind) else ("TLSv1.2", "TLSv1.3")
 
 
 def speaks_tls(node: Any) -> bool:

@@ -14,6 +14,7 @@ checks and their 400 pages), ``src/stream/ngx_stream_ssl_preread_module.c``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ...tls import HandshakeResult, TlsSession, handshake, looks_like_tls, read_client_hello
 
@@ -58,6 +59,11 @@ def default_protocols(version: str) -> tuple[str, ...]:
     if parse_version(version) >= (1, 23, 4):
         return ("TLSv1.2", "TLSv1.3")
     return ("TLSv1", "TLSv1.1", "TLSv1.2")
+
+
+def protocols_of(node: Any) -> tuple[str, ...]:
+    """A hop's ``ssl_protocols``, or its version's default."""
+    return tuple(node.ssl_protocols) if node.ssl_protocols else default_protocols(node.version)
 
 
 def terminate(session: TlsSession | None, clear: bytes, *, verify_client: str,
