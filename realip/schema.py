@@ -32,6 +32,7 @@ from .programs import BROKER_KINDS, HOP_KINDS, Broker
 from .programs.settings import (
     Address,
     Allowed,
+    AlpnNames,
     CaLabel,
     Flag,
     HeaderLines,
@@ -41,7 +42,6 @@ from .programs.settings import (
     Settings,
     Warn,
     error,
-    one_or_many,
 )
 
 __all__ = [
@@ -90,14 +90,6 @@ def _send_proxy(value: Any) -> Any:
                 "header to build: {version: 2, source: …, destination: …, ssl: {cn: …}})")
 
 
-def _alpn(value: Any) -> tuple[str, ...]:
-    value = one_or_many(value)
-    if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and 0 < len(v) < 256 and v.isascii() for v in value):
-        raise error("alpn", f"{value!r} is not a list of ALPN protocol names (e.g. [mqtt])")
-    return tuple(value)
-
-
 def _cn(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and 0 < len(value) <= 64):
         return value
@@ -126,9 +118,7 @@ class ClientSettings(Settings):
                       "connection to the first hop")
     sni: ServerName = Field(None, description="the server name the ClientHello carries (null: "
                             "none)")
-    alpn: Annotated[tuple[str, ...], BeforeValidator(_alpn),
-                    Allowed("ALPN protocol names, e.g. [mqtt]")] = Field(
-        (), description="the ALPN protocols the ClientHello offers")
+    alpn: AlpnNames = Field((), description="the ALPN protocols the ClientHello offers")
     tls_version: Literal["TLSv1.3", "TLSv1.2"] = Field(
         "TLSv1.3", description="the highest TLS version the client offers")
     cert_cn: Annotated[str | None, BeforeValidator(_cn),

@@ -306,6 +306,20 @@ def _server_name(value: Any) -> str | None:
     return value
 
 
+def _alpn_names(value: Any) -> tuple[str, ...]:
+    value = one_or_many(value)
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and 0 < len(v) < 256 and v.isascii() for v in value):
+        raise error("alpn", f"{value!r} is not a list of ALPN protocol names (e.g. [mqtt])")
+    return tuple(value)
+
+
+#: ALPN protocol names (a list, or one comma-separated string as HAProxy writes them).
+AlpnNames = Annotated[tuple[str, ...], BeforeValidator(_alpn_names),
+                      Allowed("ALPN protocol names, e.g. [mqtt]")]
+
 #: A TLS server name (SNI).
 ServerName = Annotated[str | None, BeforeValidator(_server_name),
                        Allowed("a DNS host name, e.g. mqtt.example.com, or null")]

@@ -16,6 +16,7 @@ from ...errors import ConfigurationError
 from ...trust import Trust
 from ..settings import (
     Allowed,
+    AlpnNames,
     CaLabel,
     HeaderName,
     HostSettings,
@@ -84,16 +85,6 @@ def _options(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _alpn_list(value: Any) -> tuple[str, ...]:
-    value = one_or_many(value)
-    if isinstance(value, str):
-        value = value.split(",")
-    if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and 0 < len(v) < 256 and v.isascii() for v in value):
-        raise error("alpn", f"{value!r} is not a list of ALPN protocol names")
-    return tuple(value)
-
-
 def _rules(value: Any) -> tuple[tuple[str, ...], ...]:
     if not isinstance(value, (list, tuple)):
         raise error("http_request", f"{value!r} is not a list of rules")
@@ -157,8 +148,7 @@ class HAProxySettings(HostSettings):
                                  Allowed("addresses or networks, as `src` reads them")] = Field(
         (), description="`tcp-request connection reject unless { src … }`: only these peers "
         "may connect")
-    alpn: Annotated[tuple[str, ...], BeforeValidator(_alpn_list),
-                    Allowed("ALPN protocol names, e.g. [mqtt]")] = Field(
+    alpn: AlpnNames = Field(
         (), description="`bind … alpn …`: the protocols HAProxy negotiates (sent on in the "
         "ALPN TLV)")
     version: Version = Field("2.6.12", description="the HAProxy version modelled")
