@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from .errors import ConfigurationError
 from .programs import Fix, FixContext, fixes
-from .proxy_protocol import Endpoint, build
+from .proxy_protocol import Endpoint, SSLInfo, build
 from .topology import Topology, Trace, simulate
 
 __all__ = ["BATTERY_CLAIM", "Attack", "Attacker", "Position", "Report", "Row", "audit",
@@ -144,7 +144,7 @@ def battery(topology: Topology) -> tuple[Attack, ...]:
 # cert in session, verify 0 = "verified", sub-TLV PP2_SUBTYPE_SSL_CN "admin")
 _CN = b"admin"
 _FORGED_TLVS = ((0x02, b"broker.example"), (0x05, b"forged-id"),
-                (0x20, b"\x07\x00\x00\x00\x00" + b"\x22" + len(_CN).to_bytes(2, "big") + _CN))
+                (0x20, SSLInfo.make(0x07, 0, cn=_CN.decode()).value))
 
 
 def _proxy_attacks(topology: Topology) -> list[Attack]:

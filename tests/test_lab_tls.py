@@ -23,7 +23,7 @@ from realip.lab import Background
 from realip.lab.broker import ClientInfo, LabBroker, Refusal
 from realip.lab.lab import paho_connect
 from realip.lab.pki import LabPKI
-from realip.proxy_protocol import TLV, SSLClient, TLVType, build
+from realip.proxy_protocol import TLV, SSLClient, SSLInfo, build
 from realip.tls import client_hello
 from realip.topology import Broker, mqtt_connect
 
@@ -121,10 +121,7 @@ def wait_for(predicate: object, timeout: float = 3.0) -> None:
 
 def ssl_tlv(cn: str, client: int = 0x07, verify: int = 0) -> TLV:
     """A PROXY v2 SSL TLV (0x20): client flags, verify, then the CN sub-TLV (0x22)."""
-    raw = cn.encode("utf-8")
-    value = bytes([client]) + verify.to_bytes(4, "big") + b"\x22" + len(raw).to_bytes(2, "big") \
-        + raw
-    return TLV(TLVType.SSL, value)
+    return SSLInfo.make(client, verify, cn=cn).tlv()
 
 
 # -- the PKI -------------------------------------------------------------------------------------

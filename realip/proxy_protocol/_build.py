@@ -9,8 +9,8 @@ from typing import Any, Literal
 from .._addr import format_ip
 from ..errors import EncodeError
 from ._codec import encode
-from ._model import TLV, Endpoint, ProxyHeader
-from ._spec import Command, Family, TLVType, Transport
+from ._model import TLV, Endpoint, ProxyHeader, SSLInfo
+from ._spec import Command, Family, SSLClient, TLVType, Transport
 
 __all__ = ["build", "make_header"]
 
@@ -133,19 +133,15 @@ def ssl_tlv(client: int = 0x01, verify: int = 0, *, version: str | None = None,
         raise ValueError(f"ssl client flags {client!r} do not fit one byte")
     if not 0 <= verify <= 0xFFFFFFFF:
         raise ValueError(f"ssl verify {verify!r} does not fit 32 bits")
-    body = bytes([client]) + verify.to_bytes(4, "big")
     values = {"version": version, "cn": cn, "cipher": cipher, "sig_alg": sig_alg,
               "key_alg": key_alg}
     codes = dict(_SSL_SUBS)
     if sorted(order) != sorted(codes):
         raise ValueError(f"order {order!r} must name each of {sorted(codes)} once")
-    for name in order:
-        code = codes[name]
-        text = values[name]
-        if text is not None:
-            raw = text.encode("utf-8")
-            body += bytes([code]) + len(raw).to_bytes(2, "big") + raw
-    return TLV(TLVType.SSL, body)
+    subs = tuple(TLV(codes[name], values[name].encode("utf-8"))  # type: ignore[union-attr]
+                 for name in order if values[name] is not None)
+    # SSLInfo writes the wire form (client byte, verify, sub-TLVs) for every builder
+    return SSLInfo(SSLClient(client), verify, subs).tlv()
 
 
 def _endpoint_text(text: Any, what: str) -> tuple[Any, int]:

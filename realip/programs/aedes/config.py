@@ -133,19 +133,14 @@ def _unquote(tok: _Tok, filename: str) -> str:
             i += 1
             continue
         nxt = body[i + 1]
-        if nxt == "u":
-            digits = body[i + 2:i + 6]
-            if not re.fullmatch(r"[0-9a-fA-F]{4}", digits):
-                raise ConfigurationError(f"{filename}:{tok.line}: bad \\u escape in {tok.text}")
+        width = {"u": 4, "x": 2}.get(nxt)  # \uXXXX, \xXX
+        if width is not None:
+            digits = body[i + 2:i + 2 + width]
+            if not re.fullmatch(rf"[0-9a-fA-F]{{{width}}}", digits):
+                raise ConfigurationError(f"{filename}:{tok.line}: bad \\{nxt} escape in "
+                                         f"{tok.text}")
             out.append(chr(int(digits, 16)))
-            i += 6
-            continue
-        if nxt == "x":
-            digits = body[i + 2:i + 4]
-            if not re.fullmatch(r"[0-9a-fA-F]{2}", digits):
-                raise ConfigurationError(f"{filename}:{tok.line}: bad \\x escape in {tok.text}")
-            out.append(chr(int(digits, 16)))
-            i += 4
+            i += 2 + width
             continue
         out.append(_ESCAPES.get(nxt, nxt))
         i += 2

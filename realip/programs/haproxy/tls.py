@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...proxy_protocol import TLV, ssl_tlv
+from ...proxy_protocol import TLV, SSLInfo
 from ...tls import HandshakeResult, TlsSession, handshake
 
 __all__ = ["SIG_ALGS", "Terminated", "ssl_tlv_for", "terminate"]
@@ -97,16 +97,16 @@ def ssl_tlv_for(options: set[str], result: HandshakeResult | None, key: str) -> 
     """The SSL TLV ``make_proxy_line_v2`` writes for *options* when the frontend's handshake
     gave *result* (None: the client did not use TLS — client byte 0, verify 0, no sub-TLVs)."""
     if result is None:
-        return ssl_tlv(0, 0)
+        return SSLInfo.make(0, 0).tlv()
     client = 0x01
     verify = 0
     if result.cert is not None:
         client |= 0x04 | 0x02  # CERT_SESS, and CERT_CONN: sent on this (unresumed) connection
         verify = result.verify or 0
-    return ssl_tlv(client, verify, version=result.protocol,
-                   cn=result.cert.cn if "cert-cn" in options and result.cert else None,
-                   key_alg=key if "cert-key" in options else None,
-                   sig_alg=SIG_ALGS["RSA" if key.startswith("RSA") else "EC"]
-                   if "cert-sig" in options else None,
-                   cipher=result.cipher if "ssl-cipher" in options else None,
-                   order=("version", "cn", "key_alg", "sig_alg", "cipher"))
+    return SSLInfo.make(client, verify, version=result.protocol,
+                        cn=result.cert.cn if "cert-cn" in options and result.cert else None,
+                        key_alg=key if "cert-key" in options else None,
+                        sig_alg=SIG_ALGS["RSA" if key.startswith("RSA") else "EC"]
+                        if "cert-sig" in options else None,
+                        cipher=result.cipher if "ssl-cipher" in options else None,
+                        style="haproxy").tlv()
