@@ -404,10 +404,10 @@ def simulate(topology: Topology, *, forge_xff: str | None = None,
             return Trace(topology, tuple(links), tuple(views), None, False,
                          f"{node.name}: {out.view.log}")
         data = b"".join(p for _, p in out.parts)
-        if out.tls is not None and out.tls is not tls:
-            app_kind = out.tls.kind
-        elif out.tls is None and tls is not None:
-            app_kind = tls.kind
+        # what follows on the next link is the plaintext of the session that carried it
+        carried = out.tls or tls
+        if carried is not None:
+            app_kind = carried.kind
         tls = out.tls
         peer = endpoint(node.addr, node.source_port)
         sender = node.name

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Literal
 
 from ..._addr import format_ip
@@ -15,7 +15,7 @@ from ...errors import ConfigurationError
 from ...proxy_protocol import Endpoint, build
 from ...tls import TlsSession
 from ...wire import parse_http, split_parts
-from ..base import HopView, Host, Inbound, Outbound, TrustDecision, covers
+from ..base import HopView, Host, Inbound, Outbound, TrustDecision, access_allowed, covers
 from . import grammar as ngx
 from .http_realip import (
     ProxyProtocolInfo,
@@ -352,8 +352,6 @@ def _ngx_access(node: NginxStream | NginxHttp, peer: Endpoint, decisions: list[s
     (ngx_stream_access_module / ngx_http_access_module)."""
     if not node.access:
         return True
-    from ..base import access_allowed
-
     ip = addr if addr is not None else peer.host
     if isinstance(ip, str):
         return True  # a UNIX peer: the modules match unix: rules only
@@ -495,8 +493,6 @@ def _ngx_http(node: NginxHttp, conn: Inbound) -> Outbound:
                          f"{'on' if node.real_ip_recursive else 'off'}): {r.reason}")
     variables.update(dict(r.variables))
     # the access phase comes after realip's post-read phase: the rules see $remote_addr
-    from ipaddress import ip_address
-
     remote = r.variables.get("remote_addr", "")
     try:
         remote_ip: Any = ip_address(remote)
