@@ -162,7 +162,7 @@ def step(node: Broker, conn: Inbound) -> Outbound:
     addr_header = node.proxy_address_header if node.proxy_address_header is not None \
         else defaults[0]
     port_header = node.proxy_port_header if node.proxy_port_header is not None else defaults[1]
-    pp_obj = decode(pp_header, verify_crc32c=False) if pp_header and pp_source else None
+    pp_obj = header_obj if pp_source else None  # decoded once, above
     peer_ip = conn.peer.host
     res = emqx_ws_peer(format_ip(peer_ip), conn.peer.port or 0,  # type: ignore[arg-type]
                        headers, proxy_address_header=addr_header.lower(),
